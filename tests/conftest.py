@@ -1,0 +1,31 @@
+"""Shared fixtures: a tiny generated dataset and composed configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+# 2 objects x 6 timesteps x 4 views at 32 px: train {0..3}, val {4}, test {5}.
+TINY_GENERATOR = {
+    "seed": 0,
+    "image_size": 32,
+    "num_timesteps": 6,
+    "views_per_timestep": 4,
+    "val_timesteps": [4],
+    "test_timesteps": [5],
+    "schedule": "sine",
+    "amplitude_deg": 70.0,
+    "camera_radius": 25.0,
+    "num_objects": 2,
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Generated once per test run; tests must not modify it."""
+    from temporal_nsr.data.generate import generate_dataset
+
+    root = tmp_path_factory.mktemp("data") / "tiny"
+    generate_dataset(root, TINY_GENERATOR, progress=False)
+    return root
