@@ -1,0 +1,198 @@
+"""ViewPairDataModule: splits, samplers, loaders; no image logic."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader
+
+from temporal_nsr.data.dataset import DatasetError, RenderedViews
+from temporal_nsr.data.sampler import FixedPairs, SameObjectPairSampler
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+def _plain(value: Any) -> Any:
+    """Recursively turn mappings and sequences (e.g. OmegaConf nodes) into dicts and lists."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return [_plain(v) for v in value]
+    return value
+
+
+class ViewPairDataModule(LightningDataModule):
+    """Loads ``<root>/{train,val,test}`` as batches of ViewPair.
+
+    Training pairs come from SameObjectPairSampler, validation and test pairs from fixed seeded
+    lists (FixedPairs, seeds ``seed`` and ``seed + 1``). The samplers shard across ranks
+    themselves, so the trainer must run with ``use_distributed_sampler=False``.
+
+    Args:
+        name: dataset name (the folder under ``paths.data_dir``); informational.
+        root: dataset folder holding the split folders.
+        image_size: image side S in pixels; the data must match it.
+        num_timesteps: timesteps lie in [0, num_timesteps).
+        max_offset: largest |dt| of a pair; the model has 2 * max_offset + 1 slots.
+        batch_size: pairs per batch.
+        num_workers: DataLoader worker processes.
+        pin_memory: pin batches in page-locked memory (only when CUDA is available).
+        dt_distribution: "uniform" or "natural", see ``temporal_nsr.data.sampler``.
+        pairs_per_epoch: training pairs per epoch over all ranks; None = one per training image.
+        val_pairs: size of the fixed validation and test pair lists; None = one per image.
+        static: treat every (object, timestep) as its own static object at timestep 0.
+        seed: seeds every pair draw.
+        generator: generator config that ``prepare_data`` passes to
+            ``temporal_nsr.data.generate.ensure_dataset``; None = the data must exist at root.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        root: str | Path,
+        image_size: int,
+        num_timesteps: int,
+        max_offset: int,
+        batch_size: int,
+        num_workers: int = 0,
+        pin_memory: bool = True,
+        dt_distribution: str = "uniform",
+        pairs_per_epoch: int | None = None,
+        val_pairs: int | None = 512,
+        static: bool = False,
+        seed: int = 0,
+        generator: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        # Plain values only: checkpoints store these and must load with torch.load(weights_only).
+        root = str(root)
+        generator = _plain(generator)
+        self.save_hyperparameters()
+        self.root = Path(root)
+        self.datasets: dict[str, RenderedViews] = {}
+
+    def prepare_data(self) -> None:
+        if self.hparams.generator is not None:
+            from temporal_nsr.data.generate import ensure_dataset
+
+            ensure_dataset(self.root, _plain(self.hparams.generator))
+        elif not self.root.is_dir():
+            raise DatasetError(
+                f"dataset folder {self.root} does not exist and data.generator is null: set "
+                "data.root (or paths.data_dir) to an existing dataset, or give data.generator "
+                "to generate it"
+            )
+
+    def setup(self, stage: str | None = None) -> None:
+        needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
+        for split in needed.get(stage or "", SPLITS):
+            if split == "train" and split not in self.datasets:
+                self._dataset(split)
+                self._warn_unreachable_slots()
+            self._dataset(split)
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = self._dataset("train")
+        rank, world = self._replica()
+        sampler = SameObjectPairSampler(
+            dataset.object_id,
+            dataset.timestep,
+            max_offset=self.hparams.max_offset,
+            num_pairs=self.hparams.pairs_per_epoch or len(dataset),
+            dt_distribution=self.hparams.dt_distribution,
+            seed=self.hparams.seed,
+            num_replicas=world,
+            rank=rank,
+        )
+        return self._loader(dataset, sampler, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._fixed_loader("val", seed=self.hparams.seed)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._fixed_loader("test", seed=self.hparams.seed + 1)
+
+    def mean_train_image(self, chunk: int = 256) -> torch.Tensor:
+        """Return the mean training image, the "predict the average" baseline.
+
+        Args:
+            chunk: images summed per step, to bound memory.
+
+        Returns:
+            (3, S, S) float32 in [0, 1].
+        """
+        images = self._dataset("train").images  # (N, S, S, 3) uint8 memmap
+        total = np.zeros(images.shape[1:], dtype=np.float64)
+        for start in range(0, len(images), chunk):
+            total += images[start : start + chunk].sum(axis=0, dtype=np.float64)
+        mean = total / (len(images) * 255.0)
+        # (S, S, 3) -> (3, S, S)
+        return torch.from_numpy(mean.astype(np.float32)).permute(2, 0, 1).contiguous()
+
+    def _dataset(self, split: str) -> RenderedViews:
+        if split not in self.datasets:
+            self.datasets[split] = RenderedViews(
+                self.root / split,
+                image_size=self.hparams.image_size,
+                num_timesteps=self.hparams.num_timesteps,
+                static=self.hparams.static,
+            )
+        return self.datasets[split]
+
+    def _replica(self) -> tuple[int, int]:
+        """(rank, world size) from the attached trainer, else (0, 1)."""
+        if self.trainer is None:
+            return 0, 1
+        return self.trainer.global_rank, self.trainer.world_size
+
+    def _fixed_loader(self, split: str, seed: int) -> DataLoader:
+        dataset = self._dataset(split)
+        rank, world = self._replica()
+        sampler = FixedPairs(
+            dataset.object_id,
+            dataset.timestep,
+            max_offset=self.hparams.max_offset,
+            num_pairs=self.hparams.val_pairs or len(dataset),
+            dt_distribution=self.hparams.dt_distribution,
+            seed=seed,
+            num_replicas=world,
+            rank=rank,
+        )
+        return self._loader(dataset, sampler, drop_last=False)
+
+    def _loader(self, dataset: RenderedViews, sampler: Any, drop_last: bool) -> DataLoader:
+        workers = self.hparams.num_workers
+        return DataLoader(
+            dataset,
+            sampler=sampler,
+            batch_size=self.hparams.batch_size,
+            num_workers=workers,
+            pin_memory=bool(self.hparams.pin_memory) and torch.cuda.is_available(),
+            persistent_workers=workers > 0,
+            drop_last=drop_last,
+        )
+
+    def _warn_unreachable_slots(self) -> None:
+        """Warn when max_offset promises slots that no training pair can ever reach."""
+        train = self.datasets["train"]
+        m = self.hparams.max_offset
+        reachable = SameObjectPairSampler(train.object_id, train.timestep, m, 1).reachable_offsets()
+        missing = sorted(set(range(-m, m + 1)) - set(reachable.tolist()))
+        if missing:
+            log.warning(
+                "max_offset=%d but the train split of %s has no pair with dt in %s: latent "
+                "slots k = dt + max_offset %s never receive training signal; lower data.max_offset "
+                "or train on more timesteps",
+                m,
+                self.root,
+                missing,
+                [d + m for d in missing],
+            )

@@ -1,0 +1,254 @@
+"""SameObjectPairSampler: (source, target) index pairs of one object with |dt| <= max_offset.
+
+Candidates. For a source record i, the candidate targets C(i) are the other records j != i of the
+same object with |timestep[j] - timestep[i]| <= max_offset. A record with no candidate (its object
+has a single record, or no other record within the bound) is paired with itself: C(i) = {i}, a
+dt = 0 identity pair, so no record is silently dropped.
+
+Distributions of dt = timestep[target] - timestep[source]:
+
+* ``"uniform"`` (default): dt is drawn uniformly from the offsets that are reachable in this
+  split, i.e. the offsets d in [-max_offset, max_offset] for which at least one record has a
+  candidate at exactly that offset. Then the source is drawn uniformly among the records with a
+  candidate at offset dt, and the target uniformly among those candidates. Every reachable latent
+  slot (k = dt + max_offset) thus gets the same expected share of pairs, however few records
+  realise a large offset.
+* ``"natural"``: the source is drawn uniformly among all records and the target uniformly from
+  C(source), so dt follows the split's own pair statistics (small |dt| dominate).
+
+Every draw is vectorised with numpy over precomputed (object, timestep) group tables and comes
+from ``np.random.default_rng`` seeded by (seed, epoch): no global RNG, and the order is a pure
+function of the constructor arguments and the epoch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+from torch.utils.data import Sampler
+
+DT_DISTRIBUTIONS = ("uniform", "natural")
+
+
+class _PairTable:
+    """Index tables for drawing same-object pairs of one split.
+
+    Records are sorted by (object, timestep); each (object, timestep) group is a contiguous run
+    of that order, addressed by the dense key ``object_rank * span + (timestep - t_min)``.
+
+    Args:
+        object_id: (N,) int object of each record.
+        timestep: (N,) int timestep of each record.
+        max_offset: largest |dt| a pair may have.
+    """
+
+    def __init__(self, object_id: np.ndarray, timestep: np.ndarray, max_offset: int) -> None:
+        obj = np.asarray(object_id, dtype=np.int64).reshape(-1)
+        t = np.asarray(timestep, dtype=np.int64).reshape(-1)
+        if obj.shape != t.shape:
+            raise ValueError(f"object_id {obj.shape} and timestep {t.shape} differ in length")
+        if obj.size == 0:
+            raise ValueError("cannot draw pairs from an empty split")
+        if max_offset < 0:
+            raise ValueError(f"max_offset must be >= 0, got {max_offset}")
+        self.n = obj.size
+        self.max_offset = int(max_offset)
+        m = self.max_offset
+        _, obj_rank = np.unique(obj, return_inverse=True)
+        t_rel = t - t.min()
+        span = int(t_rel.max()) + 1
+        key = obj_rank * span + t_rel  # (N,) group key of each record
+        self.order = np.lexsort((t_rel, obj_rank))  # sorted position -> record index
+        sorted_key = key[self.order]
+        self.position = np.empty(self.n, dtype=np.int64)  # record index -> sorted position
+        self.position[self.order] = np.arange(self.n)
+        self.key, self.span, self.t_rel = key, span, t_rel
+        groups = np.arange((int(obj_rank.max()) + 1) * span)
+        self.group_start = np.searchsorted(sorted_key, groups, side="left")
+        group_count = np.searchsorted(sorted_key, groups, side="right") - self.group_start
+
+        # Natural: the candidates of i are the contiguous sorted run from (object, t - m) to
+        # (object, t + m), minus i itself.
+        base = obj_rank * span
+        self.lo = np.searchsorted(sorted_key, base + np.maximum(t_rel - m, 0), side="left")
+        hi = np.searchsorted(sorted_key, base + np.minimum(t_rel + m, span - 1), side="right")
+        self.num_candidates = hi - self.lo - 1  # (N,) excluding self
+        self.isolated = self.num_candidates == 0
+
+        # Uniform: (N, K) number of candidates of record i at offset d = k - m.
+        target_t = t_rel[:, None] + np.arange(-m, m + 1)[None, :]
+        inside = (target_t >= 0) & (target_t < span)
+        target_key = base[:, None] + np.clip(target_t, 0, span - 1)
+        self.avail = np.where(inside, group_count[target_key], 0)
+        self.avail[:, m] -= 1
+        self.avail[self.isolated, m] = 1  # the self-pair
+        self.reachable_slots = np.flatnonzero(self.avail.any(axis=0))
+        sources = [np.flatnonzero(self.avail[:, k]) for k in self.reachable_slots]
+        self.slot_sources = np.concatenate(sources)  # CSR: sources of each reachable slot
+        self.slot_len = np.array([s.size for s in sources], dtype=np.int64)
+        self.slot_ptr = np.concatenate([[0], np.cumsum(self.slot_len)[:-1]])
+
+    def reachable_offsets(self) -> np.ndarray:
+        """(R,) sorted int64 offsets dt that some pair of this split realises."""
+        return self.reachable_slots - self.max_offset
+
+    def draw(self, n: int, rng: np.random.Generator, dt_distribution: str) -> np.ndarray:
+        """Draw n pairs.
+
+        Returns:
+            (n, 2) int64 record indices (source, target).
+        """
+        if dt_distribution == "uniform":
+            which = rng.integers(self.reachable_slots.size, size=n)
+            slot = self.reachable_slots[which]
+            source = self.slot_sources[self.slot_ptr[which] + rng.integers(0, self.slot_len[which])]
+            dt = slot - self.max_offset
+            group = self.key[source] + dt
+            start = self.group_start[group]
+            r = rng.integers(0, self.avail[source, slot])
+            # At dt = 0 the source sits inside its own group: skip over it.
+            own = self.position[source] - start
+            r = np.where((dt == 0) & (r >= own), r + 1, r)
+        elif dt_distribution == "natural":
+            source = rng.integers(self.n, size=n)
+            start = self.lo[source]
+            r = rng.integers(0, np.maximum(self.num_candidates[source], 1))
+            r = np.where(r >= self.position[source] - start, r + 1, r)
+        else:
+            raise ValueError(
+                f"dt_distribution must be one of {DT_DISTRIBUTIONS}, got {dt_distribution!r}"
+            )
+        target = np.where(
+            self.isolated[source], source, self.order[np.minimum(start + r, self.n - 1)]
+        )
+        return np.stack([source, target], axis=1).astype(np.int64)
+
+
+def _check(num_pairs: int, dt_distribution: str, num_replicas: int, rank: int) -> None:
+    if num_pairs <= 0:
+        raise ValueError(f"num_pairs must be positive, got {num_pairs}")
+    if dt_distribution not in DT_DISTRIBUTIONS:
+        raise ValueError(
+            f"dt_distribution must be one of {DT_DISTRIBUTIONS}, got {dt_distribution!r}"
+        )
+    if num_replicas < 1 or not 0 <= rank < num_replicas:
+        raise ValueError(
+            f"need 0 <= rank < num_replicas, got rank={rank}, num_replicas={num_replicas}"
+        )
+
+
+def _as_tuples(pairs: np.ndarray) -> Iterator[tuple[int, int]]:
+    return zip(pairs[:, 0].tolist(), pairs[:, 1].tolist(), strict=True)
+
+
+class SameObjectPairSampler(Sampler[tuple[int, int]]):
+    """Yields (source, target) record indices of one object with |dt| <= max_offset.
+
+    Each epoch draws ``ceil(num_pairs / num_replicas) * num_replicas`` pairs from the RNG seeded
+    by (seed, epoch) and gives rank r the pairs r, r + R, r + 2R, ...: disjoint shares of equal
+    length, like DistributedSampler's padding, so every rank runs the same number of steps.
+    Call ``set_epoch`` before each epoch (Lightning does) for a fresh draw.
+
+    Args:
+        object_id: (N,) int object of each record (``RenderedViews.object_id``).
+        timestep: (N,) int timestep of each record (``RenderedViews.timestep``).
+        max_offset: largest |dt| a pair may have.
+        num_pairs: pairs per epoch over all ranks.
+        dt_distribution: "uniform" or "natural", see the module docstring.
+        seed: base seed; the draw depends on (seed, epoch) only.
+        num_replicas: number of ranks sharing the epoch.
+        rank: this rank, in [0, num_replicas).
+    """
+
+    def __init__(
+        self,
+        object_id: np.ndarray,
+        timestep: np.ndarray,
+        max_offset: int,
+        num_pairs: int,
+        dt_distribution: str = "uniform",
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
+        _check(num_pairs, dt_distribution, num_replicas, rank)
+        self.table = _PairTable(object_id, timestep, max_offset)
+        self.num_pairs = int(num_pairs)
+        self.dt_distribution = dt_distribution
+        self.seed = int(seed)
+        self.num_replicas = int(num_replicas)
+        self.rank = int(rank)
+        self.num_samples = math.ceil(self.num_pairs / self.num_replicas)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose pairs the next iteration yields."""
+        self.epoch = int(epoch)
+
+    def reachable_offsets(self) -> np.ndarray:
+        """(R,) sorted int64 offsets dt that this split can produce within max_offset."""
+        return self.table.reachable_offsets()
+
+    def all_pairs(self, epoch: int | None = None) -> np.ndarray:
+        """Return every rank's pairs of an epoch (default: the current one).
+
+        Returns:
+            (num_samples * num_replicas, 2) int64 (source, target); rank r owns rows r::R.
+        """
+        epoch = self.epoch if epoch is None else int(epoch)
+        rng = np.random.default_rng([self.seed, epoch])
+        return self.table.draw(self.num_samples * self.num_replicas, rng, self.dt_distribution)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return _as_tuples(self.all_pairs()[self.rank :: self.num_replicas])
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class FixedPairs(Sampler[tuple[int, int]]):
+    """A fixed, seeded list of same-object pairs for validation and testing.
+
+    ``pairs`` is drawn once, under the same rules as SameObjectPairSampler, from the RNG seeded by
+    ``seed`` alone, and is identical every epoch and for every world size. Ranks share it like
+    DistributedSampler: the list is padded by wrapping around to a multiple of num_replicas (at
+    most num_replicas - 1 repeated pairs) and rank r takes rows r::R.
+
+    Args:
+        object_id: (N,) int object of each record.
+        timestep: (N,) int timestep of each record.
+        max_offset: largest |dt| a pair may have.
+        num_pairs: size of the fixed list.
+        dt_distribution: "uniform" or "natural".
+        seed: fixes the list.
+        num_replicas: number of ranks.
+        rank: this rank, in [0, num_replicas).
+    """
+
+    def __init__(
+        self,
+        object_id: np.ndarray,
+        timestep: np.ndarray,
+        max_offset: int,
+        num_pairs: int,
+        dt_distribution: str = "uniform",
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
+        _check(num_pairs, dt_distribution, num_replicas, rank)
+        table = _PairTable(object_id, timestep, max_offset)
+        self.pairs = table.draw(int(num_pairs), np.random.default_rng(seed), dt_distribution)
+        self.num_replicas = int(num_replicas)
+        self.rank = int(rank)
+        self.num_samples = math.ceil(len(self.pairs) / self.num_replicas)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        total = self.num_samples * self.num_replicas
+        padded = np.resize(self.pairs, (total, 2))  # wraps around, like DistributedSampler
+        return _as_tuples(padded[self.rank :: self.num_replicas])
+
+    def __len__(self) -> int:
+        return self.num_samples

@@ -1,0 +1,145 @@
+"""ViewPairDataModule: loaders over the tiny dataset, generation on demand, the mean image."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from temporal_nsr.batch import ViewPair
+from temporal_nsr.data.datamodule import ViewPairDataModule
+from temporal_nsr.data.dataset import DatasetError
+
+from .conftest import TINY_GENERATOR
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "data" / "bend.yaml"
+
+
+@pytest.fixture(scope="module")
+def data(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private copy of tiny_data: setup writes image caches, and tiny_data must stay pristine."""
+    return shutil.copytree(tiny_data, tmp_path_factory.mktemp("dm") / "tiny")
+
+
+def make(root: Path, **overrides: Any) -> ViewPairDataModule:
+    kwargs = {
+        "name": "tiny",
+        "root": root,
+        "image_size": 32,
+        "num_timesteps": 6,
+        "max_offset": 3,
+        "batch_size": 4,
+        "num_workers": 0,
+        "pin_memory": False,
+        "dt_distribution": "uniform",
+        "pairs_per_epoch": None,
+        "val_pairs": 10,
+        "static": False,
+        "seed": 0,
+        "generator": None,
+    }
+    return ViewPairDataModule(**(kwargs | overrides))
+
+
+def test_constructor_parameters_are_the_config_keys(tmp_path: Path) -> None:
+    keys = set(OmegaConf.load(CONF)) - {"_target_"}
+    dm = make(tmp_path)
+    assert set(dm.hparams) == keys
+
+
+def test_hparams_load_from_a_weights_only_checkpoint(tmp_path: Path) -> None:
+    dm = make(tmp_path / "tiny", generator=OmegaConf.create(TINY_GENERATOR))
+    torch.save({"datamodule_hyper_parameters": dict(dm.hparams)}, tmp_path / "ckpt")
+    loaded = torch.load(tmp_path / "ckpt", weights_only=True)["datamodule_hyper_parameters"]
+    assert loaded["generator"] == TINY_GENERATOR
+    assert loaded["root"] == str(tmp_path / "tiny")
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_one_batch_from_each_loader(data: Path, num_workers: int) -> None:
+    dm = make(data, num_workers=num_workers)
+    dm.setup(None)
+    assert len(dm.train_dataloader()) == 2 * 4 * 4 // 4  # one pair per training image
+    for loader, times in (
+        (dm.train_dataloader(), {0, 1, 2, 3}),
+        (dm.val_dataloader(), {4}),
+        (dm.test_dataloader(), {5}),
+    ):
+        batch = next(iter(loader))
+        assert isinstance(batch, ViewPair)
+        assert batch.source.shape == batch.target.shape == (4, 3, 32, 32)
+        assert batch.source.dtype == torch.float32
+        assert batch.source_pose.shape == batch.target_pose.shape == (4, 2)
+        assert batch.source_time.shape == batch.object_id.shape == (4,)
+        assert batch.object_id.dtype == batch.target_time.dtype == torch.int64
+        assert set(batch.source_time.tolist()) | set(batch.target_time.tolist()) <= times
+        assert batch.dt.abs().max() <= 3
+    assert len(dm.val_dataloader()) == 3  # 10 fixed pairs, batches of 4
+
+
+def test_loaders_shard_across_ranks(data: Path) -> None:
+    shares = []
+    for rank in range(2):
+        dm = make(data, val_pairs=9)
+        dm.trainer = SimpleNamespace(global_rank=rank, world_size=2)
+        dm.setup("fit")
+        assert len(dm.train_dataloader().sampler) == 16
+        shares.append(list(dm.val_dataloader().sampler))
+    assert len(shares[0]) == len(shares[1]) == 5
+    single = make(data, val_pairs=9)
+    single.setup("validate")
+    assert set(shares[0]) | set(shares[1]) == set(single.val_dataloader().sampler)
+
+
+def test_prepare_data_generates_once(tmp_path: Path) -> None:
+    root = tmp_path / "tiny"
+    dm = make(root, generator=OmegaConf.create(TINY_GENERATOR))
+    dm.prepare_data()
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["test", "train", "val"]
+    stamps = {p: p.stat().st_mtime_ns for p in root.rglob("*.png")}
+    dm.prepare_data()  # the manifest matches: reused, nothing rewritten
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*.png")} == stamps
+    dm.setup("fit")
+    assert len(dm.datasets["train"]) == 32
+
+
+def test_prepare_data_without_generator_needs_the_data(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="data.generator"):
+        make(tmp_path / "missing").prepare_data()
+
+
+def test_mean_train_image(data: Path) -> None:
+    dm = make(data)
+    mean = dm.mean_train_image(chunk=5)
+    assert mean.shape == (3, 32, 32) and mean.dtype == torch.float32
+    assert mean.min() >= 0.0 and mean.max() <= 1.0
+    images = np.asarray(dm.datasets["train"].images, dtype=np.float64) / 255
+    expected = torch.from_numpy(images.mean(axis=0)).permute(2, 0, 1).float()
+    torch.testing.assert_close(mean, expected)
+
+
+def test_warns_about_slots_that_never_train(data: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="temporal_nsr.data.datamodule"):
+        make(data, max_offset=3).setup("fit")
+    assert not caplog.records
+    with caplog.at_level(logging.WARNING, logger="temporal_nsr.data.datamodule"):
+        make(data, max_offset=5).setup("fit")
+    (record,) = caplog.records
+    assert "[-5, -4, 4, 5]" in record.getMessage()  # train timesteps 0..3 reach |dt| <= 3
+    assert "[0, 1, 9, 10]" in record.getMessage()
+
+
+def test_static_mode(data: Path) -> None:
+    dm = make(data, static=True, max_offset=0)
+    dm.setup("fit")
+    train = dm.datasets["train"]
+    assert len(np.unique(train.object_id)) == 2 * 4
+    batch = next(iter(dm.train_dataloader()))
+    assert batch.source_time.eq(0).all() and batch.dt.eq(0).all()
