@@ -1,0 +1,159 @@
+"""Encoder: image (B, 3, S, S) -> latent (B, K, C, D, H, W), one scene per time offset."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from temporal_nsr.model.blocks import PointwiseConvs, ResNet2d, ResNet3d, resample_side
+
+
+def spherical_mask(side: int) -> Tensor:
+    """(side, side, side) float mask: 1 inside the largest ball in the cube, 0 outside.
+
+    Voxel (i, j, k) is kept when its squared index distance from the centre
+    (side - 1) / 2 is at most ((side - 1) / 2) ** 2, as in ENR's ``SphericalMask``.
+    """
+    centre = (side - 1) / 2
+    axis = (torch.arange(side, dtype=torch.float64) - centre) ** 2
+    dist2 = axis[:, None, None] + axis[None, :, None] + axis[None, None, :]
+    return (dist2 <= centre**2).float()
+
+
+class Encoder(nn.Module):
+    """Inverse renderer: one image -> K = 2 * max_offset + 1 spherical scenes.
+
+    Pipeline (ENR's inverse renderer plus the temporal lift):
+    image -> ``resnet_2d`` (channels_2d, strides_2d) -> ``inverse_projection`` (1x1 convs
+    with channels ``inverse_projection``, then the channel axis is read as
+    (C3, depth) with depth = 2D feature side) -> ``resnet_3d`` (channels_3d, strides_3d,
+    then the temporal lift: one stage per ``lift_strides`` entry with K * C channels)
+    -> reshape to (K, C) -> spherical mask.
+
+    ENR sizes at 128 px (DESIGN.md section 3): channels_2d 64,64,128,128,128,128,256,256,
+    128,128,128, strides_2d 1,1,2,1,2,1,2,1,-2,1,1 (feature map 256 x 32 x 32);
+    inverse_projection 256,512,1024 (-> 32 x 32^3); channels_3d 32,32,128,128,128,
+    strides_3d 1,1,2,1,1; lift_strides -2,1,1; scene C x 32^3. latent_channels = 64 and
+    max_offset = 0 is ENR's rotation-only model (ENR's channels_3d 32,32,128,128,128,64,
+    64,64 with strides 1,1,2,1,1,-2,1,1); the temporal model used C = 3.
+
+    State-dict mapping from an ENR ``NeuralRenderer``: ``inv_transform_2d.forward_layers``
+    -> ``resnet_2d.layers``, ``inv_projection.forward_layers`` -> ``inverse_projection.layers``,
+    ``inv_transform_3d.forward_layers`` -> ``resnet_3d.layers`` (same indices; inside a
+    residual block ``residual_layers.forward_layers`` -> ``body``). ENR's
+    ``spherical_mask.mask`` has no counterpart: our mask is a non-persistent buffer.
+
+    Args:
+        image_size: side S of the square RGB input images.
+        max_offset: largest |dt| the latent represents; K = 2 * max_offset + 1 slots.
+        latent_channels: C, channels per scene slot.
+        channels_2d: output channels per 2D stage.
+        strides_2d: stride per 2D stage (1, 2 or -2).
+        inverse_projection: channels of the 1x1 convs; the last must be a multiple of the
+            2D feature side (it becomes C3 x depth).
+        channels_3d: output channels per 3D stage before the lift.
+        strides_3d: stride per 3D stage before the lift.
+        lift_strides: stride per lift stage; each outputs K * C channels.
+        num_groups: GroupNorm cap; None follows ENR's channel-count table.
+
+    Raises:
+        ValueError: if the lists disagree in length, a stride is invalid, a stride-2 stage
+            meets an odd side, the last inverse projection width is not divisible by the
+            feature side, the lift is empty, or K, C are not positive.
+    """
+
+    def __init__(
+        self,
+        image_size: int,
+        max_offset: int,
+        latent_channels: int,
+        channels_2d: Sequence[int],
+        strides_2d: Sequence[int],
+        inverse_projection: Sequence[int],
+        channels_3d: Sequence[int],
+        strides_3d: Sequence[int],
+        lift_strides: Sequence[int],
+        num_groups: int | None = None,
+    ) -> None:
+        super().__init__()
+        if max_offset < 0:
+            raise ValueError(f"max_offset must be >= 0, got {max_offset}")
+        if latent_channels < 1:
+            raise ValueError(f"latent_channels must be >= 1, got {latent_channels}")
+        if not lift_strides:
+            raise ValueError("lift_strides needs at least one stage (it produces K * C channels)")
+        for name, chans, strides in (
+            ("2d", channels_2d, strides_2d),
+            ("3d", channels_3d, strides_3d),
+        ):
+            if len(chans) != len(strides) or not chans:
+                raise ValueError(
+                    f"channels_{name} ({len(chans)}) and strides_{name} ({len(strides)}) "
+                    "must be non-empty and of equal length"
+                )
+        if not inverse_projection:
+            raise ValueError("inverse_projection needs at least one layer")
+        self.image_size = int(image_size)
+        self._max_offset = int(max_offset)
+        self.latent_channels = int(latent_channels)
+
+        feature_side = resample_side(self.image_size, strides_2d, "strides_2d")
+        if inverse_projection[-1] % feature_side:
+            raise ValueError(
+                f"inverse_projection[-1] = {inverse_projection[-1]} must be divisible by the "
+                f"2D feature side {feature_side} (it is reshaped to channels x depth)"
+            )
+        self._volume_channels = int(inverse_projection[-1]) // feature_side
+        scene_side = resample_side(feature_side, strides_3d, "strides_3d")
+        scene_side = resample_side(scene_side, lift_strides, "lift_strides")
+
+        lift_channels = self.num_slots * self.latent_channels
+        self.resnet_2d = ResNet2d(3, channels_2d, strides_2d, num_groups=num_groups)
+        self.inverse_projection = PointwiseConvs(
+            int(channels_2d[-1]), inverse_projection, num_groups=num_groups
+        )
+        # The lift is the tail of the same stack, so indices match ENR's inv_transform_3d.
+        self.resnet_3d = ResNet3d(
+            self._volume_channels,
+            [*channels_3d, *[lift_channels] * len(lift_strides)],
+            [*strides_3d, *lift_strides],
+            num_groups=num_groups,
+        )
+        self._scene_side = scene_side
+        self.register_buffer("mask", spherical_mask(scene_side), persistent=False)
+
+    @property
+    def max_offset(self) -> int:
+        """Largest |dt| represented."""
+        return self._max_offset
+
+    @property
+    def num_slots(self) -> int:
+        """K = 2 * max_offset + 1; slot k holds the scene at dt = k - max_offset."""
+        return 2 * self._max_offset + 1
+
+    @property
+    def scene_shape(self) -> tuple[int, int, int, int]:
+        """(C, D, H, W) of one slot."""
+        side = self._scene_side
+        return (self.latent_channels, side, side, side)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Infer the time-offset scenes of each image.
+
+        Args:
+            images: (B, 3, S, S) RGB in [0, 1].
+
+        Returns:
+            (B, K, C, D, H, W) latent; zero outside the inscribed sphere of the grid.
+        """
+        features = self.inverse_projection(self.resnet_2d(images))
+        b, _, h, w = features.shape
+        # (B, C3 * depth, H, W) -> (B, C3, depth, H, W): channel index = c3 * depth + d
+        volume = features.view(b, self._volume_channels, h, h, w)
+        scenes = self.resnet_3d(volume)
+        # (B, K * C, D, H, W) -> (B, K, C, D, H, W): channel index = k * C + c
+        scenes = scenes.view(b, self.num_slots, self.latent_channels, *scenes.shape[-3:])
+        return scenes * self.mask.to(scenes.dtype)

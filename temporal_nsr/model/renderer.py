@@ -1,0 +1,176 @@
+"""SceneRenderer: the network's forward rendering, encode -> take slot dt -> rotate -> decode.
+
+No losses here; ``lit_module.py`` compares ``RenderOutput.image`` with the target.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from temporal_nsr.model.decoder import Decoder
+from temporal_nsr.model.encoder import Encoder
+from temporal_nsr.model.rotation import LatentRotation
+
+
+class RenderOutput(NamedTuple):
+    """What one forward pass produces."""
+
+    image: Tensor  # (B, 3, S, S) in [0, 1], the rendered target view
+    latent: Tensor  # (B, K, C, D, H, W) all time-offset scenes of the source images
+
+
+class SceneRenderer(nn.Module):
+    """Image at one pose and time -> image at another pose and time offset dt.
+
+    Slot k of the latent holds the scene at dt = k - max_offset. Only the selected slot is
+    rotated and decoded, so a step costs about what an ENR step costs.
+
+    State-dict keys: ``encoder.*`` and ``decoder.*`` (see ``Encoder`` and ``Decoder`` for
+    the mapping from ENR's ``NeuralRenderer``); the rotation has no parameters.
+
+    Args:
+        encoder: image -> (B, K, C, D, H, W) latent.
+        rotation: rotates (B, C, D, H, W) scenes from source to target pose.
+        decoder: (B, C, D, H, W) scene -> (B, 3, S, S) image.
+    """
+
+    def __init__(self, encoder: Encoder, rotation: LatentRotation, decoder: Decoder) -> None:
+        super().__init__()
+        if encoder.latent_channels != decoder.latent_channels:
+            raise ValueError(
+                f"encoder has {encoder.latent_channels} latent channels, decoder "
+                f"{decoder.latent_channels}"
+            )
+        if encoder.scene_shape[1] != decoder.scene_side:
+            raise ValueError(
+                f"encoder scenes are {encoder.scene_shape[1]}^3, the decoder expects "
+                f"{decoder.scene_side}^3"
+            )
+        self.encoder = encoder
+        self.rotation = rotation
+        self.decoder = decoder
+
+    @property
+    def max_offset(self) -> int:
+        """Largest |dt| the latent represents."""
+        return self.encoder.max_offset
+
+    def encode(self, images: Tensor) -> Tensor:
+        """(B, 3, S, S) images in [0, 1] -> (B, K, C, D, H, W) latent."""
+        return self.encoder(images)
+
+    def check_offsets(self, dt: Tensor) -> None:
+        """Raise ValueError unless every |dt| <= max_offset (NaN included).
+
+        Reading the result synchronises with the device once; ``forward`` calls this
+        before any network work is queued, so little waiting is involved.
+        """
+        bound = self.max_offset
+        bad = ~(dt.abs() <= bound)
+        if bool(bad.any()):
+            raise ValueError(
+                f"time offsets must lie in [-max_offset, max_offset] = [-{bound}, {bound}]; "
+                f"got {dt[bad].tolist()}"
+            )
+
+    def select_slot(self, latent: Tensor, dt: Tensor) -> Tensor:
+        """Scene of each item moved by its time offset.
+
+        Args:
+            latent: (B, K, C, D, H, W) time-offset scenes.
+            dt: (B,) offsets in time steps. Integer dtypes pick slot dt + max_offset;
+                floating dtypes linearly interpolate the two neighbouring slots (an
+                integral float value returns that slot exactly).
+
+        Returns:
+            (B, C, D, H, W) selected scenes.
+
+        Raises:
+            ValueError: if some |dt| > max_offset.
+        """
+        self.check_offsets(dt)
+        return self._select_slot(latent, dt)
+
+    def _select_slot(self, latent: Tensor, dt: Tensor) -> Tensor:
+        batch = torch.arange(latent.shape[0], device=latent.device)
+        dt = dt.to(latent.device)
+        if not dt.is_floating_point():
+            # (B, K, C, D, H, W) -> (B, C, D, H, W): slot dt + max_offset
+            return latent[batch, dt + self.max_offset]
+        position = dt.to(latent.dtype) + self.max_offset  # in [0, K - 1]
+        lower = position.floor().clamp(0, max(latent.shape[1] - 2, 0)).long()
+        upper = (lower + 1).clamp(max=latent.shape[1] - 1)
+        weight = (position - lower).view(-1, 1, 1, 1, 1)  # 0 at slot lower, 1 at upper
+        # (1 - w) a + w b (not a + w (b - a)) returns a slot exactly at w = 0 or 1.
+        return (1 - weight) * latent[batch, lower] + weight * latent[batch, upper]
+
+    def render(self, scene: Tensor, source_pose: Tensor, target_pose: Tensor) -> Tensor:
+        """Rotate scenes from the source pose to the target pose and decode them.
+
+        Args:
+            scene: (B, C, D, H, W) scenes as inferred at ``source_pose``.
+            source_pose: (B, 2) azimuth, elevation in degrees of the input view.
+            target_pose: (B, 2) azimuth, elevation in degrees of the wanted view.
+
+        Returns:
+            (B, 3, S, S) images in [0, 1].
+        """
+        return self.decoder(self.rotation(scene, source_pose, target_pose))
+
+    def forward(
+        self, images: Tensor, source_pose: Tensor, target_pose: Tensor, dt: Tensor
+    ) -> RenderOutput:
+        """Render each image at its target pose, dt time steps later.
+
+        Args:
+            images: (B, 3, S, S) source images in [0, 1].
+            source_pose: (B, 2) azimuth, elevation in degrees of the source images.
+            target_pose: (B, 2) azimuth, elevation in degrees to render at.
+            dt: (B,) time offsets, |dt| <= max_offset; int picks a slot, float
+                interpolates.
+
+        Returns:
+            ``RenderOutput`` with the (B, 3, S, S) renders and the (B, K, C, D, H, W) latent.
+        """
+        self.check_offsets(dt)
+        latent = self.encode(images)
+        scene = self._select_slot(latent, dt)
+        return RenderOutput(self.render(scene, source_pose, target_pose), latent)
+
+    def render_views(
+        self,
+        latent: Tensor,
+        source_pose: Tensor,
+        target_poses: Tensor,
+        dt: Tensor,
+        chunk_size: int | None = None,
+    ) -> Tensor:
+        """Novel views of ONE input at many poses and time offsets.
+
+        Args:
+            latent: (K, C, D, H, W) latent of a single image.
+            source_pose: (2,) azimuth, elevation in degrees of that image.
+            target_poses: (N, 2) azimuth, elevation in degrees to render at.
+            dt: (N,) time offsets (int or float, see ``select_slot``).
+            chunk_size: decode at most this many views at once (bounds memory); None
+                decodes all N together.
+
+        Returns:
+            (N, 3, S, S) images in [0, 1].
+        """
+        n = target_poses.shape[0]
+        if dt.shape != (n,):
+            raise ValueError(f"dt must have shape ({n},), got {tuple(dt.shape)}")
+        self.check_offsets(dt)
+        step = n if chunk_size is None else chunk_size
+        views = []
+        for start in range(0, n, max(step, 1)):
+            poses, offsets = target_poses[start : start + step], dt[start : start + step]
+            m = poses.shape[0]
+            # (K, C, D, H, W) -> (m, K, C, D, H, W) without copying; then one slot each.
+            scene = self._select_slot(latent.expand(m, *latent.shape), offsets)
+            views.append(self.render(scene, source_pose.expand(m, 2), poses))
+        return torch.cat(views) if len(views) > 1 else views[0]
