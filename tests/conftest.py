@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from omegaconf import DictConfig
+
+from temporal_nsr.config import CONF_DIR, compose_config
 
 # 2 objects x 6 timesteps x 4 views at 32 px: train {0..3}, val {4}, test {5}.
 TINY_GENERATOR = {
@@ -29,3 +32,20 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("data") / "tiny"
     generate_dataset(root, TINY_GENERATOR, progress=False)
     return root
+
+
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+
+
+@pytest.fixture
+def cfg_train(tiny_data: Path, tmp_path: Path) -> DictConfig:
+    """experiment=tiny on the tiny dataset, writing into tmp_path, no loggers."""
+    return compose_config(
+        [
+            "experiment=tiny",
+            "logger=none",
+            f"data.root={tiny_data}",
+            f"paths.output_dir={tmp_path}",
+            f"hydra.run.dir={tmp_path}",
+        ]
+    )

@@ -29,21 +29,9 @@ from temporal_nsr.data.generate import (
     resolve_config,
     twist_angle_deg,
 )
+from tests.conftest import TINY_GENERATOR
 
 REPO = Path(__file__).resolve().parents[1]
-# The conftest's tiny config: 2 objects x 6 timesteps x 4 views at 32 px, val {4}, test {5}.
-TINY_GENERATOR = {
-    "seed": 0,
-    "image_size": 32,
-    "num_timesteps": 6,
-    "views_per_timestep": 4,
-    "val_timesteps": [4],
-    "test_timesteps": [5],
-    "schedule": "sine",
-    "amplitude_deg": 70.0,
-    "camera_radius": 25.0,
-    "num_objects": 2,
-}
 
 
 def _tiny(**overrides: Any) -> dict[str, Any]:
@@ -51,8 +39,12 @@ def _tiny(**overrides: Any) -> dict[str, Any]:
 
 
 def _files(root: Path) -> dict[str, bytes]:
+    """Every generated file; readers' caches (dot folders such as .cache/) are not output."""
+    files = (p for p in sorted(root.rglob("*")) if p.is_file())
     return {
-        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+        str(p.relative_to(root)): p.read_bytes()
+        for p in files
+        if not any(part.startswith(".") for part in p.relative_to(root).parts)
     }
 
 

@@ -1,0 +1,60 @@
+# make help: list the targets. Every target sets up the virtual environment first if needed.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+EXPERIMENT ?=
+ARGS ?=
+export PROJECT_ROOT := $(CURDIR)
+
+.DEFAULT_GOAL := help
+.PHONY: help install format lint test test-all data train sweep bench clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the package with its dev tools (CPU torch 2.13)
+
+format: $(STAMP) ## format the code with ruff
+	$(VENV)/bin/ruff format temporal_nsr tests
+	$(VENV)/bin/ruff check --fix temporal_nsr tests
+
+lint: $(STAMP) ## ruff lint and format check
+	$(VENV)/bin/ruff check temporal_nsr tests
+	$(VENV)/bin/ruff format --check temporal_nsr tests
+
+test: $(STAMP) ## run the fast test suite (what CI runs)
+	WANDB_MODE=disabled $(PY) -m pytest -m "not slow and not gpu" -q
+
+test-all: $(STAMP) ## run every test, slow ones included (gpu ones skip without CUDA)
+	WANDB_MODE=disabled $(PY) -m pytest -q
+
+data: $(STAMP) ## generate the default bending-bar dataset into data/ (ARGS=... for overrides)
+	$(PY) -m temporal_nsr.data.generate $(ARGS)
+
+train: $(STAMP) ## the main job: bend_20t on a GPU, bend_20t_cpu without (EXPERIMENT=..., ARGS=...)
+	@exp="$(EXPERIMENT)"; \
+	if [ -z "$$exp" ]; then \
+	  if $(PY) -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then \
+	    exp=bend_20t; echo "GPU found: training experiment=bend_20t (override: make train EXPERIMENT=...)"; \
+	  else \
+	    exp=bend_20t_cpu; echo "No GPU: training the CPU-sized experiment=bend_20t_cpu (override: make train EXPERIMENT=...)"; \
+	  fi; \
+	fi; \
+	$(PY) -m temporal_nsr.train experiment=$$exp $(ARGS)
+
+sweep: $(STAMP) ## Hydra multirun over the smoothness grid of bend_20t
+	$(PY) -m temporal_nsr.train -m hparams_search=smoothness_grid experiment=bend_20t $(ARGS)
+
+bench: $(STAMP) ## benchmarks -> outputs/bench/bench.json (ARGS=--quick for a smoke run)
+	$(PY) -m temporal_nsr.bench $(ARGS)
+
+clean: ## remove caches (never outputs/ or data/)
+	rm -rf .pytest_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -not -path "./$(VENV)/*" -prune -exec rm -rf {} +

@@ -1,0 +1,110 @@
+"""LogNovelViews: image grids and time sweeps sent to the active loggers and the run folder."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
+from PIL import Image
+from torch import Tensor
+
+from temporal_nsr.batch import ViewPair
+
+log = logging.getLogger(__name__)
+
+
+def image_grid(rows: list[Tensor], pad: int = 2) -> Tensor:
+    """Tile image rows into one picture on a white background.
+
+    Args:
+        rows: each (N, 3, S, S) in [0, 1]; all rows have the same N and S.
+        pad: white pixels between tiles.
+
+    Returns:
+        (3, H, W) float image in [0, 1].
+    """
+    n, _, s, _ = rows[0].shape
+    grid = torch.ones(3, len(rows) * (s + pad) + pad, n * (s + pad) + pad)
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row.detach().float().cpu().clamp(0, 1)):
+            top, left = pad + r * (s + pad), pad + c * (s + pad)
+            grid[:, top : top + s, left : left + s] = image
+    return grid
+
+
+def to_uint8(image: Tensor) -> np.ndarray:
+    """(3, H, W) float in [0, 1] -> (H, W, 3) uint8 for PIL and the loggers."""
+    return (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+class LogNovelViews(L.Callback):
+    """Every N validation epochs, render fixed validation pairs and a time sweep.
+
+    Writes `<default_root_dir>/media/<key>_step<global step>.png` and logs the same picture to
+    W&B (image panel) or TensorBoard when those loggers are active.
+
+    Args:
+        every_n_epochs: log after every N-th validation epoch.
+        num_examples: pairs shown in the input / target / rendered grid.
+    """
+
+    def __init__(self, every_n_epochs: int = 1, num_examples: int = 6) -> None:
+        self.every_n_epochs = every_n_epochs
+        self.num_examples = num_examples
+        self._batch: ViewPair | None = None
+
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ):
+        if self._batch is None and batch_idx == 0:
+            # Keep the first validation batch (fixed pairs) so every epoch shows the same views.
+            self._batch = ViewPair(*(f[: self.num_examples].detach().clone() for f in batch))
+
+    @rank_zero_only
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
+        if self._batch is None or trainer.sanity_checking:
+            return
+        if (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        batch = ViewPair(*(f.to(pl_module.device) for f in self._batch))
+        with torch.no_grad():
+            renders = pl_module.render_pairs(batch)
+            n = batch.source.shape[0]
+            pairs = image_grid([batch.source, batch.target, renders.prediction[:n]])
+            sweep = self._time_sweep(pl_module, batch)
+        self._publish(trainer, "val/pairs", pairs, "rows: input, target, rendered")
+        self._publish(trainer, "val/time_sweep", sweep, "rows: input; every slot at the input pose")
+
+    @staticmethod
+    def _time_sweep(pl_module, batch: ViewPair) -> Tensor:
+        """One input rendered at every time offset, at its own pose."""
+        renderer = pl_module.renderer
+        k = 2 * pl_module.max_offset + 1
+        latent = renderer.encode(batch.source[:1])  # (1, K, C, D, H, W)
+        dt = torch.arange(k, device=latent.device) - pl_module.max_offset  # (K,)
+        scene = renderer.select_slot(latent.expand(k, *latent.shape[1:]), dt)  # (K, C, D, H, W)
+        pose = batch.source_pose[:1].expand(k, 2)
+        frames = renderer.render(scene, pose, pose)  # (K, 3, S, S)
+        blank = torch.ones_like(frames)
+        blank[0] = batch.source[0]
+        return image_grid([blank, frames])
+
+    @staticmethod
+    def _publish(trainer: L.Trainer, key: str, image: Tensor, caption: str) -> None:
+        picture = to_uint8(image)
+        folder = Path(trainer.default_root_dir) / "media"
+        folder.mkdir(parents=True, exist_ok=True)
+        name = key.replace("/", "_")
+        Image.fromarray(picture).save(folder / f"{name}_step{trainer.global_step:07d}.png")
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image(
+                    key=key, images=[picture], caption=[caption], step=trainer.global_step
+                )
+            elif isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_image(key, picture, trainer.global_step, dataformats="HWC")

@@ -1,0 +1,24 @@
+"""Compose the project's Hydra configs outside `@hydra.main` (tests, benchmarks, notebooks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def compose_config(overrides: list[str], config_name: str = "train") -> DictConfig:
+    """Compose `conf/<config_name>.yaml` as the CLI would, with ${hydra:...} resolvable.
+
+    Args:
+        overrides: command-line style overrides, e.g. ["experiment=tiny", "logger=none"].
+        config_name: the entry point's primary config.
+    """
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose(config_name, return_hydra_config=True, overrides=overrides)
+    HydraConfig().set_config(cfg)  # lets ${hydra:...} resolve outside @hydra.main
+    return cfg

@@ -1,0 +1,138 @@
+"""TemporalNSRModule: training, validation and test steps around a SceneRenderer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import lightning as L
+import torch
+from torch import Tensor
+from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+from temporal_nsr.batch import ViewPair
+from temporal_nsr.losses import RECONSTRUCTION_LOSSES, LossTerms, total_loss
+from temporal_nsr.model.renderer import SceneRenderer
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
+
+
+class PairRenders(NamedTuple):
+    """Both directions of a batch of pairs, stacked: first a -> b, then b -> a."""
+
+    prediction: Tensor  # (2B, 3, S, S) rendered images
+    truth: Tensor  # (2B, 3, S, S) the images they should match
+    latent: Tensor  # (2B, K, C, D, H, W) latents of the inputs
+    dt: Tensor  # (2B,) time offset rendered
+
+
+class TemporalNSRModule(L.LightningModule):
+    """Learns a temporally equivariant scene representation from image pairs.
+
+    Args:
+        renderer: the network (encoder, rotation, decoder).
+        optimizer: a factory taking the parameters (Hydra `_partial_: true`).
+        latent_channels: C, channels per scene; the configs feed the encoder and decoder from
+            this one number (`model.latent_channels`), and it must match the renderer's.
+        scheduler: optional factory taking the optimizer; stepped every epoch.
+        loss: reconstruction loss, "l1" (ENR) or "l2".
+        ssim_weight: weight of 1 - SSIM (0.05 in ENR).
+        smoothness_weight: weight of the mean squared difference of neighbouring slots.
+    """
+
+    def __init__(
+        self,
+        renderer: SceneRenderer,
+        optimizer: OptimizerFactory,
+        latent_channels: int,
+        scheduler: SchedulerFactory | None = None,
+        loss: str = "l1",
+        ssim_weight: float = 0.05,
+        smoothness_weight: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if renderer.encoder.latent_channels != latent_channels:
+            raise ValueError(
+                f"model.latent_channels={latent_channels} but the encoder makes "
+                f"{renderer.encoder.latent_channels}; set model.renderer.encoder.latent_channels "
+                "to ${model.latent_channels} (as conf/model/enr.yaml does)"
+            )
+        if loss not in RECONSTRUCTION_LOSSES:
+            raise ValueError(f"model.loss={loss!r}: use one of {RECONSTRUCTION_LOSSES}")
+        self.save_hyperparameters(ignore=["renderer", "optimizer", "scheduler"])
+        self.renderer = renderer
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.loss_kind = loss
+        self.ssim_weight = ssim_weight
+        self.smoothness_weight = smoothness_weight
+        # One metric object per stage so validation and test never share state.
+        self.psnr = torch.nn.ModuleDict(
+            {s: PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3)) for s in ("val", "test")}
+        )
+        self.ssim = torch.nn.ModuleDict(
+            {s: StructuralSimilarityIndexMeasure(data_range=1.0) for s in ("val", "test")}
+        )
+
+    @property
+    def max_offset(self) -> int:
+        return self.renderer.encoder.max_offset
+
+    def render_pairs(self, batch: ViewPair) -> PairRenders:
+        """Render each pair in both directions (DESIGN.md §3, "Temporal lift").
+
+        a -> b takes slot dt = t_b - t_a of a's latent, rotates it to b's pose and decodes it;
+        b -> a takes slot -dt of b's latent at a's pose. Both run as one batch of 2B.
+        """
+        images = torch.cat([batch.source, batch.target])  # (2B, 3, S, S)
+        truth = torch.cat([batch.target, batch.source])
+        from_pose = torch.cat([batch.source_pose, batch.target_pose])  # (2B, 2) degrees
+        to_pose = torch.cat([batch.target_pose, batch.source_pose])
+        dt = batch.dt
+        dt = torch.cat([dt, -dt])  # (2B,)
+        latent = self.renderer.encode(images)  # (2B, K, C, D, H, W)
+        scene = self.renderer.select_slot(latent, dt)  # (2B, C, D, H, W)
+        prediction = self.renderer.render(scene, from_pose, to_pose)
+        return PairRenders(prediction, truth, latent, dt)
+
+    def _loss(self, renders: PairRenders) -> LossTerms:
+        return total_loss(
+            renders.prediction,
+            renders.truth,
+            renders.latent,
+            self.loss_kind,
+            self.ssim_weight,
+            self.smoothness_weight,
+        )
+
+    def training_step(self, batch: ViewPair, batch_idx: int) -> Tensor:
+        terms = self._loss(self.render_pairs(batch))
+        n = batch.source.shape[0]
+        parts = {f"train/{k}": v for k, v in terms._asdict().items() if k != "loss"}
+        self.log_dict(parts, batch_size=n)
+        self.log("train/loss", terms.loss, prog_bar=True, batch_size=n)
+        return terms.loss
+
+    def _evaluation_step(self, batch: ViewPair, stage: str) -> None:
+        renders = self.render_pairs(batch)
+        terms = self._loss(renders)
+        prediction = renders.prediction.float().clamp(0, 1)
+        self.psnr[stage](prediction, renders.truth)
+        self.ssim[stage](prediction, renders.truth)
+        n = batch.source.shape[0]
+        self.log(f"{stage}/loss", terms.loss, sync_dist=True, batch_size=n)
+        self.log(f"{stage}/psnr", self.psnr[stage], prog_bar=True, batch_size=n)
+        self.log(f"{stage}/ssim", self.ssim[stage], batch_size=n)
+
+    def validation_step(self, batch: ViewPair, batch_idx: int) -> None:
+        self._evaluation_step(batch, "val")
+
+    def test_step(self, batch: ViewPair, batch_idx: int) -> None:
+        self._evaluation_step(batch, "test")
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
