@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from temporal_nsr.config import CONF_DIR, compose_config
 
@@ -49,3 +49,22 @@ def cfg_train(tiny_data: Path, tmp_path: Path) -> DictConfig:
             f"hydra.run.dir={tmp_path}",
         ]
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder of experiment=tiny (.hydra/config.yaml + checkpoints/last.ckpt), once per
+    test run; tests may add output folders (eval/, render/) but must not change the rest."""
+    from temporal_nsr.train import train
+
+    run_dir = tmp_path_factory.mktemp("run")
+    checkpoint = "lightning.pytorch.callbacks.ModelCheckpoint"
+    cfg = compose_config(
+        ["experiment=tiny", "logger=none", "callbacks=none", f"data.root={tiny_data}",
+         f"paths.output_dir={run_dir}", f"+callbacks.ckpt._target_={checkpoint}",
+         f"+callbacks.ckpt.dirpath={run_dir}/checkpoints", "+callbacks.ckpt.save_last=true"]
+    )  # fmt: skip
+    train(cfg)
+    (run_dir / ".hydra").mkdir()
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+    return run_dir

@@ -1,0 +1,278 @@
+"""Evaluation entry point: the paper table of DESIGN.md §4 for a trained run, with baselines.
+
+For every image y of a held-out split (object o, timestep t_y, pose p_y) a source x of the same
+object is drawn (seeded, one per target and setting):
+
+1. `same_time`: same timestep, another view (dt = 0, pure novel view);
+2. `other_heldout`: another timestep of the same held-out split, |dt| <= max_offset;
+3. `train_time`: a training timestep, |dt| <= max_offset (source time seen, target time unseen).
+
+Each pair is scored (PSNR, SSIM per image, then averaged) for these predictors:
+`model`; `copy` (the source image itself); `mean` (the mean training image); `shuffled_source`
+(the model fed the source of another pair of the same setting, with that pair's pose: if it
+scores like `model`, the model ignores its input and paints a pose-conditioned average);
+`baseline` (a rotation-only run from `baseline_run_dir`, which can only render the source time,
+so it is asked for dt = 0). Identical prediction and target have infinite PSNR; per-image PSNR is
+capped at 100 dB (MSE floor 1e-10) so means stay finite, and the cap is recorded in the JSON.
+
+Writes `<run_dir>/eval/{results.json, pairs_<split>.csv, results.md, figure_<split>.png}`.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from PIL import Image
+from torch import Tensor
+from torchmetrics.functional.image import structural_similarity_index_measure
+
+from temporal_nsr.callbacks import image_grid, to_uint8
+from temporal_nsr.data.dataset import RenderedViews
+from temporal_nsr.inference import Run, RunError, load_run
+from temporal_nsr.lit_module import TemporalNSRModule
+
+os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
+
+log = logging.getLogger(__name__)
+
+SETTINGS = ("same_time", "other_heldout", "train_time")
+PSNR_CAP_DB = 100.0
+
+
+def protocol_pairs(
+    split: RenderedViews, train: RenderedViews, max_offset: int, seed: int
+) -> dict[str, np.ndarray]:
+    """Per setting, (N, 3) int rows (source index, source pool, target index); pool 0 = split."""
+    rows: dict[str, list[tuple[int, int, int]]] = {s: [] for s in SETTINGS}
+    rng = np.random.default_rng(seed)
+    for y in range(len(split)):
+        o, t = split.object_id[y], split.timestep[y]
+        same_obj = split.object_id == o
+        near = np.abs(split.timestep - t) <= max_offset
+        candidates = {
+            "same_time": (np.flatnonzero(same_obj & (split.timestep == t)), 0),
+            "other_heldout": (np.flatnonzero(same_obj & near & (split.timestep != t)), 0),
+            "train_time": (
+                np.flatnonzero((train.object_id == o) & (np.abs(train.timestep - t) <= max_offset)),
+                1,
+            ),
+        }
+        for setting, (pool, which) in candidates.items():
+            pool = pool[pool != y] if which == 0 else pool
+            if len(pool):
+                rows[setting].append((int(rng.choice(pool)), which, y))
+    return {s: np.array(r, dtype=np.int64).reshape(-1, 3) for s, r in rows.items()}
+
+
+def per_image_scores(prediction: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """(B,) PSNR in dB (capped at PSNR_CAP_DB) and (B,) SSIM of images in [0, 1]."""
+    mse = (prediction - target).pow(2).flatten(1).mean(1).clamp_min(10 ** (-PSNR_CAP_DB / 10))
+    psnr = -10 * torch.log10(mse)
+    ssim = structural_similarity_index_measure(prediction, target, data_range=1.0, reduction="none")
+    return psnr, ssim
+
+
+def _gather_sources(
+    pools: tuple[RenderedViews, RenderedViews], rows: np.ndarray, device: str
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Source images (B, 3, S, S), poses (B, 2) in degrees and times (B,) of protocol rows."""
+    image = torch.stack([pools[p].image(int(s)) for s, p, _ in rows])
+    pose = torch.stack([torch.from_numpy(pools[p].pose[s].copy()) for s, p, _ in rows])
+    time = torch.tensor([int(pools[p].timestep[s]) for s, p, _ in rows])
+    return image.to(device), pose.to(device), time.to(device)
+
+
+def _stack(views: RenderedViews, indices: np.ndarray) -> Tensor:
+    return torch.stack([views.image(int(i)) for i in indices])
+
+
+@torch.inference_mode()
+def _render(module: TemporalNSRModule, source: Tensor, src_pose: Tensor, tgt_pose: Tensor,
+            dt: Tensor) -> Tensor:  # fmt: skip
+    renderer = module.renderer
+    scene = renderer.select_slot(renderer.encode(source), dt)
+    return renderer.render(scene, src_pose, tgt_pose).float().clamp(0, 1)
+
+
+def evaluate_split(
+    run: Run, split_name: str, cfg: DictConfig, baseline: Run | None, device: str
+) -> tuple[dict[str, Any], list[dict[str, Any]], Tensor | None]:
+    """Score every protocol pair of one split; return the summary, per-pair rows and a figure."""
+    data = run.cfg.data
+    root = Path(data.root)
+    views = {
+        name: RenderedViews(root / name, data.image_size, data.num_timesteps, static=data.static)
+        for name in ("train", split_name)
+    }
+    split, train = views[split_name], views["train"]
+    mean_image = torch.from_numpy(np.asarray(train.images, dtype=np.float32).mean(0) / 255.0)
+    mean_image = mean_image.permute(2, 0, 1).to(device)  # (S, S, 3) -> (3, S, S)
+    max_offset = run.module.max_offset
+    pairs = protocol_pairs(split, train, max_offset, cfg.seed)
+    rows: list[dict[str, Any]] = []
+    figure_rows: list[Tensor] = []
+    for setting, table in pairs.items():
+        shuffled = np.random.default_rng(cfg.seed + 1).permutation(len(table))
+        for start in range(0, len(table), cfg.batch_size):
+            chunk = table[start : start + cfg.batch_size]
+            other = table[shuffled[start : start + cfg.batch_size]]
+            pools = (split, train)
+            source, src_pose, src_time = _gather_sources(pools, chunk, device)
+            target = _stack(split, chunk[:, 2]).to(device)
+            tgt_pose = torch.from_numpy(split.pose[chunk[:, 2]].copy()).to(device)
+            tgt_time = torch.from_numpy(split.timestep[chunk[:, 2]].copy()).to(device)
+            dt = tgt_time - src_time
+            shuf_source, shuf_pose, _ = _gather_sources(pools, other, device)
+            predictions = {
+                "model": _render(run.module, source, src_pose, tgt_pose, dt),
+                "copy": source,
+                "mean": mean_image.expand_as(target),
+                "shuffled_source": _render(run.module, shuf_source, shuf_pose, tgt_pose, dt),
+            }
+            if baseline is not None:
+                predictions["baseline"] = _render(
+                    baseline.module, source, src_pose, tgt_pose, torch.zeros_like(dt)
+                )
+            scores = {k: per_image_scores(v, target) for k, v in predictions.items()}
+            for b, (s, p, y) in enumerate(chunk):
+                for name, (psnr, ssim) in scores.items():
+                    rows.append(
+                        {"split": split_name, "setting": setting, "source": int(s),
+                         "source_pool": ("split", "train")[p], "target": int(y),
+                         "dt": int(dt[b]), "predictor": name,
+                         "psnr": float(psnr[b]), "ssim": float(ssim[b])}
+                    )  # fmt: skip
+            if setting != "same_time" and sum(len(r) for r in figure_rows) < cfg.figure_examples:
+                n = min(cfg.figure_examples - sum(len(r) for r in figure_rows), len(chunk), 4)
+                figure_rows.append(
+                    torch.stack([source[:n], target[:n], predictions["model"][:n]], 1).cpu()
+                )
+    figure = None
+    if figure_rows:
+        triples = torch.cat(figure_rows)  # (N, 3 [source, target, model], 3, S, S)
+        figure = image_grid([triples[:, 0], triples[:, 1], triples[:, 2]])
+    return summarise(rows), rows, figure
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean PSNR/SSIM per setting, per |dt| and over all dt != 0 pairs, for each predictor."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[("setting", row["setting"])].append(row)
+        groups[("abs_dt", str(abs(row["dt"])))].append(row)
+        if row["dt"] != 0:
+            groups[("setting", "all_dt_nonzero")].append(row)
+    out: dict[str, Any] = {"by_setting": {}, "by_abs_dt": {}}
+    for (kind, key), members in sorted(groups.items(), key=lambda kv: (kv[0][0], _num(kv[0][1]))):
+        per: dict[str, dict[str, list[float]]] = defaultdict(lambda: {"psnr": [], "ssim": []})
+        for row in members:
+            per[row["predictor"]]["psnr"].append(row["psnr"])
+            per[row["predictor"]]["ssim"].append(row["ssim"])
+        out[f"by_{kind}"][key] = {
+            "pairs": len(per["model"]["psnr"]),
+            **{
+                name: {"psnr": float(np.mean(v["psnr"])), "ssim": float(np.mean(v["ssim"]))}
+                for name, v in per.items()
+            },
+        }
+    return out
+
+
+def _num(key: str) -> tuple[int, Any]:
+    return (0, int(key)) if key.isdigit() else (1, SETTINGS.index(key) if key in SETTINGS else 9)
+
+
+def markdown_table(summary: dict[str, Any], split: str) -> str:
+    """The README table: PSNR / SSIM per setting and per |dt| for every predictor."""
+    predictors = [p for p in ("model", "shuffled_source", "baseline", "copy", "mean")
+                  if p in next(iter(summary["by_setting"].values()))]  # fmt: skip
+    head = "| " + split + " | pairs | " + " | ".join(predictors) + " |"
+    lines = [head, "|" + "---|" * (len(predictors) + 2)]
+    for kind, label in (("by_setting", "{}"), ("by_abs_dt", "\\|dt\\| = {}")):
+        for key, cell in summary[kind].items():
+            values = " | ".join(
+                f"{cell[p]['psnr']:.2f} / {cell[p]['ssim']:.3f}" for p in predictors
+            )
+            lines.append(f"| {label.format(key)} | {cell['pairs']} | {values} |")
+    return "\n".join(lines)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Run the protocol on every split of `cfg.splits`; write and return the results."""
+    device = cfg.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    run = load_run(cfg.run_dir, cfg.checkpoint, device)
+    baseline = load_run(cfg.baseline_run_dir, "best", device) if cfg.baseline_run_dir else None
+    out_dir = Path(cfg.run_dir) / "eval"
+    out_dir.mkdir(exist_ok=True)
+    manifest = Path(run.cfg.data.root) / "manifest.json"
+    results: dict[str, Any] = {
+        "run_dir": str(Path(cfg.run_dir).resolve()),
+        "checkpoint": str(run.checkpoint),
+        "checkpoint_sha256": _sha256(run.checkpoint),
+        "baseline_run_dir": cfg.baseline_run_dir,
+        "seed": cfg.seed,
+        "psnr_cap_db": PSNR_CAP_DB,
+        "config": OmegaConf.to_container(run.cfg.model, resolve=True),
+        "data": OmegaConf.to_container(run.cfg.data, resolve=True),
+        "data_manifest": json.loads(manifest.read_text()) if manifest.is_file() else None,
+        "splits": {},
+    }
+    tables = []
+    for split in cfg.splits:
+        summary, rows, figure = evaluate_split(run, split, cfg, baseline, device)
+        results["splits"][split] = summary
+        tables.append(markdown_table(summary, split))
+        with (out_dir / f"pairs_{split}.csv.tmp").open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(out_dir / f"pairs_{split}.csv.tmp", out_dir / f"pairs_{split}.csv")
+        if figure is not None:
+            Image.fromarray(to_uint8(figure)).save(out_dir / f"figure_{split}.png")
+    note = (
+        "PSNR (dB) / SSIM, mean over target images; rows: protocol setting, then |dt|. "
+        "Figure rows: source, target, model."
+    )
+    _write_atomic(out_dir / "results.md", note + "\n\n" + "\n\n".join(tables) + "\n")
+    _write_atomic(out_dir / "results.json", json.dumps(results, indent=2))
+    return results
+
+
+@hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    try:
+        evaluate(cfg)
+    except RunError as error:
+        raise SystemExit(f"evaluate: {error}") from None
+    print((Path(cfg.run_dir) / "eval" / "results.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,387 @@
+"""Inference API: load a trained run and render novel views of one image at any pose and time.
+
+```python
+from temporal_nsr.inference import NovelViewRenderer
+
+renderer = NovelViewRenderer.from_run("outputs/train/<run>")   # best checkpoint, GPU if any
+latent = renderer.encode("bar.png")                            # (1, K, C, D, H, W)
+views = renderer.render(latent, azimuth=[0, 90, 180], elevation=20, dt=2.5)  # (3, 3, S, S)
+```
+
+Poses are RELATIVE to the input view. The network only uses the rotation between two poses,
+R(target) @ R(source)^T with R(az, el) = R_z(el) @ R_y(az) (``model/rotation.py``), so the input
+camera is taken as pose (0, 0) and rendering at (az, el) applies R(az, el) to the scene as
+inferred in the input camera's frame: no pose is needed for the input image,
+``render(latent, 0, 0, 0)`` reproduces the input view, azimuth turns the scene about the input
+camera's vertical (grid y) axis and elevation about its grid z axis. A dataset view at absolute
+(az_t, el_t) of an input taken at (az_s, 0) is ``render(latent, az_t - az_s, el_t)``; for an
+input at another elevation use ``SceneRenderer.render_views`` with both absolute poses.
+
+Inputs to ``encode``: a (B, 3, S, S) or (3, S, S) float tensor in [0, 1], a PIL image, a path
+to an image file, an (H, W), (H, W, 3) or (H, W, 4) uint8 numpy array (float arrays are read
+as [0, 1]), or a list of these. Transparency is composited over WHITE (the background of the
+training renders), palette and other colour modes become RGB, grayscale is replicated into
+three channels. An image of another size is padded with white to a square (keeping its aspect
+ratio) and resized to S x S with a logged warning: the network only knows S x S inputs, and an
+object that fills a different fraction of the frame than in training is rendered worse.
+
+Nothing is cached between calls: ``encode`` returns the latent and the caller keeps it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+from temporal_nsr.lit_module import TemporalNSRModule
+from temporal_nsr.model.renderer import SceneRenderer
+
+log = logging.getLogger(__name__)
+
+ImageLike = Tensor | Image.Image | np.ndarray | str | Path
+Angles = float | Sequence[float] | Tensor
+Offsets = int | float | Sequence[float] | Tensor
+
+
+class RunError(ValueError):
+    """A run folder or checkpoint that cannot be loaded; the message says why and what to do."""
+
+
+class ImageError(ValueError):
+    """An input image that cannot be read; the message names the file or the bad value."""
+
+
+class Run(NamedTuple):
+    cfg: DictConfig
+    module: TemporalNSRModule
+    checkpoint: Path
+
+
+def find_checkpoint(run_dir: Path, which: str) -> Path:
+    """Resolve `best` / `last` / a path to a checkpoint file of `run_dir`."""
+    folder = run_dir / "checkpoints"
+    if which == "last":
+        path = folder / "last.ckpt"
+    elif which == "best":
+        best = sorted(folder.glob("epoch*-psnr*.ckpt"), key=lambda p: p.stat().st_mtime)
+        path = best[-1] if best else folder / "last.ckpt"
+    else:
+        path = Path(which)
+    if not path.is_file():
+        raise RunError(f"no checkpoint {path}; train the run first or pass checkpoint=<path>")
+    return path
+
+
+def _first_mismatch(model: dict[str, Tensor], checkpoint: dict[str, Tensor]) -> str:
+    """Describe the first parameter that differs between two state dicts, and how many do."""
+    problems = []
+    for key, value in model.items():
+        if key not in checkpoint:
+            problems.append(f"the checkpoint has no {key} (shape {tuple(value.shape)})")
+        elif checkpoint[key].shape != value.shape:
+            problems.append(
+                f"{key} has shape {tuple(checkpoint[key].shape)} in the checkpoint but "
+                f"{tuple(value.shape)} in the model"
+            )
+    problems += [f"the checkpoint has an extra {key}" for key in checkpoint if key not in model]
+    if not problems:
+        return "the state dicts differ"
+    more = len(problems) - 1
+    return problems[0] + (f" (and {more} more mismatch{'es' * (more > 1)})" if more else "")
+
+
+def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu") -> Run:
+    """Rebuild a run's model from its saved config and load its checkpoint weights.
+
+    Raises:
+        RunError: no run folder (no ``.hydra/config.yaml``), no such checkpoint, an unreadable
+            checkpoint, or one trained with another config (names the first differing
+            parameter).
+    """
+    run_dir = Path(run_dir)
+    config = run_dir / ".hydra" / "config.yaml"
+    if not config.is_file():
+        raise RunError(f"{run_dir} is not a training run folder (no .hydra/config.yaml)")
+    cfg = OmegaConf.load(config)
+    module: TemporalNSRModule = instantiate(cfg.model)
+    path = find_checkpoint(run_dir, checkpoint)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    except (OSError, RuntimeError, KeyError, TypeError, EOFError) as error:
+        raise RunError(
+            f"cannot read checkpoint {path} ({type(error).__name__}: {error}); "
+            "pass checkpoint=<path> to a Lightning .ckpt of this run"
+        ) from None
+    expected = module.state_dict()
+    if set(expected) != set(state) or any(state[k].shape != v.shape for k, v in expected.items()):
+        raise RunError(
+            f"checkpoint {path} does not fit the model of {config}: "
+            f"{_first_mismatch(expected, state)}; was it trained with another config?"
+        )
+    module.load_state_dict(state)
+    return Run(cfg, module.to(device).eval(), path)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """`auto` -> CUDA when available, else CPU; anything else as torch.device understands it."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _pil_to_tensor(image: Image.Image) -> Tensor:
+    """PIL image of any mode -> (3, H, W) float32 RGB in [0, 1], transparency over white."""
+    image.load()
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        # 16/32-bit grayscale: scale by its range instead of clipping at 255; "F" is [0, 1].
+        pixels = np.asarray(image, dtype=np.float32)
+        if image.mode != "F":
+            pixels = pixels / (65535.0 if image.mode != "I" or pixels.max() > 255 else 255.0)
+        gray = torch.from_numpy(np.ascontiguousarray(pixels)).clamp(0, 1)
+        return gray.expand(3, *gray.shape).contiguous()
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "RGBa", "LA", "La", "PA"):
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, image.convert("RGBA"))
+    pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    # (H, W, 3) uint8 -> (3, H, W) float32
+    return torch.from_numpy(pixels.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def _read_file(path: Path) -> Tensor:
+    if not path.is_file():
+        raise ImageError(f"image file {path} does not exist")
+    try:
+        with Image.open(path) as image:
+            return _pil_to_tensor(image)
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
+        raise ImageError(f"{path} is not a readable image ({type(error).__name__})") from None
+
+
+def _to_chw(image: ImageLike) -> Tensor:
+    """One image of any accepted kind -> (3, H, W) float tensor in [0, 1] (or (B, 3, H, W))."""
+    if isinstance(image, (str, Path)):
+        return _read_file(Path(image))
+    if isinstance(image, Image.Image):
+        return _pil_to_tensor(image)
+    if isinstance(image, np.ndarray):
+        if image.dtype == np.uint8:
+            return _pil_to_tensor(Image.fromarray(image))
+        if image.ndim == 3 and image.shape[-1] == 3 and np.issubdtype(image.dtype, np.floating):
+            # (H, W, 3) float in [0, 1] -> (3, H, W), no round trip through uint8.
+            return torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1)
+        raise ImageError(
+            f"numpy images must be uint8 (H, W[, 3 or 4]) or float (H, W, 3) in [0, 1]; got "
+            f"{image.dtype} {image.shape}"
+        )
+    if isinstance(image, Tensor):
+        if image.dim() not in (3, 4) or image.shape[-3] != 3 or not image.is_floating_point():
+            raise ImageError(
+                f"image tensors must be float (B, 3, S, S) or (3, S, S) in [0, 1]; got "
+                f"{image.dtype} {tuple(image.shape)}"
+            )
+        return image
+    raise ImageError(f"cannot read an image from a {type(image).__name__}")
+
+
+def _fit(images: Tensor, size: int) -> Tensor:
+    """(B, 3, H, W) -> (B, 3, size, size): pad to a square with white, then resize."""
+    _, _, h, w = images.shape
+    if (h, w) == (size, size):
+        return images
+    log.warning(
+        "input image is %dx%d px but the model takes %dx%d: padding it to a square with "
+        "white and resizing it",
+        w,
+        h,
+        size,
+        size,
+    )
+    side = max(h, w)
+    top, left = (side - h) // 2, (side - w) // 2
+    images = F.pad(images, (left, side - w - left, top, side - h - top), value=1.0)
+    return F.interpolate(
+        images, size=(size, size), mode="bilinear", antialias=side > size, align_corners=False
+    ).clamp(0, 1)
+
+
+def image_batch(images: ImageLike | Sequence[ImageLike], size: int) -> Tensor:
+    """Turn images of any accepted kind (see the module docstring) into the network's input.
+
+    Args:
+        images: one image, a (B, 3, H, W) tensor, or a list of images.
+        size: side S the model takes.
+
+    Returns:
+        (B, 3, S, S) float32 RGB in [0, 1], on the device of a tensor input, else on the CPU.
+
+    Raises:
+        ImageError: a missing or unreadable file, or an array or tensor of the wrong kind.
+    """
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise ImageError("no images given")
+        tensors = [image_batch(image, size) for image in images]
+        return torch.cat([t.to(tensors[0].device) for t in tensors])
+    batch = _to_chw(images).float()
+    return _fit(batch if batch.dim() == 4 else batch[None], size)
+
+
+class NovelViewRenderer:
+    """A trained SceneRenderer in eval mode behind an image-in, images-out interface.
+
+    Args:
+        renderer: the network (e.g. ``TemporalNSRModule.renderer``); switched to eval mode.
+        device: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
+        config: the run config it came from (``from_run`` sets it), for reference.
+        checkpoint: the checkpoint file it came from (``from_run`` sets it), for reference.
+    """
+
+    def __init__(
+        self,
+        renderer: SceneRenderer,
+        device: str | torch.device = "auto",
+        config: DictConfig | None = None,
+        checkpoint: Path | None = None,
+    ) -> None:
+        self._device = resolve_device(device)
+        self.renderer = renderer.to(self._device).eval()
+        self.config = config
+        self.checkpoint = checkpoint
+
+    @classmethod
+    def from_run(
+        cls, run_dir: str | Path, checkpoint: str = "best", device: str | torch.device = "auto"
+    ) -> NovelViewRenderer:
+        """Load a training run folder (``.hydra/config.yaml`` + ``checkpoints/``).
+
+        Args:
+            run_dir: the run's output folder.
+            checkpoint: "best", "last" or a path to a .ckpt file.
+            device: see the class docstring.
+
+        Raises:
+            RunError: missing run folder or checkpoint, or a checkpoint of another config.
+        """
+        device = resolve_device(device)
+        run = load_run(run_dir, checkpoint, str(device))
+        return cls(run.module.renderer, device, run.cfg, run.checkpoint)
+
+    @property
+    def max_offset(self) -> int:
+        """Largest |dt| in time steps the latent represents; it holds K = 2 * max_offset + 1."""
+        return self.renderer.max_offset
+
+    @property
+    def image_size(self) -> int:
+        """Side S in pixels of the input and rendered images."""
+        return self.renderer.encoder.image_size
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    def encode(self, images: ImageLike | Sequence[ImageLike]) -> Tensor:
+        """Infer the latent scenes of images (any kind the module docstring lists).
+
+        Returns:
+            (B, K, C, D, H, W) latent on ``device`` (an inference tensor: no autograd); slot k
+            is the scene dt = k - max_offset steps after the input's time, in the input
+            camera's frame.
+        """
+        batch = image_batch(images, self.image_size).to(self._device)
+        with torch.inference_mode():
+            return self.renderer.encode(batch)
+
+    def _single(self, latent: Tensor) -> Tensor:
+        """(1, K, C, D, H, W) or (K, C, D, H, W) -> (K, C, D, H, W) on ``device``."""
+        if latent.dim() == 6 and latent.shape[0] == 1:
+            latent = latent[0]
+        if latent.dim() != 5 or latent.shape[0] != 2 * self.max_offset + 1:
+            raise ValueError(
+                f"expected the latent of ONE image, (1, K, C, D, H, W) or (K, C, D, H, W) with "
+                f"K = {2 * self.max_offset + 1}; got {tuple(latent.shape)} (index a batch "
+                "latent as latent[i])"
+            )
+        return latent.to(self._device)
+
+    def _vector(self, values: Angles | Offsets, name: str) -> Tensor:
+        """A number or 1D sequence -> 1D tensor on ``device`` (integers stay integers)."""
+        values = torch.as_tensor(values, device=self._device)
+        if values.dim() > 1:
+            raise ValueError(f"{name} must be a number or 1D, got shape {tuple(values.shape)}")
+        return values.reshape(-1) if values.is_floating_point() else values.reshape(-1).long()
+
+    def scene(self, latent: Tensor, dt: Offsets = 0) -> Tensor:
+        """The scene(s) of one image moved by dt, before rotation and decoding.
+
+        Args:
+            latent: (1, K, C, D, H, W) or (K, C, D, H, W) latent of one image.
+            dt: a number or (N,) offsets in time steps; integers pick a slot, fractions
+                linearly interpolate the two neighbouring slots.
+
+        Returns:
+            (N, C, D, H, W) scenes.
+
+        Raises:
+            ValueError: some |dt| > max_offset.
+        """
+        latent, dt = self._single(latent), self._vector(dt, "dt")
+        with torch.inference_mode():
+            # (K, C, D, H, W) -> (N, K, C, D, H, W) without copying; then one slot each.
+            return self.renderer.select_slot(latent.expand(len(dt), *latent.shape), dt)
+
+    def render(
+        self,
+        latent: Tensor,
+        azimuth: Angles = 0.0,
+        elevation: Angles = 0.0,
+        dt: Offsets = 0,
+        chunk_size: int | None = 32,
+    ) -> Tensor:
+        """Render one image's latent at N poses and time offsets.
+
+        Args:
+            latent: (1, K, C, D, H, W) or (K, C, D, H, W), from ``encode``.
+            azimuth: degrees relative to the input view; a number, list or (N,) tensor.
+            elevation: degrees relative to the input view; same forms.
+            dt: time steps after the input's time, |dt| <= max_offset; integers pick a slot,
+                fractions interpolate. ``azimuth``, ``elevation`` and ``dt`` broadcast
+                together to N views; (0, 0, 0) reproduces the input view.
+            chunk_size: decode at most this many views at once (bounds memory); None decodes
+                all N together.
+
+        Returns:
+            (N, 3, S, S) float32 images in [0, 1] on ``device``.
+
+        Raises:
+            ValueError: some |dt| > max_offset (the message gives the bound), arguments that do
+                not broadcast to one dimension, or a latent of more than one image.
+        """
+        latent = self._single(latent)
+        az = self._vector(azimuth, "azimuth").float()
+        el = self._vector(elevation, "elevation").float()
+        offsets = self._vector(dt, "dt")
+        try:
+            az, el, offsets = torch.broadcast_tensors(az, el, offsets)
+        except RuntimeError:
+            raise ValueError(
+                "azimuth, elevation and dt must be numbers or sequences of one common length; "
+                f"got lengths {len(az)}, {len(el)}, {len(offsets)}"
+            ) from None
+        poses = torch.stack([az, el], -1)  # (N, 2) degrees relative to the input camera
+        origin = torch.zeros(2, device=self._device)  # the input camera is pose (0, 0)
+        with torch.inference_mode():
+            views = self.renderer.render_views(latent, origin, poses, offsets, chunk_size)
+        return views.float().clamp(0, 1)

@@ -1,0 +1,157 @@
+"""The inference API on a tiny trained run: loading, input kinds, relative poses, time offsets."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from PIL import Image
+
+from temporal_nsr.inference import ImageError, NovelViewRenderer, RunError
+
+
+@pytest.fixture(scope="module")
+def renderer(tiny_run: Path) -> NovelViewRenderer:
+    return NovelViewRenderer.from_run(tiny_run, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def png(tiny_data: Path) -> Path:
+    return sorted((tiny_data / "test").glob("*/*.png"))[0]
+
+
+def _tensor(png: Path) -> torch.Tensor:
+    pixels = np.asarray(Image.open(png).convert("RGB"))
+    return torch.from_numpy(pixels.copy()).permute(2, 0, 1).float()[None] / 255
+
+
+def test_from_run_loads_in_eval_mode(renderer: NovelViewRenderer) -> None:
+    assert renderer.max_offset == 2
+    assert renderer.image_size == 32
+    assert renderer.device == torch.device("cpu")
+    assert not renderer.renderer.training
+    assert renderer.checkpoint is not None and renderer.checkpoint.name == "last.ckpt"
+
+
+def test_zero_pose_and_time_reproduce_the_input_view(
+    renderer: NovelViewRenderer, png: Path
+) -> None:
+    x = _tensor(png)
+    latent = renderer.encode(x)
+    assert latent.shape[:2] == (1, 5)
+    ours = renderer.render(latent, 0, 0, 0)
+    net = renderer.renderer
+    with torch.no_grad():
+        scene = net.select_slot(net.encode(x), torch.zeros(1, dtype=torch.long))
+        # Any pose p to itself is the identity rotation: the input camera needs no pose.
+        for pose in ([0.0, 0.0], [37.0, -12.0], [200.0, 80.0]):
+            p = torch.tensor([pose])
+            assert torch.allclose(ours, net.render(scene, p, p), atol=1e-5)
+
+
+def test_batched_render_equals_one_view_at_a_time(renderer: NovelViewRenderer, png: Path) -> None:
+    latent = renderer.encode(png)
+    az, el, dt = [0.0, 30.0, -45.0, 90.0], [10.0, 0.0, 20.0, -5.0], [0, 1, -2, 0.25]
+    batched = renderer.render(latent, az, el, dt, chunk_size=3)
+    assert batched.shape == (4, 3, 32, 32)
+    for i in range(4):
+        one = renderer.render(latent[0], az[i], el[i], dt[i])
+        assert torch.allclose(batched[i : i + 1], one, atol=1e-5)
+    # Scalars broadcast against sequences.
+    sweep = renderer.render(latent, 0, 15.0, torch.tensor([-1, 0, 1]), chunk_size=None)
+    for i, t in enumerate((-1, 0, 1)):
+        assert torch.allclose(sweep[i], renderer.render(latent, 0, 15.0, t)[0], atol=1e-5)
+
+
+def test_fractional_dt_interpolates_neighbouring_slots(
+    renderer: NovelViewRenderer, png: Path
+) -> None:
+    latent = renderer.encode(png)
+    mid = renderer.scene(latent, 0.5)
+    expected = (renderer.scene(latent, 0) + renderer.scene(latent, 1)) / 2
+    assert torch.allclose(mid, expected, atol=1e-6)
+    # An integral float is the slot itself.
+    assert torch.equal(renderer.render(latent, 10, 5, 1.0), renderer.render(latent, 10, 5, 1))
+
+
+@pytest.mark.parametrize("dt", [3, -2.5, [0, 4]])
+def test_offsets_beyond_max_offset_raise(renderer: NovelViewRenderer, png: Path, dt) -> None:
+    latent = renderer.encode(png)
+    with pytest.raises(ValueError, match=r"\[-2, 2\]"):
+        renderer.render(latent, 0, 0, dt)
+
+
+def test_every_input_kind_gives_the_same_latent(renderer: NovelViewRenderer, png: Path) -> None:
+    reference = renderer.encode(_tensor(png))
+    pil = Image.open(png)
+    rgba = pil.convert("RGBA")  # opaque: compositing over white changes nothing
+    for image in (png, str(png), pil, np.asarray(pil.convert("RGB")), rgba, _tensor(png)[0]):
+        assert torch.allclose(renderer.encode(image), reference, atol=1e-6)
+    assert renderer.encode([png, pil]).shape[0] == 2
+    gray = renderer.encode(Image.new("L", (32, 32), 128))
+    assert torch.allclose(gray, renderer.encode(Image.new("RGB", (32, 32), (128,) * 3)))
+
+
+def test_wrong_size_is_padded_resized_and_warned(
+    renderer: NovelViewRenderer, png: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    big = Image.open(png).convert("RGB").resize((64, 48))
+    with caplog.at_level(logging.WARNING, logger="temporal_nsr.inference"):
+        latent = renderer.encode(big)
+    assert "64x48 px but the model takes 32x32" in caplog.text
+    assert latent.shape == renderer.encode(png).shape
+
+
+def test_unreadable_images_are_clear_errors(renderer: NovelViewRenderer, tmp_path: Path) -> None:
+    with pytest.raises(ImageError, match="does not exist"):
+        renderer.encode(tmp_path / "missing.png")
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    with pytest.raises(ImageError, match="not a readable image"):
+        renderer.encode(text)
+
+
+def test_bad_run_folders_are_clear_errors(tiny_run: Path, tmp_path: Path) -> None:
+    with pytest.raises(RunError, match="not a training run folder"):
+        NovelViewRenderer.from_run(tmp_path / "nope")
+    # A config of another model next to this run's checkpoint.
+    other = tmp_path / "other"
+    (other / ".hydra").mkdir(parents=True)
+    cfg = OmegaConf.load(tiny_run / ".hydra" / "config.yaml")
+    cfg.model.latent_channels = 3
+    OmegaConf.save(cfg, other / ".hydra" / "config.yaml")
+    with pytest.raises(RunError, match="no checkpoint"):
+        NovelViewRenderer.from_run(other)
+    shutil.copytree(tiny_run / "checkpoints", other / "checkpoints")
+    with pytest.raises(RunError) as error:
+        NovelViewRenderer.from_run(other)
+    message = str(error.value)
+    assert "does not fit the model" in message
+    assert "in the checkpoint but" in message and "more mismatch" in message
+    assert "\n" not in message and len(message) < 600
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu(tiny_run: Path, renderer: NovelViewRenderer, png: Path) -> None:
+    cuda = NovelViewRenderer.from_run(tiny_run, device="auto")
+    assert cuda.device.type == "cuda"
+    views = cuda.render(cuda.encode(png), [0, 90], 20, [0, 1.5])
+    assert views.device.type == "cuda"
+    cpu = renderer.render(renderer.encode(png), [0, 90], 20, [0, 1.5])
+    assert torch.allclose(views.cpu(), cpu, atol=1e-3)
+
+
+def test_relative_pose_of_an_input_at_zero_elevation() -> None:
+    """The module docstring's recipe: (az_s, 0) -> (az_t, el_t) is (az_t - az_s, el_t)."""
+    from temporal_nsr.model.rotation import pose_to_rotation, source_to_target
+
+    source = torch.tensor([[40.0, 0.0]], dtype=torch.float64)
+    target = torch.tensor([[-75.0, 33.0]], dtype=torch.float64)
+    relative = torch.tensor([[-115.0, 33.0]], dtype=torch.float64)
+    assert torch.allclose(source_to_target(source, target), pose_to_rotation(relative))

@@ -1,0 +1,99 @@
+"""The figure-rendering entry point on a tiny trained run (max_offset 2, 8^3 scenes, C = 2)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from PIL import Image
+
+from temporal_nsr.config import compose_config
+from temporal_nsr.inference import ImageError, NovelViewRenderer
+from temporal_nsr.render import RenderError, latent_to_rgb, mp4_available, render, render_figures
+
+FPS = 10  # 100 ms per frame: a whole number of GIF centiseconds
+
+
+def _cfg(run_dir: Path, tmp_path: Path, **extra):
+    overrides = [f"run_dir={run_dir}", "device=cpu", f"fps={FPS}", "turntable_views=6",
+                 "interpolation_steps=1", f"hydra.run.dir={tmp_path}/hydra"]  # fmt: skip
+    return compose_config(overrides + [f"{k}={v}" for k, v in extra.items()], "render")
+
+
+def _gif(path: Path) -> tuple[int, int]:
+    """Frames stored and total duration in ms (Pillow merges identical consecutive frames)."""
+    with Image.open(path) as gif:
+        durations = []
+        for i in range(gif.n_frames):
+            gif.seek(i)
+            durations.append(gif.info["duration"])
+        return gif.n_frames, sum(durations)
+
+
+def test_every_figure_is_written(tiny_run: Path, tmp_path: Path) -> None:
+    written = render(_cfg(tiny_run, tmp_path))  # image=null: the first test image
+    out = tiny_run / "render" / "test_bar_000_00000"
+    animations = ("interpolation", "latent_slices", "turntable", "novel_animation")
+    names = {"slots.png", "interpolation.png", "latent_slices.png", "turntable.png"}
+    names |= {f"{a}.gif" for a in animations}
+    names |= {f"{a}.mp4" for a in animations} if mp4_available() else set()
+    assert {p.name for p in written} == names
+    assert all(p.parent == out and p.stat().st_size > 0 for p in written)
+    # max_offset 2, 1 step between slots: 2 * 2 * 2 + 1 interpolation frames, 5 slots.
+    frames = {"interpolation": 9, "latent_slices": 5, "turntable": 6, "novel_animation": 16}
+    for name, count in frames.items():
+        stored, duration = _gif(out / f"{name}.gif")
+        assert duration == count * 1000 // FPS, name
+        assert stored <= count
+    assert _gif(out / "turntable.gif")[0] == 6  # 60 degrees apart: no two frames alike
+    with Image.open(out / "slots.png") as slots:
+        assert slots.size == (6 * 34 + 2, 36)  # input + 5 slots of 32 px, 2 px gaps
+
+
+def test_image_path_and_out_dir(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:
+    png = sorted((tiny_data / "val").glob("*/*.png"))[0]
+    image = tmp_path / "bar.png"
+    Image.open(png).convert("RGBA").save(image)
+    written = render(_cfg(tiny_run, tmp_path, image=image, out_dir=tmp_path / "figs"))
+    assert {p.parent for p in written} == {tmp_path / "figs"}
+
+
+def test_bad_inputs_are_one_line_errors(tiny_run: Path, tmp_path: Path) -> None:
+    with pytest.raises(ImageError, match="does not exist"):
+        render(_cfg(tiny_run, tmp_path, image=tmp_path / "nope.png"))
+    with pytest.raises(RenderError, match="turntable_dt=3"):
+        render(_cfg(tiny_run, tmp_path, turntable_dt=3))
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    # The command line: one line on stderr, exit status 1, no traceback.
+    argv = ["-m", "temporal_nsr.render", f"run_dir={tiny_run}", f"image={text}",
+            f"hydra.run.dir={tmp_path}/h"]  # fmt: skip
+    done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"render: {text} is not a readable image (UnidentifiedImageError)"
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 8])
+def test_latent_colours_share_one_scale(channels: int) -> None:
+    latent = torch.randn(5, channels, 4, 4, 4)
+    rgb = latent_to_rgb(latent)
+    assert rgb.shape == (5, 3, 4, 4, 4)
+    assert rgb.min() == 0 and rgb.max() == 1  # one min/max over every slot
+    if channels == 3:
+        scale = (latent.max() - latent.min()).item()
+        assert torch.allclose(rgb, (latent - latent.min()) / scale, atol=1e-6)
+
+
+def test_rotation_only_model_gets_every_figure(tiny_data: Path) -> None:
+    """max_offset = 0 (ENR): one slot, no interpolation, a plain turntable as the animation."""
+    cfg = compose_config(["experiment=tiny", "logger=none", f"data.root={tiny_data}",
+                          "data.max_offset=0"])  # fmt: skip
+    renderer = NovelViewRenderer(instantiate(cfg.model).renderer, device="cpu")
+    figures = render_figures(renderer, torch.rand(3, 32, 32), turntable_views=4)
+    lengths = {name: None if f.frames is None else len(f.frames) for name, f in figures.items()}
+    assert lengths == {"slots": None, "interpolation": 1, "latent_slices": 1, "turntable": 4,
+                       "novel_animation": 4}  # fmt: skip
