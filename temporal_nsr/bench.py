@@ -163,6 +163,47 @@ def bench_train_step(quick: bool, experiment: str, batch_pairs: int) -> dict[str
     )
 
 
+def bench_inference(quick: bool, experiment: str) -> dict[str, Any]:
+    """Latency of encode (one image), one novel view from a cached latent, a 36-view turntable."""
+    from hydra.utils import instantiate
+
+    from temporal_nsr.config import compose_config
+    from temporal_nsr.inference import NovelViewRenderer
+
+    cfg = compose_config([f"experiment={experiment}", "logger=none", "paths.output_dir=/tmp"])
+    renderer = NovelViewRenderer(instantiate(cfg.model).renderer, device="cpu")
+    image = torch.rand(1, 3, renderer.image_size, renderer.image_size)
+    repeats = 3 if quick else 10
+    views = torch.linspace(0, 350, 36)
+
+    def timed(fn: Callable[[], Any]) -> list[float]:
+        fn()  # warm-up
+        samples = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            samples.append(1000 * (time.perf_counter() - start))
+        return samples
+
+    latent = renderer.encode(image)
+    encode = timed(lambda: renderer.encode(image))
+    one_view = timed(lambda: renderer.render(latent, 30.0, 10.0, 1))
+    turntable = timed(lambda: renderer.render(latent, views, 20.0, 0, chunk_size=36))
+    end_to_end = timed(lambda: renderer.render(renderer.encode(image), 30.0, 10.0, 1))
+    per_view = [t / len(views) for t in turntable]
+    return {
+        "unit": "ms",
+        "experiment": experiment,
+        "image_size": renderer.image_size,
+        "encode_one_image": summarise(encode, "ms"),
+        "novel_view_from_cached_latent": summarise(one_view, "ms"),
+        "turntable_36_views_per_view": summarise(per_view, "ms"),
+        "image_to_novel_view": summarise(end_to_end, "ms"),
+        **summarise(one_view, "ms"),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
 def entries(quick: bool) -> dict[str, Callable[[], dict[str, Any]]]:
     """Name -> zero-argument benchmark; quick mode uses small sizes and the tiny model."""
     out: dict[str, Callable[[], dict[str, Any]]] = {
@@ -173,6 +214,7 @@ def entries(quick: bool) -> dict[str, Callable[[], dict[str, Any]]]:
     models = ["tiny"] if quick else ["bend_20t", "enr_original", "bend_20t_cpu"]
     batches = [4] if quick else [8, 4]  # pairs: 8 pairs = ENR batch 16 (both directions)
     for experiment in models:
+        out[f"inference_{experiment}"] = lambda e=experiment: bench_inference(quick, e)
         for b in batches:
             out[f"train_step_{experiment}_b{2 * b}"] = lambda e=experiment, b=b: bench_train_step(
                 quick, e, b

@@ -45,8 +45,9 @@ def to_uint8(image: Tensor) -> np.ndarray:
 class LogNovelViews(L.Callback):
     """Every N validation epochs, render fixed validation pairs and a time sweep.
 
-    Writes `<default_root_dir>/media/<key>_step<global step>.png` and logs the same picture to
-    W&B (image panel) or TensorBoard when those loggers are active.
+    Writes `<default_root_dir>/media/<key>_step<global step>.png` (and the time sweep as a GIF)
+    and logs the same pictures to W&B (image and video panels) or TensorBoard (images) when
+    those loggers are active.
 
     Args:
         every_n_epochs: log after every N-th validation epoch.
@@ -76,23 +77,33 @@ class LogNovelViews(L.Callback):
             renders = pl_module.render_pairs(batch)
             n = batch.source.shape[0]
             pairs = image_grid([batch.source, batch.target, renders.prediction[:n]])
-            sweep = self._time_sweep(pl_module, batch)
+            frames = self._time_sweep(pl_module, batch)
+        blank = torch.ones_like(frames)
+        blank[0] = batch.source[0].to(frames)
+        sweep = image_grid([blank, frames])
         self._publish(trainer, "val/pairs", pairs, "rows: input, target, rendered")
         self._publish(trainer, "val/time_sweep", sweep, "rows: input; every slot at the input pose")
+        self._publish_video(trainer, "val/time_sweep_video", frames)
 
     @staticmethod
     def _time_sweep(pl_module, batch: ViewPair) -> Tensor:
-        """One input rendered at every time offset, at its own pose."""
+        """(K, 3, S, S): the first input rendered at every time offset, at its own pose."""
         renderer = pl_module.renderer
-        k = 2 * pl_module.max_offset + 1
-        latent = renderer.encode(batch.source[:1])  # (1, K, C, D, H, W)
-        dt = torch.arange(k, device=latent.device) - pl_module.max_offset  # (K,)
-        scene = renderer.select_slot(latent.expand(k, *latent.shape[1:]), dt)  # (K, C, D, H, W)
-        pose = batch.source_pose[:1].expand(k, 2)
-        frames = renderer.render(scene, pose, pose)  # (K, 3, S, S)
-        blank = torch.ones_like(frames)
-        blank[0] = batch.source[0]
-        return image_grid([blank, frames])
+        latent = renderer.encode(batch.source[:1])[0]  # (K, C, D, H, W)
+        dt = torch.arange(latent.shape[0], device=latent.device) - pl_module.max_offset
+        pose = batch.source_pose[0]
+        return renderer.render_views(latent, pose, pose.expand(len(dt), 2), dt)
+
+    @staticmethod
+    def _publish_video(trainer: L.Trainer, key: str, frames: Tensor, fps: int = 4) -> None:
+        """Write frames (T, 3, S, S) as a GIF under media/ and log it as a W&B video."""
+        path = Path(trainer.default_root_dir) / "media"
+        path = path / f"{key.replace('/', '_')}_step{trainer.global_step:07d}.gif"
+        pictures = [Image.fromarray(to_uint8(frame)) for frame in frames]
+        pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=1000 // fps)
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_video(key=key, videos=[str(path)], step=trainer.global_step)
 
     @staticmethod
     def _publish(trainer: L.Trainer, key: str, image: Tensor, caption: str) -> None:

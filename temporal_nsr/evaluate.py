@@ -7,10 +7,15 @@ object is drawn (seeded, one per target and setting):
 2. `other_heldout`: another timestep of the same held-out split, |dt| <= max_offset;
 3. `train_time`: a training timestep, |dt| <= max_offset (source time seen, target time unseen).
 
+`protocol=enr` instead scores ENR's published protocol for static datasets (chairs, cars, ...):
+one fixed source view per object (its first record) against every other view of that object,
+as the setting `enr_fixed_source`, so numbers compare with the ENR paper.
+
 Each pair is scored (PSNR, SSIM per image, then averaged) for these predictors:
 `model`; `copy` (the source image itself); `mean` (the mean training image); `shuffled_source`
-(the model fed the source of another pair of the same setting, with that pair's pose: if it
-scores like `model`, the model ignores its input and paints a pose-conditioned average);
+(the model fed the source image and pose of another pair of the same setting whose source shows
+another object or timestep, see `foreign_sources`: if it scores like `model`, the model ignores
+what its input shows and paints a pose-conditioned average);
 `baseline` (a rotation-only run from `baseline_run_dir`, which can only render the source time,
 so it is asked for dt = 0). Identical prediction and target have infinite PSNR; per-image PSNR is
 capped at 100 dB (MSE floor 1e-10) so means stay finite, and the cap is recorded in the JSON.
@@ -46,8 +51,18 @@ os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
 
 log = logging.getLogger(__name__)
 
-SETTINGS = ("same_time", "other_heldout", "train_time")
+SETTINGS = ("same_time", "other_heldout", "train_time", "enr_fixed_source")
+PROTOCOLS = ("temporal", "enr")
 PSNR_CAP_DB = 100.0
+
+
+def enr_pairs(split: RenderedViews) -> dict[str, np.ndarray]:
+    """ENR's protocol: the first view of each object is the source of all its other views."""
+    rows = []
+    for o in np.unique(split.object_id):
+        records = np.flatnonzero(split.object_id == o)
+        rows += [(int(records[0]), 0, int(y)) for y in records[1:]]
+    return {"enr_fixed_source": np.array(rows, dtype=np.int64).reshape(-1, 3)}
 
 
 def protocol_pairs(
@@ -81,6 +96,23 @@ def per_image_scores(prediction: Tensor, target: Tensor) -> tuple[Tensor, Tensor
     psnr = -10 * torch.log10(mse)
     ssim = structural_similarity_index_measure(prediction, target, data_range=1.0, reduction="none")
     return psnr, ssim
+
+
+def foreign_sources(table: np.ndarray, pools: tuple[RenderedViews, RenderedViews]) -> np.ndarray:
+    """For each protocol row, another row whose source shows another (object, timestep).
+
+    Rows are sorted by their source's (object, timestep) and each takes the row half the list
+    further on, so with two or more equally common groups every row gets a source from another
+    group (a group holding more than half the rows keeps some of its own).
+
+    Returns:
+        (N,) row indices into ``table``.
+    """
+    key = np.array([(pools[p].object_id[s], pools[p].timestep[s]) for s, p, _ in table])
+    order = np.lexsort(key.T[::-1]) if len(table) else np.zeros(0, dtype=np.int64)
+    foreign = np.empty(len(table), dtype=np.int64)
+    foreign[order] = np.roll(order, len(table) // 2)
+    return foreign
 
 
 def _gather_sources(
@@ -119,11 +151,16 @@ def evaluate_split(
     mean_image = torch.from_numpy(np.asarray(train.images, dtype=np.float32).mean(0) / 255.0)
     mean_image = mean_image.permute(2, 0, 1).to(device)  # (S, S, 3) -> (3, S, S)
     max_offset = run.module.max_offset
-    pairs = protocol_pairs(split, train, max_offset, cfg.seed)
+    if cfg.protocol not in PROTOCOLS:
+        raise RunError(f"protocol={cfg.protocol!r}: use one of {PROTOCOLS}")
+    if cfg.protocol == "enr":
+        pairs = enr_pairs(split)
+    else:
+        pairs = protocol_pairs(split, train, max_offset, cfg.seed)
     rows: list[dict[str, Any]] = []
     figure_rows: list[Tensor] = []
     for setting, table in pairs.items():
-        shuffled = np.random.default_rng(cfg.seed + 1).permutation(len(table))
+        shuffled = foreign_sources(table, (split, train))
         for start in range(0, len(table), cfg.batch_size):
             chunk = table[start : start + cfg.batch_size]
             other = table[shuffled[start : start + cfg.batch_size]]
@@ -238,6 +275,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "checkpoint_sha256": _sha256(run.checkpoint),
         "baseline_run_dir": cfg.baseline_run_dir,
         "seed": cfg.seed,
+        "protocol": cfg.protocol,
         "psnr_cap_db": PSNR_CAP_DB,
         "config": OmegaConf.to_container(run.cfg.model, resolve=True),
         "data": OmegaConf.to_container(run.cfg.data, resolve=True),

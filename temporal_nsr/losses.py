@@ -1,4 +1,4 @@
-"""Training objective: reconstruction, SSIM term and temporal smoothness as plain tensor functions."""
+"""Training objective: reconstruction, SSIM and temporal smoothness as plain tensor functions."""
 
 from __future__ import annotations
 

@@ -54,3 +54,12 @@ def test_identical_images_have_capped_psnr() -> None:
 def test_missing_run_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(RunError, match="not a training run folder"):
         evaluate(_eval_cfg(tmp_path / "nope"))
+
+
+def test_enr_protocol_uses_one_fixed_source_per_object(tiny_run: Path) -> None:
+    results = evaluate(_eval_cfg(tiny_run, protocol="enr"))
+    cell = results["splits"]["val"]["by_setting"]["enr_fixed_source"]
+    assert cell["pairs"] == 2 * (4 - 1)  # 2 objects x (4 views - the source)
+    rows = (tiny_run / "eval" / "pairs_val.csv").read_text().splitlines()[1:]
+    sources = {row.split(",")[2] for row in rows}
+    assert len(sources) == 2

@@ -51,6 +51,7 @@ def test_tiny_run_writes_checkpoints_logs_and_media(cfg_train, tmp_path: Path) -
     media = sorted(p.name for p in (tmp_path / "media").glob("*.png"))
     assert any(name.startswith("val_pairs") for name in media)
     assert any(name.startswith("val_time_sweep") for name in media)
+    assert any((tmp_path / "media").glob("val_time_sweep_video_step*.gif"))
 
 
 def test_resume_continues_at_the_saved_step(cfg_train, tmp_path: Path) -> None:
@@ -80,4 +81,15 @@ def test_wandb_logger_writes_an_offline_run(cfg_train, tmp_path: Path, monkeypat
     records = next(runs[0].glob("*.wandb")).read_bytes()
     assert b"val/psnr" in records
     assert b"smoothness_weight" in records
+    media = {p.suffix for p in (runs[0] / "files" / "media").rglob("*")}
+    assert {".png", ".gif"} <= media  # image panels and the time-sweep video
     assert any(p.suffix == ".png" for p in (runs[0] / "files" / "media").rglob("*"))
+
+
+def test_mixed_precision_and_gradient_clipping_train(cfg_train) -> None:
+    cfg_train.trainer.precision = "bf16-mixed"
+    cfg_train.trainer.gradient_clip_val = 1.0
+    cfg_train.trainer.max_epochs = 1
+    metrics = train(cfg_train)
+    assert torch.isfinite(torch.tensor(metrics["train/loss"]))
+    assert torch.isfinite(torch.tensor(metrics["test/psnr"]))
