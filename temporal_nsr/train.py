@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
+import secrets
+import time
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
+
+from temporal_nsr.checkpointing import AtomicCheckpointIO, resolve_ckpt_path
+from temporal_nsr.sweep import write_job_result
 
 # Data and runs default to folders in the repository, wherever the command is started from.
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
@@ -27,23 +37,38 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit the model of `cfg`, test the best checkpoint, and return the final metrics."""
+    """Fit the model of `cfg`, test the best checkpoint, and return the final metrics.
+
+    Rank 0 also writes ``<output_dir>/metrics.json`` (overrides, best val PSNR, wall time,
+    metrics, status: completed / interrupted / failed), which the sweep summary collects. A
+    SIGTERM saves ``checkpoints/last.ckpt`` and ends the process with status 0 (see
+    temporal_nsr.checkpointing).
+    """
+    started = time.perf_counter()
+    _restore_start_method()
     L.seed_everything(cfg.seed, workers=True)
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")
+    run_dir = Path(cfg.paths.output_dir)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
     callbacks = instantiate_group(cfg.get("callbacks"))
-    loggers = instantiate_group(cfg.get("logger"))
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    loggers = [_instantiate_logger(entry, run_dir) for entry in (cfg.get("logger") or {}).values()]
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+    )
+    _refuse_ddp_relaunch_in_multirun(trainer)
     # The run's own config (Hydra's settings, saved in .hydra/, are left out).
     run_config = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
     run_config = OmegaConf.to_container(run_config, resolve=True)
     for logger in loggers:
         logger.log_hyperparams(run_config)
+    metrics: dict[str, float] = {}
+    status = "failed"  # until fit and test return
     try:
         if cfg.train:
-            trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir)
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         if cfg.test:
             best = (
@@ -53,10 +78,107 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 log.warning("no best checkpoint was saved; testing the current weights")
             trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
             metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+        status = "completed"
+    except SIGTERMException:
+        status = "interrupted"
+        log.warning(
+            "stopped by SIGTERM at global step %d; resume with hydra.run.dir=%s ckpt_path=last",
+            trainer.global_step,
+            run_dir,
+        )
+        raise
     finally:
         _finish_wandb(loggers)
+        if status != "completed":
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        if trainer.is_global_zero:
+            write_job_result(run_dir, _job_result(cfg, trainer, metrics, status, started))
     log.info("metrics: %s", metrics)
     return metrics
+
+
+def _restore_start_method() -> None:
+    """Undo joblib's "loky" start method inside hydra/launcher=local_parallel workers.
+
+    loky makes itself the default multiprocessing start method in its workers, and DataLoader
+    workers started that way fail ("'Process' object has no attribute 'env'"); "fork" is what a
+    plain Linux run uses.
+    """
+    if multiprocessing.get_start_method(allow_none=True) == "loky":
+        multiprocessing.set_start_method("fork", force=True)
+
+
+def _job_result(
+    cfg: DictConfig, trainer: L.Trainer, metrics: dict[str, float], status: str, started: float
+) -> dict[str, Any]:
+    """What the sweep summary reports for one run."""
+    checkpoint = trainer.checkpoint_callback
+    best = None
+    if checkpoint is not None and checkpoint.monitor == "val/psnr" and checkpoint.best_model_score:
+        best = float(checkpoint.best_model_score)
+    elif "val/psnr" in metrics:
+        best = metrics["val/psnr"]
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    return {
+        "overrides": overrides,
+        "status": status,
+        "best_val_psnr": best,
+        "wall_time_s": round(time.perf_counter() - started, 2),
+        "global_step": trainer.global_step,
+        "world_size": trainer.world_size,
+        "metrics": metrics,
+        "optimized_metric": cfg.get("optimized_metric"),
+    }
+
+
+def _instantiate_logger(entry: DictConfig, run_dir: Path) -> Any:
+    """Instantiate one logger; a W&B run is grouped per sweep and resumable from its run dir.
+
+    The W&B run id is kept in ``<run dir>/wandb_run_id``, so resuming in the same folder
+    (``hydra.run.dir=<run dir> ckpt_path=last``, or a requeued SLURM job) continues the same
+    W&B run. In a multirun, every job's group is ``<group>-<sweep folder name>``.
+    """
+    if not str(entry.get("_target_", "")).endswith("WandbLogger"):
+        return instantiate(entry)
+    extra: dict[str, Any] = {}
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        hydra_cfg = HydraConfig.get()
+        extra["group"] = f"{entry.get('group')}-{Path(hydra_cfg.sweep.dir).name}"
+        extra["name"] = f"{entry.get('name')}-job{hydra_cfg.job.num}"
+    if entry.get("id") is None:
+        id_file = run_dir / "wandb_run_id"
+        if id_file.is_file():
+            extra["id"] = id_file.read_text().strip()
+        elif rank_zero_only.rank == 0:
+            extra["id"] = secrets.token_hex(6)  # W&B ids: letters and digits
+            id_file.parent.mkdir(parents=True, exist_ok=True)
+            id_file.write_text(extra["id"] + "\n")
+        extra["resume"] = "allow"
+    return instantiate(entry, **extra)
+
+
+def _refuse_ddp_relaunch_in_multirun(trainer: L.Trainer) -> None:
+    """Stop early where Lightning's DDP would re-run a whole sweep in each extra rank.
+
+    Strategy "ddp" starts ranks > 0 by re-running ``sys.argv`` (plus ``hydra.run.dir=``); under
+    ``-m`` that command is the sweep itself. SLURM-started ranks (hydra/launcher=slurm with
+    ``tasks_per_node`` = devices) and ``ddp_spawn`` do not re-run the command line.
+    """
+    from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
+
+    launcher = getattr(trainer.strategy, "launcher", None)
+    if (
+        isinstance(launcher, _SubprocessScriptLauncher)
+        and not trainer.strategy.cluster_environment.creates_processes_externally
+        and HydraConfig.initialized()
+        and HydraConfig.get().mode == RunMode.MULTIRUN
+    ):
+        raise ValueError(
+            "trainer.strategy=ddp under a Hydra multirun (-m) would re-run the whole sweep in "
+            "every extra rank: use trainer.strategy=ddp_spawn for a local sweep of multi-device "
+            "runs, hydra/launcher=slurm (SLURM starts one task per device), or run each "
+            "configuration without -m"
+        )
 
 
 def _finish_wandb(loggers: list[Any]) -> None:

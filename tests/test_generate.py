@@ -52,6 +52,7 @@ def _records(root: Path, split: str) -> dict[str, dict[str, dict[str, Any]]]:
     return {
         folder.name: json.loads((folder / "render_params.json").read_text())
         for folder in sorted((root / split).iterdir())
+        if not folder.name.startswith(".")  # readers keep their image caches in .cache/
     }
 
 
