@@ -148,8 +148,7 @@ def evaluate_split(
         for name in ("train", split_name)
     }
     split, train = views[split_name], views["train"]
-    mean_image = torch.from_numpy(np.asarray(train.images, dtype=np.float32).mean(0) / 255.0)
-    mean_image = mean_image.permute(2, 0, 1).to(device)  # (S, S, 3) -> (3, S, S)
+    mean_image = train.mean_image().to(device)  # (3, S, S)
     max_offset = run.module.max_offset
     if cfg.protocol not in PROTOCOLS:
         raise RunError(f"protocol={cfg.protocol!r}: use one of {PROTOCOLS}")

@@ -7,7 +7,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
@@ -129,13 +128,7 @@ class ViewPairDataModule(LightningDataModule):
         Returns:
             (3, S, S) float32 in [0, 1].
         """
-        images = self._dataset("train").images  # (N, S, S, 3) uint8 memmap
-        total = np.zeros(images.shape[1:], dtype=np.float64)
-        for start in range(0, len(images), chunk):
-            total += images[start : start + chunk].sum(axis=0, dtype=np.float64)
-        mean = total / (len(images) * 255.0)
-        # (S, S, 3) -> (3, S, S)
-        return torch.from_numpy(mean.astype(np.float32)).permute(2, 0, 1).contiguous()
+        return self._dataset("train").mean_image(chunk)
 
     def _dataset(self, split: str) -> RenderedViews:
         if split not in self.datasets:

@@ -320,6 +320,22 @@ class RenderedViews(torch.utils.data.Dataset):
         pixels = torch.from_numpy(np.array(self.images[i]))
         return pixels.permute(2, 0, 1).contiguous().float().div_(255.0)
 
+    def mean_image(self, chunk: int = 256) -> torch.Tensor:
+        """Return the mean of all images, summed a chunk at a time to bound memory.
+
+        Args:
+            chunk: images summed per step.
+
+        Returns:
+            (3, S, S) float32 in [0, 1].
+        """
+        total = np.zeros(self.images.shape[1:], dtype=np.float64)
+        for start in range(0, len(self.images), chunk):
+            total += self.images[start : start + chunk].sum(axis=0, dtype=np.float64)
+        mean = total / (len(self.images) * 255.0)
+        # (S, S, 3) -> (3, S, S)
+        return torch.from_numpy(mean.astype(np.float32)).permute(2, 0, 1).contiguous()
+
     def _load_images(self) -> np.ndarray:
         """Open the cached (N, S, S, 3) uint8 images, decoding the PNGs first if needed."""
         n, size = len(self.files), self.image_size
