@@ -6,9 +6,11 @@ STAMP := $(VENV)/.installed-stamp
 EXPERIMENT ?=
 ARGS ?=
 export PROJECT_ROOT := $(CURDIR)
+# Debian packages that some tests drive for real (see README "Tests"); without them those tests skip.
+SYSTEM_PACKAGES ?= chromium blender
 
 .DEFAULT_GOAL := help
-.PHONY: help install format lint test test-all data train sweep bench clean
+.PHONY: help install system-deps format lint test test-all data train sweep bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -21,6 +23,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the package with its dev tools (CPU torch 2.13)
 
+system-deps: ## apt-get install $(SYSTEM_PACKAGES) when missing (as root; otherwise say how)
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends$$missing >/dev/null; \
+	else \
+	  echo "Debian packages missing:$$missing; the tests that need them skip (sudo apt-get install$$missing)"; \
+	fi
+
 format: $(STAMP) ## format the code with ruff
 	$(VENV)/bin/ruff format temporal_nsr tests
 	$(VENV)/bin/ruff check --fix temporal_nsr tests
@@ -29,10 +41,10 @@ lint: $(STAMP) ## ruff lint and format check
 	$(VENV)/bin/ruff check temporal_nsr tests
 	$(VENV)/bin/ruff format --check temporal_nsr tests
 
-test: $(STAMP) ## run the fast test suite (what CI runs)
+test: $(STAMP) system-deps ## run the fast test suite (what CI runs)
 	WANDB_MODE=disabled $(PY) -m pytest -m "not slow and not gpu" -q
 
-test-all: $(STAMP) ## run every test, slow ones included (gpu ones skip without CUDA)
+test-all: $(STAMP) system-deps ## run every test, slow ones included (gpu ones skip without CUDA)
 	WANDB_MODE=disabled $(PY) -m pytest -q
 
 data: $(STAMP) ## generate the default bending-bar dataset into data/ (ARGS=... for overrides)
