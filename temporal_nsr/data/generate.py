@@ -1,7 +1,10 @@
 """Generates the ground-truth bending-bar dataset: objects bending over time, seen from a sphere.
 
 Nothing here is the neural network ("render" is reserved for `model/renderer.py`); this module
-synthesises training images by ray casting a triangle mesh with Embree.
+synthesises training images by ray casting a triangle mesh with Embree (``backend: {name:
+embree}``, the default) or, with ``backend: {name: blender, ...}``, has a real Blender generate the
+same scene with Cycles in a subprocess (`temporal_nsr.data.blender`; same poses, files, manifest
+and splits).
 
 Output layout (ENR-compatible, DESIGN.md §2)::
 
@@ -36,6 +39,8 @@ Determinism: each (object, timestep) job draws its poses from its own generator 
 from __future__ import annotations
 
 import copy
+import functools
+import importlib.metadata
 import json
 import logging
 import math
@@ -54,12 +59,15 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from tqdm import tqdm
 
+from temporal_nsr.data.blender import BlenderError, BlenderRunner, resolve_blender
+
 log = logging.getLogger(__name__)
 
 # Bump whenever the bytes written for an unchanged config change; stale datasets then regenerate.
 GENERATOR_VERSION = 1
 
 SCHEDULES = ("sine", "linear", "sine_twist")
+BACKENDS = ("embree", "blender")
 SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.json"
 PARAMS_FILE = "render_params.json"
@@ -95,6 +103,8 @@ DEFAULTS: dict[str, Any] = {
     "light_direction": [0.7, -0.35, 0.6],
     "ambient": 0.35,
     "background": [1.0, 1.0, 1.0],
+    # Which program generates the images; the Blender keys are in temporal_nsr.data.blender.
+    "backend": {"name": "embree"},
 }
 
 # Rays per numpy/Embree batch: (2S)^2 rays per view, chunks of about 0.5 M rays keep memory small.
@@ -169,7 +179,10 @@ def resolve_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     Raises:
         ValueError: naming the offending key and how to fix it.
     """
-    out = _merge(DEFAULTS, cfg, "")
+    given = dict(cfg)
+    backend = given.pop("backend", None)
+    out = _merge({k: v for k, v in DEFAULTS.items() if k != "backend"}, given, "")
+    out["backend"] = _resolve_backend(backend)
     for key in ("seed", "image_size", "num_timesteps", "views_per_timestep", "num_objects"):
         value = out[key]
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -263,6 +276,29 @@ def resolve_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
             f"(reach {reach:.2f}); use a radius of about 2 * object length."
         )
     return out
+
+
+def _resolve_backend(value: Any) -> dict[str, Any]:
+    """The ``backend`` mapping: ``{"name": "embree"}`` or ``{"name": "blender", <settings>}``."""
+    if value is None:
+        return copy.deepcopy(DEFAULTS["backend"])
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"Generator key 'backend' must be a mapping such as {{name: blender}}, got {value!r}; "
+            "pick one with backend=embree or backend=blender."
+        )
+    settings = dict(value)
+    name = settings.pop("name", "embree")
+    if name == "embree":
+        if settings:
+            raise ValueError(
+                f"backend.{sorted(settings)[0]} is a Blender setting but backend.name is embree; "
+                "use backend=blender or drop it."
+            )
+        return {"name": "embree"}
+    if name == "blender":
+        return {"name": "blender", **resolve_blender(settings)}
+    raise ValueError(f"backend.name is {name!r}; choose one of {list(BACKENDS)}.")
 
 
 def split_timesteps(cfg: Mapping[str, Any]) -> dict[str, list[int]]:
@@ -569,6 +605,30 @@ class _Caster:
         return np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+def blender_scene(spec: ObjectSpec, t: int, cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The scene of one object at timestep t as `temporal_nsr.data.blender` takes it.
+
+    The mesh is undeformed: Blender applies the twist and the bend with its own modifiers.
+    """
+    vertices, faces, underside = bar_mesh(
+        spec.length, spec.width, spec.height, cfg["bar"]["segments"]
+    )
+    keys = ("image_size", "camera_radius", "fov_deg", "light_direction", "ambient", "background")
+    return {
+        "vertices": vertices,
+        "faces": faces,
+        "underside": underside,
+        "top_color": list(spec.top_color),
+        "bottom_color": list(spec.bottom_color),
+        "bend_deg": bend_angle_deg(
+            t, cfg["num_timesteps"], cfg["schedule"], spec.amplitude_deg, spec.phase
+        ),
+        "twist_deg": twist_angle_deg(t, cfg["num_timesteps"], cfg["schedule"], cfg["twist_deg"]),
+        "seed": cfg["seed"],
+        **{key: cfg[key] for key in keys},
+    }
+
+
 def _job_poses(cfg: Mapping[str, Any], obj: int, t: int) -> tuple[np.ndarray, np.ndarray]:
     """Camera poses (azimuth, elevation in degrees) of one (object, timestep), seeded per job."""
     rng = np.random.default_rng([cfg["seed"], 1, obj, t])
@@ -592,15 +652,24 @@ def _generate_job(
     folder: Path,
     first_stem: int,
 ) -> dict[str, dict[str, float | int]]:
-    """Generate and write every view of one (object, timestep); return its render params."""
-    triangles, albedo = object_triangles(spec, t, cfg)
-    caster = _Caster(device, triangles, albedo, cfg)
+    """Generate and write every view of one (object, timestep); return its render params.
+
+    ``device`` is an Embree device or, for the Blender backend, a `BlenderRunner`.
+    """
     azimuth, elevation = _job_poses(cfg, obj, t)
-    per_chunk = max(1, _RAYS_PER_CHUNK // (2 * cfg["image_size"]) ** 2)
+    if isinstance(device, BlenderRunner):
+        scene = blender_scene(spec, t, cfg)
+        label = f"{spec.name} t={t}"
+        caster = functools.partial(device.images, scene, label=label)
+        per_chunk = len(azimuth)  # every view in one Blender process: start-up costs ~1 s
+    else:
+        triangles, albedo = object_triangles(spec, t, cfg)
+        caster = _Caster(device, triangles, albedo, cfg).images
+        per_chunk = max(1, _RAYS_PER_CHUNK // (2 * cfg["image_size"]) ** 2)
     params: dict[str, dict[str, float | int]] = {}
     for start in range(0, len(azimuth), per_chunk):
         stop = start + per_chunk
-        images = caster.images(azimuth[start:stop], elevation[start:stop])
+        images = caster(azimuth[start:stop], elevation[start:stop])
         for offset, image in enumerate(images):
             view = start + offset
             stem = f"{first_stem + view:05d}"
@@ -645,7 +714,12 @@ def _clean_stale(root: Path) -> None:
 
 
 def generate_dataset(
-    root: Path, cfg: Mapping[str, Any], *, progress: bool = True, workers: int | None = None
+    root: Path,
+    cfg: Mapping[str, Any],
+    *,
+    progress: bool = True,
+    workers: int | None = None,
+    runner: BlenderRunner | None = None,
 ) -> Path:
     """Generate the dataset described by ``cfg`` into ``root``, replacing what is there.
 
@@ -659,11 +733,17 @@ def generate_dataset(
         cfg: the ``data.generator`` mapping; missing keys take `DEFAULTS`.
         progress: show a tqdm progress bar over images.
         workers: threads casting rays (Embree and numpy release the GIL); default: CPU count.
+            The Blender backend runs one Blender at a time.
+        runner: the `BlenderRunner` of the Blender backend (to read its timings afterwards);
+            default: one made from ``cfg["backend"]``.
 
     Returns:
         ``root``.
     """
     cfg = resolve_config(cfg)
+    # Before any file is touched: a missing Blender fails here.
+    blender = cfg["backend"]["name"] == "blender"
+    device = (runner or BlenderRunner(cfg["backend"])) if blender else rtcore.EmbreeDevice()
     root = Path(root)
     root.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale(root)
@@ -684,19 +764,20 @@ def generate_dataset(
     workers = workers or os.cpu_count() or 1
     # Threads pay off only once there is real work; the tiny test dataset runs inline.
     workers = max(1, min(workers, len(jobs), total * cfg["image_size"] ** 2 // 200_000))
+    if blender:
+        workers = 1  # one Blender at a time; Cycles itself uses every core
     log.info(
-        "Generating %d images (%d objects, %d timesteps, %d views, %d px) into %s with %d threads",
+        "Generating %d images (%d objects, %d timesteps, %d views, %d px) into %s with %s",
         total,
         len(specs),
         cfg["num_timesteps"],
         views,
         cfg["image_size"],
         root,
-        workers,
+        f"Blender ({device.threads} threads)" if blender else f"Embree ({workers} threads)",
     )
 
     try:
-        device = rtcore.EmbreeDevice()
         params: dict[Path, dict[str, Any]] = {job[2]: {} for job in jobs}
         pool = ThreadPoolExecutor(max_workers=workers)
         try:
@@ -719,6 +800,11 @@ def generate_dataset(
             "complete": True,
             "seed": cfg["seed"],
             "config": cfg,
+            "generated_by": (
+                f"Blender {device.version} (Cycles, CPU)"
+                if blender
+                else f"Embree (embreex {importlib.metadata.version('embreex')})"
+            ),
             "objects": [asdict(spec) for spec in specs],
             "splits": {
                 split: {"timesteps": steps, "images": len(steps) * views * len(specs)}
@@ -817,7 +903,10 @@ def main(cfg: DictConfig) -> None:
     """Generate (or reuse) ``data.root`` from ``data.generator``; ``force=true`` regenerates."""
     root = Path(cfg.data.root)
     generator = OmegaConf.to_container(cfg.data.generator, resolve=True)
-    path = generate_dataset(root, generator) if cfg.force else ensure_dataset(root, generator)
+    try:
+        path = generate_dataset(root, generator) if cfg.force else ensure_dataset(root, generator)
+    except (BlenderError, ValueError) as error:  # bad input or a Blender problem: one message
+        raise SystemExit(f"generate: {error}") from None
     print(f"Dataset at {path.resolve()}")
 
 

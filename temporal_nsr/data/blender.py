@@ -1,0 +1,265 @@
+"""Generates ground-truth views with a real Blender (Cycles on the CPU) in a subprocess.
+
+The Blender backend of `temporal_nsr.data.generate` (``backend=blender``). Blender runs as its
+own process, ``blender -b --factory-startup --python blender_scene.py -- job.json``, once per
+(object, timestep): its Python, its numpy (if any) and its add-ons never meet the project's
+environment, and ``bpy`` is never imported here. This module only writes the job file, starts
+Blender, reads back its PNGs and turns every way it can fail into a `BlenderError` whose message
+says what to do. The scene itself (SimpleDeform modifiers, materials, sun, world, camera with a
+Track To constraint) is built by `temporal_nsr/data/blender_scene.py`.
+
+Backend settings (``conf/backend/blender.yaml``; they go into the dataset manifest, so a
+changed value regenerates the dataset):
+
+* ``executable``: a Blender on PATH or a path to one (Debian/Ubuntu: ``apt-get install blender``);
+* ``samples``: Cycles samples per pixel (16);
+* ``max_bounces``: Cycles light bounces; 0 is direct light only (sun with shadows plus the
+  ambient sky), the Embree generator's lighting model; more adds inter-reflections.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+SCRIPT = Path(__file__).with_name("blender_scene.py")
+# Cycles X (tile and sampling settings of Blender 3.0) is the oldest Cycles the script drives.
+MIN_BLENDER_VERSION = (3, 0)
+BLENDER_DEFAULTS: dict[str, Any] = {"executable": "blender", "samples": 16, "max_bounces": 0}
+MARKER = "temporal_nsr:"  # blender_scene.py prefixes its own one-line errors with this
+_TAIL_LINES = 15
+
+
+class BlenderError(RuntimeError):
+    """Blender is missing, too old or failed; the message names the fix."""
+
+
+def resolve_blender(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Fill and validate the Blender backend settings (``backend.*``; ``name`` is dropped).
+
+    Raises:
+        ValueError: naming the offending ``backend.<key>``.
+    """
+    cfg = {k: v for k, v in cfg.items() if k != "name"}
+    unknown = sorted(set(cfg) - set(BLENDER_DEFAULTS))
+    if unknown:
+        raise ValueError(
+            f"Unknown Blender backend key(s) {['backend.' + k for k in unknown]}; known keys are "
+            f"{['backend.' + k for k in ['name', *BLENDER_DEFAULTS]]}."
+        )
+    out = copy.deepcopy(BLENDER_DEFAULTS)
+    out.update(cfg)
+    if not isinstance(out["executable"], str) or not out["executable"].strip():
+        raise ValueError(
+            f"backend.executable must be a command or path, got {out['executable']!r}; "
+            "e.g. backend.executable=/usr/bin/blender."
+        )
+    for key, low in (("samples", 1), ("max_bounces", 0)):
+        value = out[key]
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"backend.{key} must be an integer >= {low}, got {value!r}.")
+        out[key] = int(value)
+    return out
+
+
+def find_blender(executable: str) -> str:
+    """Absolute path of ``executable`` (a name on PATH or a path).
+
+    Raises:
+        BlenderError: it does not exist or is not executable.
+    """
+    found = shutil.which(executable)
+    if found is None:
+        raise BlenderError(
+            f"Blender executable {executable!r} (backend.executable) was not found or is not "
+            "executable: install Blender (Debian/Ubuntu: sudo apt-get install blender, or "
+            "make system-deps) or set backend.executable=/path/to/blender."
+        )
+    return found
+
+
+def _tail(path: Path, lines: int = _TAIL_LINES) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    kept = [line for line in text.splitlines() if line.strip()]
+    return "\n".join(kept[-lines:])
+
+
+class BlenderRunner:
+    """Runs Blender jobs: one process per call, all views of one scene in that process.
+
+    Args:
+        settings: resolved backend settings (see `resolve_blender`).
+        threads: Cycles CPU threads; default: the cores this process may use.
+
+    Raises:
+        BlenderError: the executable is missing (checked here, before any work).
+    """
+
+    def __init__(self, settings: Mapping[str, Any], threads: int | None = None) -> None:
+        self.settings = resolve_blender(settings)
+        self.executable = find_blender(self.settings["executable"])
+        if threads is None:
+            threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        self.threads = threads or os.cpu_count() or 1
+        self.version: str | None = None  # Blender's version string, known after the first job
+        # Per job: {"views", "wall_seconds" (whole process), "setup_seconds", "views_seconds"}.
+        self.timings: list[dict[str, float]] = []
+
+    def images(
+        self,
+        scene: Mapping[str, Any],
+        azimuth_deg: np.ndarray,
+        elevation_deg: np.ndarray,
+        label: str = "a scene",
+    ) -> np.ndarray:
+        """Generate every view of one scene in one Blender process.
+
+        Args:
+            scene: the scene description that `temporal_nsr.data.generate` builds: undeformed
+                ``vertices`` (V, 3), ``faces`` (F, 3), ``underside`` (F,), ``top_color``,
+                ``bottom_color``, ``bend_deg``, ``twist_deg``, ``image_size``, ``camera_radius``,
+                ``fov_deg``, ``light_direction``, ``ambient``, ``background``, ``seed``.
+            azimuth_deg: (N,) camera azimuths in degrees.
+            elevation_deg: (N,) camera elevations in degrees.
+            label: what the job is, for error messages (e.g. ``bar_000 t=3``).
+
+        Returns:
+            (N, S, S, 3) uint8 images.
+        """
+        with tempfile.TemporaryDirectory(prefix="temporal_nsr-blender-") as scratch:
+            scratch = Path(scratch)
+            poses = enumerate(zip(azimuth_deg, elevation_deg, strict=True))
+            views = [
+                {
+                    "azimuth": float(az),
+                    "elevation": float(el),
+                    "path": str(scratch / f"{i:05d}.png"),
+                }
+                for i, (az, el) in poses
+            ]
+            self._run(scene, views, scratch, label)
+            size = int(scene["image_size"])
+            out = np.empty((len(views), size, size, 3), dtype=np.uint8)
+            for i, view in enumerate(views):
+                out[i] = self._read(Path(view["path"]), size, label)
+        return out
+
+    def deformed_vertices(self, scene: Mapping[str, Any]) -> np.ndarray:
+        """(V, 3) vertices after Blender's modifiers and the re-centring, world units."""
+        with tempfile.TemporaryDirectory(prefix="temporal_nsr-blender-") as scratch:
+            scratch = Path(scratch)
+            dump = scratch / "mesh.json"
+            self._run(scene, [], scratch, "the mesh", dump_mesh=dump)
+            return np.asarray(json.loads(dump.read_text())["vertices"], dtype=np.float64)
+
+    def _run(
+        self,
+        scene: Mapping[str, Any],
+        views: list[dict[str, Any]],
+        scratch: Path,
+        label: str,
+        dump_mesh: Path | None = None,
+    ) -> None:
+        job = {
+            **{k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in scene.items()},
+            "samples": self.settings["samples"],
+            "max_bounces": self.settings["max_bounces"],
+            "threads": self.threads,
+            "min_blender_version": list(MIN_BLENDER_VERSION),
+            "views": views,
+            "result": str(scratch / "result.json"),
+            "dump_mesh": str(dump_mesh) if dump_mesh else None,
+        }
+        job_file = scratch / "job.json"
+        job_file.write_text(json.dumps(job))
+        command = [
+            self.executable,
+            "-b",
+            "--factory-startup",
+            "--python-exit-code",
+            "1",
+            "--python",
+            str(SCRIPT),
+            "--",
+            str(job_file),
+        ]
+        # Blender ignores these by default; dropping them keeps the project's Python out of it
+        # even for a Blender built to honour them.
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+        stdout, stderr = scratch / "stdout.txt", scratch / "stderr.txt"
+        log.debug("Running %s", " ".join(command))
+        with open(stdout, "wb") as out, open(stderr, "wb") as err:
+            try:
+                started = time.perf_counter()
+                status = subprocess.run(
+                    command, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env
+                ).returncode
+                wall = time.perf_counter() - started
+            except OSError as error:
+                raise BlenderError(
+                    f"Could not start Blender {self.executable!r} (backend.executable): {error}"
+                ) from error
+        messages = [
+            line.split(MARKER, 1)[1].strip()
+            for line in stderr.read_text(errors="replace").splitlines()
+            if line.startswith(MARKER)
+        ]
+        if messages:
+            raise BlenderError(f"{messages[-1]} ({self.executable})")
+        if status != 0:
+            tail = _tail(stderr) or _tail(stdout) or "(no output)"
+            raise BlenderError(
+                f"Blender ({self.executable}) failed with exit status {status} while generating "
+                f"{label}; the end of its output:\n{tail}"
+            )
+        result = scratch / "result.json"
+        if not result.is_file():
+            tail = _tail(stderr) or _tail(stdout) or "(no output)"
+            raise BlenderError(
+                f"{self.executable} (backend.executable) exited without generating {label}; "
+                f"is it Blender {'.'.join(map(str, MIN_BLENDER_VERSION))} or newer? The end of "
+                f"its output:\n{tail}"
+            )
+        report = json.loads(result.read_text())
+        self.version = report["blender_version"]
+        self.timings.append(
+            {
+                "views": len(views),
+                "wall_seconds": wall,
+                "setup_seconds": report["setup_seconds"],
+                "views_seconds": report["views_seconds"],
+            }
+        )
+
+    def _read(self, path: Path, size: int, label: str) -> np.ndarray:
+        try:
+            with Image.open(path) as image:
+                pixels = np.asarray(image.convert("RGB"))
+        except (OSError, ValueError) as error:
+            raise BlenderError(
+                f"Blender ({self.executable}) did not write a readable {path.name} for "
+                f"{label}: {error}"
+            ) from error
+        if pixels.shape != (size, size, 3):
+            raise BlenderError(
+                f"Blender wrote {path.name} of {label} with shape {pixels.shape}, expected "
+                f"({size}, {size}, 3)."
+            )
+        return pixels

@@ -1,0 +1,257 @@
+"""Generates the views of one (object, timestep) inside Blender; runs in Blender's own Python.
+
+Never imported by temporal_nsr (``bpy`` exists only inside Blender). `temporal_nsr.data.blender`
+runs it as::
+
+    blender -b --factory-startup --python-exit-code 1 --python blender_scene.py -- job.json
+
+The job file (JSON, written by `temporal_nsr.data.blender`) holds the undeformed mesh, its face
+colours, the bend and twist angles, camera, light and Cycles settings, and one output path per
+view. The scene follows the conventions of `temporal_nsr.data.generate` (world Z up):
+
+* The mesh gets real SimpleDeform modifiers: "Twist" about x, then "Bend" about y. Blender's
+  bend turns the object's x axis about its z axis (ends rise towards +y); the bend's ``origin``
+  is an empty turned +90 degrees about x, in whose frame x stays x and y is the world's z, so
+  the bar bends in the x-z plane with both ends rising towards +z, like ``bend_vertices``. The
+  empty is parented to the bar, so re-centring the bar (bounding box of the deformed mesh to
+  the origin) keeps the deformation.
+* One Diffuse BSDF material per colour, assigned per face (the underside is red).
+* A sun with angle 0 (hard shadows) shining along ``-light_direction`` with strength
+  ``pi * (1 - ambient)``, and a world of radiance ``ambient`` seen by shading rays only: a lit,
+  unshadowed face has ``albedo * (ambient + (1 - ambient) * cos)``, as in the Embree generator.
+  Camera rays see the world as ``background`` (white).
+* Camera at ``r * (cos el cos az, cos el sin az, sin el)`` with a Track To constraint on an
+  empty at the origin (-Z forward, Y up), horizontal field of view ``fov_deg``.
+* Cycles on the CPU, fixed seed, no denoising, no adaptive sampling, box pixel filter of one
+  pixel, "Raw" view transform (the PNG bytes are the linear values times 255, like the Embree
+  generator's), no dither.
+
+On bad input or a too old Blender it prints one line starting with ``temporal_nsr:`` to stderr
+and exits with status 2. When done it writes the job's ``result`` JSON: Blender's version, the
+seconds spent building the scene and the seconds spent on the views.
+"""
+
+import json
+import math
+import os
+import sys
+import time
+
+import bpy
+from mathutils import Vector
+
+MARKER = "temporal_nsr:"
+
+
+def fail(message):
+    print(f"{MARKER} {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def job_path():
+    argv = sys.argv
+    if "--" not in argv or argv.index("--") + 1 >= len(argv):
+        fail("blender_scene.py needs a job file: blender -b --python blender_scene.py -- job.json")
+    return argv[argv.index("--") + 1]
+
+
+def check_version(job):
+    need = tuple(job["min_blender_version"])
+    have = tuple(bpy.app.version)
+    if have < need:
+        fail(
+            f"Blender {bpy.app.version_string} is too old: the Blender backend needs "
+            f"{'.'.join(map(str, need))} or newer (Cycles X settings); point "
+            "backend.executable to a newer Blender"
+        )
+
+
+def clear_scene():
+    for collection in (bpy.data.objects, bpy.data.meshes, bpy.data.materials, bpy.data.lights):
+        for item in list(collection):
+            collection.remove(item)
+
+
+def diffuse_material(name, rgb):
+    material = bpy.data.materials.new(name)
+    material.use_nodes = True
+    nodes, links = material.node_tree.nodes, material.node_tree.links
+    nodes.clear()
+    bsdf = nodes.new("ShaderNodeBsdfDiffuse")
+    bsdf.inputs["Color"].default_value = (*rgb, 1.0)
+    bsdf.inputs["Roughness"].default_value = 0.0  # Lambert
+    output = nodes.new("ShaderNodeOutputMaterial")
+    links.new(bsdf.outputs["BSDF"], output.inputs["Surface"])
+    return material
+
+
+def build_object(scene, job):
+    mesh = bpy.data.meshes.new("bar")
+    mesh.from_pydata([tuple(v) for v in job["vertices"]], [], [tuple(f) for f in job["faces"]])
+    mesh.materials.append(diffuse_material("top", job["top_color"]))
+    mesh.materials.append(diffuse_material("bottom", job["bottom_color"]))
+    mesh.polygons.foreach_set("material_index", [1 if u else 0 for u in job["underside"]])
+    mesh.update()
+    bar = bpy.data.objects.new("bar", mesh)
+    scene.collection.objects.link(bar)
+
+    if job["twist_deg"]:
+        twist = bar.modifiers.new("twist", "SIMPLE_DEFORM")
+        twist.deform_method = "TWIST"
+        twist.deform_axis = "X"
+        twist.angle = math.radians(job["twist_deg"])
+    # The bend's frame: x stays x, its y is the world's z, so "bend about z" bends about y.
+    frame = bpy.data.objects.new("bend_frame", None)
+    scene.collection.objects.link(frame)
+    frame.rotation_euler = (math.pi / 2, 0.0, 0.0)
+    frame.parent = bar
+    bend = bar.modifiers.new("bend", "SIMPLE_DEFORM")
+    bend.deform_method = "BEND"
+    bend.deform_axis = "Z"
+    bend.origin = frame
+    bend.angle = math.radians(job["bend_deg"])
+
+    # Re-centre: the bounding box of the deformed mesh goes to the origin.
+    evaluated = bar.evaluated_get(bpy.context.evaluated_depsgraph_get())
+    corners = [Vector(c) for c in evaluated.bound_box]
+    low = Vector([min(c[i] for c in corners) for i in range(3)])
+    high = Vector([max(c[i] for c in corners) for i in range(3)])
+    bar.location = -0.5 * (low + high)
+    return bar
+
+
+def build_lights(scene, job):
+    ambient = job["ambient"]
+    sun_data = bpy.data.lights.new("sun", "SUN")
+    sun_data.energy = math.pi * (1.0 - ambient)  # irradiance; a white Lambert face reflects E / pi
+    sun_data.angle = 0.0  # a point-like sun: hard shadows
+    sun = bpy.data.objects.new("sun", sun_data)
+    scene.collection.objects.link(sun)
+    # A sun shines along its local -Z: turn +Z towards the light.
+    sun.rotation_euler = Vector(job["light_direction"]).to_track_quat("Z", "Y").to_euler()
+
+    world = bpy.data.worlds.new("world")
+    scene.world = world
+    world.use_nodes = True
+    nodes, links = world.node_tree.nodes, world.node_tree.links
+    nodes.clear()
+    # Camera rays see the background colour; shading rays see a uniform sky of radiance ambient.
+    path = nodes.new("ShaderNodeLightPath")
+    sky = nodes.new("ShaderNodeBackground")
+    sky.inputs["Color"].default_value = (ambient, ambient, ambient, 1.0)
+    backdrop = nodes.new("ShaderNodeBackground")
+    backdrop.inputs["Color"].default_value = (*job["background"], 1.0)
+    mix = nodes.new("ShaderNodeMixShader")
+    output = nodes.new("ShaderNodeOutputWorld")
+    links.new(path.outputs["Is Camera Ray"], mix.inputs["Fac"])
+    links.new(sky.outputs["Background"], mix.inputs[1])
+    links.new(backdrop.outputs["Background"], mix.inputs[2])
+    links.new(mix.outputs["Shader"], output.inputs["Surface"])
+
+
+def build_camera(scene, job):
+    data = bpy.data.cameras.new("camera")
+    data.sensor_fit = "HORIZONTAL"
+    data.lens_unit = "FOV"
+    data.angle = math.radians(job["fov_deg"])
+    data.clip_start = 0.01 * job["camera_radius"]
+    data.clip_end = 4.0 * job["camera_radius"]
+    camera = bpy.data.objects.new("camera", data)
+    scene.collection.objects.link(camera)
+    target = bpy.data.objects.new("look_at", None)  # the world origin
+    scene.collection.objects.link(target)
+    track = camera.constraints.new("TRACK_TO")
+    track.target = target
+    track.track_axis = "TRACK_NEGATIVE_Z"
+    track.up_axis = "UP_Y"
+    scene.camera = camera
+    return camera
+
+
+def camera_location(azimuth_deg, elevation_deg, radius):
+    # At elevation +-90, cos(el) is about 6e-17, not 0: the camera stays a hair off the pole on
+    # the side of its azimuth, so Track To's up direction still follows the azimuth, the limit
+    # the Embree generator uses (image right = (-sin az, cos az, 0)). Checked at exactly +-90.
+    az, el = math.radians(azimuth_deg), math.radians(elevation_deg)
+    return Vector(
+        (
+            radius * math.cos(el) * math.cos(az),
+            radius * math.cos(el) * math.sin(az),
+            radius * math.sin(el),
+        )
+    )
+
+
+def configure_render(scene, job):
+    scene.render.engine = "CYCLES"
+    cycles = scene.cycles
+    cycles.device = "CPU"
+    cycles.samples = job["samples"]
+    cycles.use_adaptive_sampling = False
+    cycles.use_denoising = False
+    cycles.max_bounces = job["max_bounces"]
+    cycles.seed = job["seed"]
+    cycles.pixel_filter_type = "BOX"
+    cycles.filter_width = 1.0
+    cycles.use_auto_tile = True
+    cycles.tile_size = job["image_size"]
+    render = scene.render
+    render.threads_mode = "FIXED"
+    render.threads = job["threads"]
+    render.use_persistent_data = True  # keep the scene between views; only the camera moves
+    render.resolution_x = render.resolution_y = job["image_size"]
+    render.resolution_percentage = 100
+    render.film_transparent = False
+    render.dither_intensity = 0.0
+    render.image_settings.file_format = "PNG"
+    render.image_settings.color_mode = "RGB"
+    render.image_settings.color_depth = "8"
+    scene.view_settings.view_transform = "Raw"
+    scene.view_settings.look = "None"
+    scene.view_settings.exposure = 0.0
+    scene.view_settings.gamma = 1.0
+
+
+def dump_mesh(bar, path):
+    """Write the deformed, re-centred vertices in world units (checks the modifiers)."""
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    evaluated = bar.evaluated_get(depsgraph)
+    world = evaluated.matrix_world
+    vertices = [list(world @ v.co) for v in evaluated.data.vertices]
+    with open(path, "w") as f:
+        json.dump({"vertices": vertices}, f)
+
+
+def main():
+    start = time.perf_counter()
+    with open(job_path()) as f:
+        job = json.load(f)
+    check_version(job)
+    clear_scene()
+    scene = bpy.context.scene
+    configure_render(scene, job)
+    bar = build_object(scene, job)
+    build_lights(scene, job)
+    camera = build_camera(scene, job)
+    if job.get("dump_mesh"):
+        dump_mesh(bar, job["dump_mesh"])
+    setup = time.perf_counter() - start
+    for view in job["views"]:
+        camera.location = camera_location(view["azimuth"], view["elevation"], job["camera_radius"])
+        scene.render.filepath = view["path"]
+        bpy.ops.render.render(write_still=True)
+    result = {
+        "blender_version": bpy.app.version_string,
+        "views": len(job["views"]),
+        "setup_seconds": setup,  # Blender's start is not included: it precedes the script
+        "views_seconds": time.perf_counter() - start - setup,
+    }
+    with open(job["result"] + ".part", "w") as f:
+        json.dump(result, f)
+    os.replace(job["result"] + ".part", job["result"])
+
+
+try:
+    main()
+except KeyError as error:
+    fail(f"job file lacks key {error}; regenerate it with temporal_nsr.data.blender")
