@@ -1,0 +1,211 @@
+"""Blender backend of the generator: config, errors without half-written data, agreement with
+Embree (silhouette IoU), Blender's modifiers against the bend formula.
+
+Tests marked `needs_blender` run a real Blender (Debian's ``blender``, installed by
+``make system-deps``) and skip without one; the error tests use other real programs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from temporal_nsr.config import compose_config
+from temporal_nsr.data import blender
+from temporal_nsr.data.blender import BlenderError, BlenderRunner
+from temporal_nsr.data.compare_backends import compare_backends, comparison_figure, silhouette_iou
+from temporal_nsr.data.generate import (
+    bar_mesh,
+    blender_scene,
+    ensure_dataset,
+    generate_dataset,
+    object_specs,
+    object_triangles,
+    resolve_config,
+)
+from tests.conftest import TINY_GENERATOR
+
+REPO = Path(__file__).resolve().parents[1]
+needs_blender = pytest.mark.skipif(
+    shutil.which("blender") is None, reason="needs Blender (make system-deps: apt-get install)"
+)
+
+
+def _blender(**settings: Any) -> dict[str, Any]:
+    return {**TINY_GENERATOR, "backend": {"name": "blender", **settings}}
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def existing(tmp_path: Path) -> Path:
+    """A complete Embree dataset that a failed Blender run must leave as it is."""
+    root = tmp_path / "data" / "tiny"
+    generate_dataset(root, dict(TINY_GENERATOR, views_per_timestep=1), progress=False)
+    return root
+
+
+def _assert_untouched(root: Path, before: dict[str, bytes]) -> None:
+    assert _snapshot(root) == before
+    assert sorted(p.name for p in root.parent.iterdir()) == [root.name]  # no tmp-/old- folders
+
+
+# --------------------------------------------------------------------------- config
+
+
+def test_backend_defaults_to_embree_and_fills_blender_settings() -> None:
+    assert resolve_config(TINY_GENERATOR)["backend"] == {"name": "embree"}
+    assert resolve_config(_blender(samples=4))["backend"] == {
+        "name": "blender",
+        "executable": "blender",
+        "samples": 4,
+        "max_bounces": 0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("backend", "message"),
+    [
+        ({"name": "mitsuba"}, "backend.name is 'mitsuba'"),
+        ({"name": "embree", "samples": 4}, "backend.samples is a Blender setting"),
+        ({"name": "blender", "sample": 4}, r"backend.sample'\]"),
+        ({"name": "blender", "samples": 0}, "backend.samples must be an integer >= 1"),
+        ({"name": "blender", "max_bounces": -1}, "backend.max_bounces must be an integer >= 0"),
+        ({"name": "blender", "executable": ""}, "backend.executable must be a command"),
+        ("blender", "must be a mapping"),
+    ],
+)
+def test_bad_backend_names_the_key(tmp_path: Path, backend: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        generate_dataset(tmp_path / "d", {**TINY_GENERATOR, "backend": backend}, progress=False)
+    assert not (tmp_path / "d").exists()
+
+
+def test_backend_group_reaches_generate_and_train_configs(tmp_path: Path) -> None:
+    overrides = ["backend=blender", "backend.samples=4", "backend.executable=/opt/b/blender"]
+    gen = compose_config(overrides, config_name="generate")
+    expected = {"name": "blender", "executable": "/opt/b/blender", "samples": 4, "max_bounces": 0}
+    assert dict(gen.data.generator.backend) == expected
+    train = compose_config(["experiment=tiny", f"paths.output_dir={tmp_path}", *overrides])
+    assert dict(train.data.generator.backend) == expected  # prepare_data generates with it
+    assert dict(compose_config([]).data.generator.backend) == {"name": "embree"}
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_missing_executable_is_named_and_nothing_is_written(existing: Path) -> None:
+    before = _snapshot(existing)
+    with pytest.raises(BlenderError, match=r"backend\.executable.*apt-get install blender"):
+        ensure_dataset(existing, _blender(executable="/nonexistent/blender"), progress=False)
+    _assert_untouched(existing, before)
+
+
+def test_failing_blender_shows_its_stderr_and_leaves_no_partial_dataset(existing: Path) -> None:
+    # A real program that is not Blender: Python rejects Blender's arguments on stderr, exit 2.
+    before = _snapshot(existing)
+    with pytest.raises(BlenderError, match=r"(?s)exit status 2 .*bar_000 t=0.*factory-startup"):
+        ensure_dataset(existing, _blender(executable=sys.executable), progress=False)
+    _assert_untouched(existing, before)
+
+
+def test_program_that_writes_nothing_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(BlenderError, match="exited without generating bar_000 t=0"):
+        generate_dataset(tmp_path / "d", _blender(executable="true"), progress=False)
+    assert not any(tmp_path.iterdir())
+
+
+def test_cli_reports_a_missing_blender_in_one_line(tmp_path: Path) -> None:
+    args = [sys.executable, "-m", "temporal_nsr.data.generate", f"paths.root_dir={tmp_path}"]
+    args += ["backend=blender", "backend.executable=/nonexistent/blender"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("generate: Blender executable '/nonexistent/blender'")
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
+
+
+@needs_blender
+def test_too_old_blender_is_refused_in_one_line(existing: Path, monkeypatch) -> None:
+    monkeypatch.setattr(blender, "MIN_BLENDER_VERSION", (99, 0))
+    before = _snapshot(existing)
+    with pytest.raises(BlenderError) as info:
+        ensure_dataset(existing, _blender(), progress=False)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "is too old" in message and "99.0" in message and "backend.executable" in message
+    _assert_untouched(existing, before)
+
+
+# --------------------------------------------------------------------------- agreement
+
+
+@needs_blender
+def test_blender_modifiers_match_the_bend_and_twist_formulas() -> None:
+    cfg = resolve_config(
+        {**_blender(), "schedule": "sine_twist", "num_objects": 2, "bar": {"segments": 6}}
+    )
+    runner = BlenderRunner(cfg["backend"])
+    for obj, t in ((0, 3), (1, 5)):  # 99 and 105 degrees of bend, 54 and 90 of twist
+        spec = object_specs(cfg)[obj]
+        vertices = runner.deformed_vertices(blender_scene(spec, t, cfg))
+        _, faces, _ = bar_mesh(spec.length, spec.width, spec.height, 6)
+        expected, _ = object_triangles(spec, t, cfg)
+        np.testing.assert_allclose(vertices[faces], expected, atol=1e-4)
+
+
+@needs_blender
+def test_blender_and_embree_silhouettes_agree(tmp_path: Path) -> None:
+    """Same config, both backends: same files and labels; silhouette IoU >= 0.9 per view."""
+    generator = {
+        **_blender(),
+        "image_size": 128,
+        "num_timesteps": 3,
+        "views_per_timestep": 3,
+        "val_timesteps": [1],
+        "test_timesteps": [2],
+    }
+    result = compare_backends(generator, tmp_path)
+    ious = [r["iou"] for r in result.records]
+    print("IoU per view:", " ".join(f"{v:.3f}" for v in ious))
+    assert len(ious) == 2 * 3 * 3
+    assert min(ious) >= 0.9
+    assert max(r["colour_diff"] for r in result.records) < 12  # shading agrees, in 0..255
+    embree, other = result.embree_root, result.blender_root
+    assert sorted(_snapshot(embree)) == sorted(_snapshot(other))
+    left, right = (json.loads((root / "manifest.json").read_text()) for root in (embree, other))
+    assert left["config"]["backend"] == {"name": "embree"}
+    assert right["config"]["backend"] == resolve_config(generator)["backend"]
+    assert right["generated_by"].startswith("Blender ")
+    for key in ("splits", "objects", "bend_angle_deg"):
+        assert left[key] == right[key]
+    assert {**left["config"], "backend": None} == {**right["config"], "backend": None}
+    # The manifest records the backend: reused as is, regenerated when the backend changes.
+    manifest = (other / "manifest.json").read_bytes()
+    ensure_dataset(other, generator, progress=False)
+    assert (other / "manifest.json").read_bytes() == manifest
+    ensure_dataset(other, {**generator, "backend": {"name": "embree"}}, progress=False)
+    assert _snapshot(other) == _snapshot(embree)
+    figure = comparison_figure(result, tmp_path / "figure.png", examples=4)
+    assert figure.stat().st_size > 0
+
+
+def test_silhouette_iou_counts_any_non_background_pixel() -> None:
+    a = np.full((1, 4, 4, 3), 255, dtype=np.uint8)
+    b = a.copy()
+    a[0, :2, :2] = (10, 20, 30)  # 4 pixels
+    b[0, :2, :1] = (254, 255, 255)  # 2 of them, barely off white
+    assert silhouette_iou(a, b, [1.0, 1.0, 1.0]).tolist() == [0.5]
+    assert silhouette_iou(b[:, :0], b[:, :0], [1.0, 1.0, 1.0]).tolist() == [1.0]
