@@ -183,11 +183,13 @@ def compare_backends(
 def comparison_figure(comparison: Comparison, path: Path, examples: int = 8) -> Path:
     """Side-by-side figure: Embree row, Blender row, silhouette difference row.
 
-    Columns are ``examples`` views spread evenly over the records (every split, object and
-    timestep when there are enough). In the difference row, red pixels belong to Embree's
-    silhouette only and blue pixels to Blender's only; each column is titled with its IoU.
+    Columns are ``examples - 1`` views spread evenly over the records, then the view of lowest
+    IoU. In the difference row, grey pixels are in both silhouettes, red in Embree's only and
+    blue in Blender's only; each column is titled with its object, timestep and IoU.
     """
-    picks = np.unique(np.linspace(0, len(comparison.records) - 1, examples).round().astype(int))
+    ious = [r["iou"] for r in comparison.records]
+    spread = np.linspace(0, len(ious) - 1, max(examples - 1, 1)).round().astype(int)
+    picks = list(dict.fromkeys([*spread.tolist(), int(np.argmin(ious))]))
     rows: list[list[np.ndarray]] = [[], [], []]
     titles = []
     for i in picks:
@@ -202,13 +204,19 @@ def comparison_figure(comparison: Comparison, path: Path, examples: int = 8) -> 
         diff[mb & ~ma] = (0, 0, 220)
         for row, image in zip(rows, (a, b, diff), strict=True):
             row.append(image)
-        titles.append(f"{r['object']} t={r['temporal']} IoU {r['iou']:.3f}")
-    size, pad, head, left = a.shape[0], 4, 14, 64
+        titles.append(f"{r['object']} t={r['temporal']}: {r['iou']:.3f}")
+    size, pad, head, foot, left = a.shape[0], 6, 14, 16, 64
     width = left + len(picks) * (size + pad)
-    canvas = Image.new("RGB", (width, head + 3 * (size + pad)), "white")
+    canvas = Image.new("RGB", (width, head + 3 * (size + pad) + foot), "white")
     draw = ImageDraw.Draw(canvas)
     for c, title in enumerate(titles):
-        draw.text((left + c * (size + pad), 2), title[: size // 6], fill="black")
+        draw.text((left + c * (size + pad), 2), title, fill="black")
+    draw.text(
+        (4, head + 3 * (size + pad)),
+        "titles: object, timestep, silhouette IoU; last column: lowest IoU. diff: grey both, "
+        "red Embree only, blue Blender only",
+        fill="black",
+    )
     for r, (name, row) in enumerate(zip(("Embree", "Blender", "diff"), rows, strict=True)):
         y = head + r * (size + pad)
         draw.text((4, y + size // 2 - 5), name, fill="black")
@@ -242,9 +250,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         figure = comparison_figure(comparison, Path(args.out), args.examples)
     summary = comparison.summary()
     report = Path(args.report) if args.report else figure.with_suffix(".json")
-    payload = {"overrides": overrides, "summary": summary, "views": comparison.records}
+    views = [
+        json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()})
+        for r in comparison.records
+    ]
+    rows = ",\n  ".join(views)  # one view per line
+    text = (
+        f'{{\n "overrides": {json.dumps(overrides)},\n "summary": {json.dumps(summary)},\n'
+        f' "views": [\n  {rows}\n ]\n}}\n'
+    )
     tmp = report.with_name(f".{report.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=1))
+    tmp.write_text(text)
     os.replace(tmp, report)
     for key, value in summary.items():
         print(f"{key:42s} {value:.4g}" if isinstance(value, float) else f"{key:42s} {value}")
