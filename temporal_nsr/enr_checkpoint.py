@@ -108,7 +108,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        if "weights only" in str(error).lower():
+        if "unsupported global" in str(error).lower():
             raise CheckpointError(
                 f"{path} holds Python objects other than tensors and plain containers, which "
                 f"are not loaded (they could run code); {FIX_FORMAT}"
