@@ -42,7 +42,7 @@ from temporal_nsr.inference import (
     load_enr_checkpoint,
 )
 from temporal_nsr.lit_module import TemporalNSRModule
-from temporal_nsr.model.encoder import spherical_mask
+from temporal_nsr.model.encoder import Encoder, spherical_mask
 from temporal_nsr.render import RenderError, render
 from temporal_nsr.train import train
 
@@ -220,6 +220,18 @@ def test_fork_slots_map_onto_ours(fork_file: Path) -> None:
     for dt in (-2, 2):  # -2: their never-matched slot 0; +2: beyond what they represent
         with pytest.raises(ValueError, match=r"\[-1, 1\]"):
             _renders(run, dt)
+
+
+def test_latent_slots_must_fit_in_the_lift() -> None:
+    sizes = {"image_size": 32, "latent_channels": 2, "channels_2d": [8], "strides_2d": [1],
+             "inverse_projection": [32], "channels_3d": [4], "strides_3d": [1],
+             "lift_strides": [1]}  # fmt: skip
+    latent = Encoder(max_offset=1, lift_slots=4, first_slot=1, **sizes)(input_image())
+    assert latent.shape == (1, 3, 2, 32, 32, 32)
+    with pytest.raises(
+        ValueError, match="K = 3 slots .* must fit in the lift's 4 slots from first"
+    ):
+        Encoder(max_offset=1, lift_slots=4, first_slot=2, **sizes)
 
 
 def test_declared_slot_count_must_agree_with_the_weights(tmp_path: Path) -> None:
