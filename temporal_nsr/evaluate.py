@@ -11,17 +11,6 @@ object is drawn (seeded, one per target and setting):
 one fixed source view per object (its first record) against every other view of that object,
 as the setting `enr_fixed_source`, so numbers compare with the ENR paper.
 
-Each pair is scored (PSNR, SSIM per image, then averaged) for these predictors:
-`model`; `copy` (the source image itself); `mean` (the mean training image); `shuffled_source`
-(the model fed the source image and pose of another pair of the same setting whose source shows
-another object or timestep, see `foreign_sources`: if it scores like `model`, the model ignores
-what its input shows and paints a pose-conditioned average);
-`baseline` (a rotation-only run from `baseline_run_dir`, which can only render the source time,
-so it is asked for dt = 0). Identical prediction and target have infinite PSNR; per-image PSNR is
-capped at 100 dB (MSE floor 1e-10) so means stay finite, and the cap is recorded in the JSON.
-
-Writes `<run_dir>/eval/{results.json, pairs_<split>.csv, results.md, figure_<split>.png}`.
-
 A checkpoint file can stand in for the run folder, and a dataset from the command line for the
 run's (`data=` loads conf/data/<name>.yaml; `data.root=` points it at any dataset folder of the
 DESIGN.md format holding `train/` and the splits):
@@ -33,6 +22,17 @@ DESIGN.md format holding `train/` and the splits):
 dataset, so it needs `data=`. Without a run folder the results go to this command's Hydra output
 folder (`outputs/evaluate/<date>_<time>/`), or to `out_dir=`. `baseline_run_dir=` also takes a
 checkpoint file (an ENR file is a rotation-only model).
+
+Each pair is scored (PSNR, SSIM per image, then averaged) for these predictors:
+`model`; `copy` (the source image itself); `mean` (the mean training image); `shuffled_source`
+(the model fed the source image and pose of another pair of the same setting whose source shows
+another object or timestep, see `foreign_sources`: if it scores like `model`, the model ignores
+what its input shows and paints a pose-conditioned average);
+`baseline` (a rotation-only run from `baseline_run_dir`, which can only render the source time,
+so it is asked for dt = 0). Identical prediction and target have infinite PSNR; per-image PSNR is
+capped at 100 dB (MSE floor 1e-10) so means stay finite, and the cap is recorded in the JSON.
+
+Writes `<run_dir>/eval/{results.json, pairs_<split>.csv, results.md, figure_<split>.png}`.
 """
 
 from __future__ import annotations
@@ -291,8 +291,10 @@ def _load_model(cfg: DictConfig, device: str) -> Run:
         return run
     size = run.module.renderer.encoder.image_size
     if data.image_size != size:
-        raise RunError(f"data.image_size={data.image_size} but the model takes {size} px: set "
-                       f"data.image_size={size} and use a dataset of that size")  # fmt: skip
+        raise RunError(
+            f"data.image_size={data.image_size} but the model takes {size} px: set "
+            f"data.image_size={size} and use a dataset of that size"
+        )
     merged = OmegaConf.merge(run.cfg, {"data": OmegaConf.to_container(data, resolve=True)})
     return run._replace(cfg=merged)
 
@@ -303,10 +305,7 @@ def _load_baseline(path: str, device: str) -> Run:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Run the protocol on every split of `cfg.splits`; write and return the results.
-
-    The returned dict also holds "out_dir", the folder the files went to.
-    """
+    """Run the protocol on every split of `cfg.splits`; write and return the results."""
     device = cfg.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -352,7 +351,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     )
     _write_atomic(out_dir / "results.md", note + "\n\n" + "\n\n".join(tables) + "\n")
     _write_atomic(out_dir / "results.json", json.dumps(results, indent=2))
-    return {**results, "out_dir": str(out_dir)}
+    return {**results, "out_dir": str(out_dir)}  # where the files went, for main()
 
 
 @hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")
