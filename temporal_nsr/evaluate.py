@@ -11,6 +11,18 @@ object is drawn (seeded, one per target and setting):
 one fixed source view per object (its first record) against every other view of that object,
 as the setting `enr_fixed_source`, so numbers compare with the ENR paper.
 
+A checkpoint file can stand in for the run folder, and a dataset from the command line for the
+run's (`data=` loads conf/data/<name>.yaml; `data.root=` points it at any dataset folder of the
+DESIGN.md format holding `train/` and the splits):
+
+    python -m temporal_nsr.evaluate ckpt=chairs.pt data=bend data.root=<chairs> data.static=true \
+        protocol=enr splits=[test]
+
+`ckpt=` takes an original ENR / temporal-ENR file or a .ckpt of ours; an ENR file has no
+dataset, so it needs `data=`. Without a run folder the results go to this command's Hydra output
+folder (`outputs/evaluate/<date>_<time>/`), or to `out_dir=`. `baseline_run_dir=` also takes a
+checkpoint file (an ENR file is a rotation-only model).
+
 Each pair is scored (PSNR, SSIM per image, then averaged) for these predictors:
 `model`; `copy` (the source image itself); `mean` (the mean training image); `shuffled_source`
 (the model fed the source image and pose of another pair of the same setting whose source shows
@@ -43,8 +55,8 @@ from torch import Tensor
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 from temporal_nsr.callbacks import image_grid, to_uint8
-from temporal_nsr.data.dataset import RenderedViews
-from temporal_nsr.inference import Run, RunError, load_run
+from temporal_nsr.data.dataset import DatasetError, RenderedViews
+from temporal_nsr.inference import CheckpointError, Run, RunError, load_checkpoint, load_run
 from temporal_nsr.lit_module import TemporalNSRModule
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
@@ -258,18 +270,57 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _load_model(cfg: DictConfig, device: str) -> Run:
+    """The model of exactly one of `run_dir` and `ckpt`, with `data` from the command line
+    (when given) in place of the run's."""
+    run_dir, ckpt = cfg.get("run_dir"), cfg.get("ckpt")
+    if (run_dir is None) == (ckpt is None):
+        raise RunError(
+            "give run_dir=<training run folder> or ckpt=<checkpoint file> (an original ENR "
+            "file or a .ckpt of ours), exactly one of them"
+        )
+    run = load_checkpoint(ckpt, device) if ckpt else load_run(run_dir, cfg.checkpoint, device)
+    data = cfg.get("data")
+    if data is None:
+        if "root" not in run.cfg.data:
+            raise RunError(
+                f"ckpt={ckpt} is an original ENR file and names no dataset: add data=bend "
+                "data.root=<dataset folder with train/ and the splits> (data.static=true for "
+                "a static dataset such as ENR's chairs)"
+            )
+        return run
+    size = run.module.renderer.encoder.image_size
+    if data.image_size != size:
+        raise RunError(
+            f"data.image_size={data.image_size} but the model takes {size} px: set "
+            f"data.image_size={size} and use a dataset of that size"
+        )
+    merged = OmegaConf.merge(run.cfg, {"data": OmegaConf.to_container(data, resolve=True)})
+    return run._replace(cfg=merged)
+
+
+def _load_baseline(path: str, device: str) -> Run:
+    """A rotation-only baseline: a run folder, or a checkpoint file (e.g. an ENR file)."""
+    return load_checkpoint(path, device) if Path(path).is_file() else load_run(path, "best", device)
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Run the protocol on every split of `cfg.splits`; write and return the results."""
     device = cfg.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    run = load_run(cfg.run_dir, cfg.checkpoint, device)
-    baseline = load_run(cfg.baseline_run_dir, "best", device) if cfg.baseline_run_dir else None
-    out_dir = Path(cfg.run_dir) / "eval"
-    out_dir.mkdir(exist_ok=True)
+    run = _load_model(cfg, device)
+    baseline = _load_baseline(cfg.baseline_run_dir, device) if cfg.baseline_run_dir else None
+    if cfg.get("out_dir"):
+        out_dir = Path(cfg.out_dir)
+    elif cfg.get("run_dir") is not None:
+        out_dir = Path(cfg.run_dir) / "eval"
+    else:
+        out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     manifest = Path(run.cfg.data.root) / "manifest.json"
     results: dict[str, Any] = {
-        "run_dir": str(Path(cfg.run_dir).resolve()),
+        "run_dir": str(Path(cfg.run_dir).resolve()) if cfg.get("run_dir") else None,
         "checkpoint": str(run.checkpoint),
         "checkpoint_sha256": _sha256(run.checkpoint),
         "baseline_run_dir": cfg.baseline_run_dir,
@@ -279,6 +330,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "config": OmegaConf.to_container(run.cfg.model, resolve=True),
         "data": OmegaConf.to_container(run.cfg.data, resolve=True),
         "data_manifest": json.loads(manifest.read_text()) if manifest.is_file() else None,
+        "enr": OmegaConf.to_container(run.cfg.enr) if "enr" in run.cfg else None,
         "splits": {},
     }
     tables = []
@@ -299,16 +351,16 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     )
     _write_atomic(out_dir / "results.md", note + "\n\n" + "\n\n".join(tables) + "\n")
     _write_atomic(out_dir / "results.json", json.dumps(results, indent=2))
-    return results
+    return {**results, "out_dir": str(out_dir)}  # where the files went, for main()
 
 
 @hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:
-        evaluate(cfg)
-    except RunError as error:
+        results = evaluate(cfg)
+    except (RunError, CheckpointError, DatasetError) as error:
         raise SystemExit(f"evaluate: {error}") from None
-    print((Path(cfg.run_dir) / "eval" / "results.md").read_text())
+    print((Path(results["out_dir"]) / "results.md").read_text())
 
 
 if __name__ == "__main__":

@@ -26,6 +26,11 @@ ratio) and resized to S x S with a logged warning: the network only knows S x S 
 object that fills a different fraction of the frame than in training is rendered worse.
 
 Nothing is cached between calls: ``encode`` returns the latent and the caller keeps it.
+
+``NovelViewRenderer.from_checkpoint(path)`` loads a checkpoint file instead of a run folder:
+an original ENR or temporal-ENR file (``load_enr_checkpoint``, see
+``temporal_nsr.enr_checkpoint`` for the format and the slot mapping) or a .ckpt of ours inside
+its run folder.
 """
 
 from __future__ import annotations
@@ -38,11 +43,19 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
+from temporal_nsr.enr_checkpoint import (
+    CheckpointError,
+    checkpoint_format,
+    enr_model,
+    first_mismatch,
+    read_checkpoint,
+)
 from temporal_nsr.lit_module import TemporalNSRModule
 from temporal_nsr.model.renderer import SceneRenderer
 
@@ -82,24 +95,6 @@ def find_checkpoint(run_dir: Path, which: str) -> Path:
     return path
 
 
-def _first_mismatch(model: dict[str, Tensor], checkpoint: dict[str, Tensor]) -> str:
-    """Describe the first parameter that differs between two state dicts, and how many do."""
-    problems = []
-    for key, value in model.items():
-        if key not in checkpoint:
-            problems.append(f"the checkpoint has no {key} (shape {tuple(value.shape)})")
-        elif checkpoint[key].shape != value.shape:
-            problems.append(
-                f"{key} has shape {tuple(checkpoint[key].shape)} in the checkpoint but "
-                f"{tuple(value.shape)} in the model"
-            )
-    problems += [f"the checkpoint has an extra {key}" for key in checkpoint if key not in model]
-    if not problems:
-        return "the state dicts differ"
-    more = len(problems) - 1
-    return problems[0] + (f" (and {more} more mismatch{'es' * (more > 1)})" if more else "")
-
-
 def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu") -> Run:
     """Rebuild a run's model from its saved config and load its checkpoint weights.
 
@@ -123,13 +118,77 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu")
             "pass checkpoint=<path> to a Lightning .ckpt of this run"
         ) from None
     expected = module.state_dict()
-    if set(expected) != set(state) or any(state[k].shape != v.shape for k, v in expected.items()):
+    problem = first_mismatch(expected, state)
+    if problem is not None:
         raise RunError(
-            f"checkpoint {path} does not fit the model of {config}: "
-            f"{_first_mismatch(expected, state)}; was it trained with another config?"
+            f"checkpoint {path} does not fit the model of {config}: {problem}; was it "
+            "trained with another config?"
         )
     module.load_state_dict(state)
     return Run(cfg, module.to(device).eval(), path)
+
+
+def load_enr_checkpoint(path: str | Path, device: str = "cpu") -> Run:
+    """Load a file saved by the original ENR code (or its temporal fork) as our model.
+
+    Args:
+        path: a torch file holding {"config", "state_dict"} (``NeuralRenderer.save``).
+        device: where the module goes.
+
+    Returns:
+        ``Run`` whose cfg has ``data`` (image_size, max_offset, static), ``model`` (the
+        constructor tree, as a run's) and ``enr`` (the file's config, its slot count T and
+        which of its slots became ours); module in eval mode.
+
+    Raises:
+        CheckpointError: not a torch file, not ENR's format, a config we cannot rebuild, or
+            weights that disagree with their config (names the first such layer).
+    """
+    path = Path(path)
+    checkpoint = read_checkpoint(path)
+    if checkpoint_format(checkpoint, path) != "enr":
+        raise CheckpointError(
+            f"{path} is a Lightning checkpoint, not an original ENR file; load it with "
+            "load_checkpoint or NovelViewRenderer.from_checkpoint"
+        )
+    enr = enr_model(checkpoint, path)
+    try:
+        module: TemporalNSRModule = instantiate(enr.cfg.model)
+    except InstantiationException as error:  # wraps the model's ValueError
+        raise CheckpointError(
+            f"{path}: its config builds no temporal_nsr model ({error.__cause__ or error})"
+        ) from None
+    problem = first_mismatch(module.state_dict(), enr.state_dict, enr.enr_names)
+    if problem is not None:
+        raise CheckpointError(
+            f"{path}: the weights do not fit the model its own config describes: {problem}; "
+            "the file's config and state_dict disagree"
+        )
+    module.load_state_dict(enr.state_dict)
+    return Run(enr.cfg, module.to(device).eval(), path)
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu") -> Run:
+    """Load a checkpoint file of either kind: an original ENR / temporal-ENR file, or a .ckpt
+    written by ``temporal_nsr.train``, read with its run folder's config (the file sits in
+    ``<run>/checkpoints/`` beside ``<run>/.hydra/config.yaml``).
+
+    Raises:
+        CheckpointError: unreadable file or unknown format (see ``load_enr_checkpoint``).
+        RunError: a .ckpt outside its run folder, or one of another config.
+    """
+    path = Path(path)
+    checkpoint = read_checkpoint(path)
+    if checkpoint_format(checkpoint, path) == "enr":
+        return load_enr_checkpoint(path, device)
+    run_dir = path.resolve().parent.parent
+    if not (run_dir / ".hydra" / "config.yaml").is_file():
+        raise RunError(
+            f"{path} is a temporal_nsr checkpoint but {run_dir}/.hydra/config.yaml, the recipe "
+            "of its model, is missing; keep the file in <run>/checkpoints/ of its run folder "
+            "(or pass run_dir=<run> checkpoint=<file>)"
+        )
+    return load_run(run_dir, str(path), device)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -276,6 +335,22 @@ class NovelViewRenderer:
         """
         device = resolve_device(device)
         run = load_run(run_dir, checkpoint, str(device))
+        return cls(run.module.renderer, device, run.cfg, run.checkpoint)
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path, device: str | torch.device = "auto"
+    ) -> NovelViewRenderer:
+        """Load a checkpoint file: an original ENR or temporal-ENR file (a rotation-only
+        model for ENR, max_offset = T // 2 - 1 for the fork's T slots), or a .ckpt of ours in
+        its run folder (see ``load_checkpoint``).
+
+        Raises:
+            CheckpointError: unreadable file or unknown format. RunError: a .ckpt without
+                its run folder.
+        """
+        device = resolve_device(device)
+        run = load_checkpoint(path, str(device))
         return cls(run.module.renderer, device, run.cfg, run.checkpoint)
 
     @property

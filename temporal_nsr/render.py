@@ -1,9 +1,13 @@
 """Novel-view entry point: the figures of DESIGN.md §5 rendered by a trained run from one image.
 
     python -m temporal_nsr.render run_dir=outputs/train/<run> [image=bar.png] [turntable_dt=3]
+    python -m temporal_nsr.render ckpt=chairs.pt image=chair.png     # an original ENR file
 
-Writes into ``out_dir`` (default ``<run_dir>/render/<image stem>``), every pose in degrees
-relative to the input view (see ``temporal_nsr.inference``):
+``ckpt=`` takes a checkpoint file instead of a run folder: an original ENR / temporal-ENR file
+or a .ckpt of ours (``NovelViewRenderer.from_checkpoint``). Writes into ``out_dir`` (default
+``<run_dir>/render/<image stem>``, with ``ckpt=`` this command's Hydra output folder
+``outputs/render/<date>_<time>/<image stem>``), every pose in degrees relative to the input view
+(see ``temporal_nsr.inference``):
 
 * ``slots.png``: the input, then the render at every integer dt = -max_offset..max_offset at
   the input view (extrapolation in time);
@@ -44,6 +48,7 @@ from torch import Tensor
 from temporal_nsr.callbacks import image_grid, to_uint8
 from temporal_nsr.data.dataset import DatasetError, RenderedViews
 from temporal_nsr.inference import (
+    CheckpointError,
     ImageError,
     ImageLike,
     NovelViewRenderer,
@@ -257,18 +262,47 @@ def _first_test_image(cfg: DictConfig) -> tuple[Tensor, str]:
     return views.image(0), f"test_{obj}_{views.files[0].stem}"
 
 
-def render(cfg: DictConfig) -> list[Path]:
-    """Load `cfg.run_dir`, render the figures of `cfg.image` and write them; return the files.
+def load_renderer(cfg: DictConfig) -> NovelViewRenderer:
+    """The model named by exactly one of ``cfg.run_dir`` (+ ``cfg.checkpoint``) and ``cfg.ckpt``.
 
     Raises:
-        RunError, ImageError, DatasetError, RenderError: bad run folder, image or setting.
+        RunError: neither or both given, or a bad run folder. CheckpointError: a bad file.
     """
-    renderer = NovelViewRenderer.from_run(cfg.run_dir, cfg.checkpoint, cfg.device)
+    run_dir, ckpt = cfg.get("run_dir"), cfg.get("ckpt")
+    if (run_dir is None) == (ckpt is None):
+        raise RunError(
+            "give run_dir=<training run folder> or ckpt=<checkpoint file> (an original ENR "
+            "file or a .ckpt of ours), exactly one of them"
+        )
+    if ckpt is not None:
+        return NovelViewRenderer.from_checkpoint(ckpt, cfg.device)
+    return NovelViewRenderer.from_run(run_dir, cfg.checkpoint, cfg.device)
+
+
+def render(cfg: DictConfig) -> list[Path]:
+    """Load the model (``run_dir`` or ``ckpt``), render the figures of `cfg.image` and write
+    them; return the files.
+
+    Raises:
+        RunError, CheckpointError, ImageError, DatasetError, RenderError: bad run folder,
+            checkpoint file, image or setting.
+    """
+    renderer = load_renderer(cfg)
     if cfg.image is None:
+        if "root" not in renderer.config.data:
+            raise RenderError(
+                f"ckpt={cfg.ckpt} is an original ENR file and names no dataset: pass "
+                "image=<image file>"
+            )
         image, stem = _first_test_image(renderer.config)
     else:
         image, stem = Path(cfg.image), Path(cfg.image).stem
-    out_dir = Path(cfg.out_dir) if cfg.out_dir else Path(cfg.run_dir) / "render" / stem
+    if cfg.out_dir:
+        out_dir = Path(cfg.out_dir)
+    elif cfg.get("run_dir") is not None:
+        out_dir = Path(cfg.run_dir) / "render" / stem
+    else:
+        out_dir = Path(cfg.paths.output_dir) / stem
     figures = render_figures(
         renderer,
         image,
@@ -286,7 +320,7 @@ def render(cfg: DictConfig) -> list[Path]:
 def main(cfg: DictConfig) -> None:
     try:
         paths = render(cfg)
-    except (RunError, ImageError, DatasetError, RenderError) as error:
+    except (RunError, CheckpointError, ImageError, DatasetError, RenderError) as error:
         raise SystemExit(f"render: {error}") from None
     for path in paths:
         print(path)

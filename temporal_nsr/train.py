@@ -21,6 +21,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from temporal_nsr.checkpointing import AtomicCheckpointIO, resolve_ckpt_path
+from temporal_nsr.enr_checkpoint import CheckpointError, load_initial_weights
 from temporal_nsr.sweep import write_job_result
 
 # Data and runs default to folders in the repository, wherever the command is started from.
@@ -38,6 +39,9 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the model of `cfg`, test the best checkpoint, and return the final metrics.
+
+    ``init_from=<file>`` starts from the weights of a checkpoint file (an original ENR or
+    temporal-ENR file, or a .ckpt of ours) unless ``ckpt_path`` resumes a run.
 
     Rank 0 also writes ``<output_dir>/metrics.json`` (overrides, best val PSNR, wall time,
     metrics, status: completed / interrupted / failed), which the sweep summary collects. A
@@ -68,6 +72,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     try:
         if cfg.train:
             ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir)
+            _initialise(model, cfg.get("init_from"), ckpt_path)
             trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         if cfg.test:
@@ -95,6 +100,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
             write_job_result(run_dir, _job_result(cfg, trainer, metrics, status, started))
     log.info("metrics: %s", metrics)
     return metrics
+
+
+def _initialise(model: L.LightningModule, init_from: str | None, ckpt_path: str | None) -> None:
+    """Load ``init_from``'s weights into a fresh model; a resumed run keeps its checkpoint's."""
+    if not init_from:
+        return
+    if ckpt_path is not None:
+        log.info("resuming from %s: its weights win over init_from=%s", ckpt_path, init_from)
+        return
+    load_initial_weights(model, init_from)
+    log.info("initialised the weights from %s", init_from)
 
 
 def _restore_start_method() -> None:
@@ -193,7 +209,10 @@ def _finish_wandb(loggers: list[Any]) -> None:
 
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
-    metrics = train(cfg)
+    try:
+        metrics = train(cfg)
+    except CheckpointError as error:
+        raise SystemExit(f"train: {error}") from None
     return metrics.get(cfg.optimized_metric) if cfg.get("optimized_metric") else None
 
 

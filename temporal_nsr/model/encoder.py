@@ -44,6 +44,12 @@ class Encoder(nn.Module):
     ``inv_transform_3d.forward_layers`` -> ``resnet_3d.layers`` (same indices; inside a
     residual block ``residual_layers.forward_layers`` -> ``body``). ENR's
     ``spherical_mask.mask`` has no counterpart: our mask is a non-persistent buffer.
+    ``temporal_nsr.enr_checkpoint`` applies this mapping to ENR's checkpoint files.
+
+    A lift may produce more slots than the latent exposes (``lift_slots`` > K): the
+    temporal ENR fork's lift makes 20 slots of which 19 form a symmetric range of offsets
+    (see ``temporal_nsr.enr_checkpoint``). The extra slots are computed, because the lift's
+    convolutions and GroupNorms mix all slots, and then dropped.
 
     Args:
         image_size: side S of the square RGB input images.
@@ -55,13 +61,18 @@ class Encoder(nn.Module):
             2D feature side (it becomes C3 x depth).
         channels_3d: output channels per 3D stage before the lift.
         strides_3d: stride per 3D stage before the lift.
-        lift_strides: stride per lift stage; each outputs K * C channels.
+        lift_strides: stride per lift stage; each outputs lift_slots * C channels.
         num_groups: GroupNorm cap; None follows ENR's channel-count table.
+        lift_slots: slots the lift produces; None means K. Only checkpoints of other
+            slot conventions need more.
+        first_slot: the lift slot that becomes latent slot 0 (dt = -max_offset); the
+            latent is lift slots first_slot .. first_slot + K - 1.
 
     Raises:
         ValueError: if the lists disagree in length, a stride is invalid, a stride-2 stage
             meets an odd side, the last inverse projection width is not divisible by the
-            feature side, the lift is empty, or K, C are not positive.
+            feature side, the lift is empty, K, C are not positive, or the K latent slots
+            do not fit in the lift's slots from first_slot on.
     """
 
     def __init__(
@@ -76,6 +87,8 @@ class Encoder(nn.Module):
         strides_3d: Sequence[int],
         lift_strides: Sequence[int],
         num_groups: int | None = None,
+        lift_slots: int | None = None,
+        first_slot: int = 0,
     ) -> None:
         super().__init__()
         if max_offset < 0:
@@ -98,6 +111,13 @@ class Encoder(nn.Module):
         self.image_size = int(image_size)
         self._max_offset = int(max_offset)
         self.latent_channels = int(latent_channels)
+        self.lift_slots = self.num_slots if lift_slots is None else int(lift_slots)
+        self.first_slot = int(first_slot)
+        if not 0 <= self.first_slot <= self.lift_slots - self.num_slots:
+            raise ValueError(
+                f"the latent's K = {self.num_slots} slots (max_offset = {max_offset}) must fit "
+                f"in the lift's {self.lift_slots} slots from first_slot = {first_slot} on"
+            )
 
         feature_side = resample_side(self.image_size, strides_2d, "strides_2d")
         if inverse_projection[-1] % feature_side:
@@ -109,7 +129,7 @@ class Encoder(nn.Module):
         scene_side = resample_side(feature_side, strides_3d, "strides_3d")
         scene_side = resample_side(scene_side, lift_strides, "lift_strides")
 
-        lift_channels = self.num_slots * self.latent_channels
+        lift_channels = self.lift_slots * self.latent_channels
         self.resnet_2d = ResNet2d(3, channels_2d, strides_2d, num_groups=num_groups)
         self.inverse_projection = PointwiseConvs(
             int(channels_2d[-1]), inverse_projection, num_groups=num_groups
@@ -154,6 +174,9 @@ class Encoder(nn.Module):
         # (B, C3 * depth, H, W) -> (B, C3, depth, H, W): channel index = c3 * depth + d
         volume = features.view(b, self._volume_channels, h, h, w)
         scenes = self.resnet_3d(volume)
-        # (B, K * C, D, H, W) -> (B, K, C, D, H, W): channel index = k * C + c
-        scenes = scenes.view(b, self.num_slots, self.latent_channels, *scenes.shape[-3:])
+        # (B, lift_slots * C, D, H, W) -> (B, lift_slots, C, D, H, W): channel = slot * C + c
+        scenes = scenes.view(b, self.lift_slots, self.latent_channels, *scenes.shape[-3:])
+        if self.lift_slots != self.num_slots:
+            # (B, lift_slots, C, D, H, W) -> (B, K, C, D, H, W): slot k = lift slot first + k
+            scenes = scenes[:, self.first_slot : self.first_slot + self.num_slots]
         return scenes * self.mask.to(scenes.dtype)
