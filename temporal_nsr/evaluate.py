@@ -117,16 +117,46 @@ def seen_objects(split: RenderedViews, train: RenderedViews) -> np.ndarray:
     return np.isin(object_names(split), object_names(train))
 
 
+def first_views(object_code: np.ndarray, timestep: np.ndarray, count: int | None) -> np.ndarray:
+    """(N,) bool: is the record among the first ``count`` of its (object, timestep), in order?
+
+    Records are in file-stem order and the generator draws poses at random, so the first
+    ``count`` are a random sample of the views. ``count=None`` keeps every record.
+    """
+    if count is None:
+        return np.ones(len(timestep), dtype=bool)
+    keep = np.zeros(len(timestep), dtype=bool)
+    taken: dict[tuple[int, int], int] = defaultdict(int)
+    for i, key in enumerate(zip(object_code.tolist(), timestep.tolist(), strict=True)):
+        keep[i] = taken[key] < count
+        taken[key] += 1
+    return keep
+
+
 def protocol_pairs(
-    split: RenderedViews, train: RenderedViews, max_offset: int, seed: int
+    split: RenderedViews,
+    train: RenderedViews,
+    max_offset: int,
+    seed: int,
+    max_views: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """Per setting, (N, 3) int rows (source index, source pool, target index); pool 0 = split."""
+    """Per setting, (N, 3) int rows (source index, source pool, target index); pool 0 = split.
+
+    Args:
+        split: the held-out split whose images are the targets.
+        train: the train split (sources of seen objects in the `train_time` setting).
+        max_offset: largest |dt| of a pair.
+        seed: fixes the choice of sources.
+        max_views: targets are at most this many views of each (object, timestep) (see
+            `first_views`); None: every image. Sources are drawn from every image either way.
+    """
     rows: dict[str, list[tuple[int, int, int]]] = {s: [] for s in SETTINGS}
     rng = np.random.default_rng(seed)
     split_obj, train_obj = _object_codes(split, train)
     seen = seen_objects(split, train)
     trained_time = np.isin(split.timestep, train.timestep)  # (N,) timestep that train shows
-    for y in range(len(split)):
+    targets = first_views(split_obj, split.timestep, max_views)
+    for y in np.flatnonzero(targets):
         o, t = split_obj[y], split.timestep[y]
         same_obj = split_obj == o
         other_time = same_obj & (np.abs(split.timestep - t) <= max_offset) & (split.timestep != t)
@@ -259,7 +289,7 @@ def evaluate_split(
     if cfg.protocol == "enr":
         pairs = enr_pairs(split)
     else:
-        pairs = protocol_pairs(split, train, max_offset, cfg.seed)
+        pairs = protocol_pairs(split, train, max_offset, cfg.seed, cfg.get("max_views"))
     pools = (split, train)
     names = object_names(split)
     seen = seen_objects(split, train)
@@ -454,6 +484,10 @@ def _load_baseline(path: str, device: str) -> Run:
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Run the protocol on every split of `cfg.splits`; write and return the results."""
+    max_views = cfg.get("max_views")
+    if max_views is not None and (not isinstance(max_views, int) or isinstance(max_views, bool)
+                                  or max_views < 1):  # fmt: skip
+        raise RunError(f"max_views={max_views!r}: use a positive integer or null (all views)")
     device = cfg.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -474,6 +508,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "baseline_run_dir": cfg.baseline_run_dir,
         "seed": cfg.seed,
         "protocol": cfg.protocol,
+        "max_views": cfg.get("max_views"),
         "psnr_cap_db": PSNR_CAP_DB,
         "config": OmegaConf.to_container(run.cfg.model, resolve=True),
         "data": OmegaConf.to_container(run.cfg.data, resolve=True),

@@ -299,3 +299,21 @@ def test_evaluation_breaks_results_down_by_seen_and_unseen(held_out_run: Path) -
     table = (held_out_run / "eval" / "results.md").read_text()
     assert "| val, unseen objects |" in table and "| test, seen objects |" in table
     assert "other_object" in table.splitlines()[2]
+
+
+def test_max_views_caps_targets_per_object_and_timestep(held_out_data: Path) -> None:
+    train = RenderedViews(held_out_data / "train", 32, 6)
+    split = RenderedViews(held_out_data / "val", 32, 6)
+    full = protocol_pairs(split, train, max_offset=2, seed=0)
+    capped = protocol_pairs(split, train, max_offset=2, seed=0, max_views=1)
+    names = object_names(split)
+    for setting, table in capped.items():
+        targets = [(names[y], split.timestep[y]) for y in table[:, 2]]
+        assert len(targets) == len(set(targets))  # one view per (object, timestep)
+        assert set(table[:, 2]) <= set(full[setting][:, 2])
+    # val: 2 seen objects at t = 4 and the unseen one at 6 timesteps, one view each.
+    assert len(capped["same_time"]) == 2 + 6
+    with pytest.raises(ValueError, match="max_views=0"):
+        evaluate(
+            compose_config([f"run_dir={held_out_data}", "max_views=0"], config_name="evaluate")
+        )
