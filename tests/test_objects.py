@@ -158,7 +158,7 @@ def test_samplers_never_mix_objects_of_one_split(held_out_data: Path) -> None:
 
 
 def test_many_object_experiments_hold_objects_out() -> None:
-    for experiment in ("bend_many_cpu", "bend_many_linear_cpu"):
+    for experiment in ("bend_many_cpu", "bend_many_linear_cpu", "enr_many_cpu"):
         cfg = compose_config([f"experiment={experiment}", "logger=none"])
         generator = resolve_config(OmegaConf.to_container(cfg.data.generator, resolve=True))
         assert generator["num_objects"] >= 8 + len(generator["val_objects"]) + len(
