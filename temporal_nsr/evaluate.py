@@ -273,8 +273,11 @@ def _render(module: TemporalNSRModule, source: Tensor, src_pose: Tensor, tgt_pos
 
 def evaluate_split(
     run: Run, split_name: str, cfg: DictConfig, baseline: Run | None, device: str
-) -> tuple[dict[str, Any], list[dict[str, Any]], Tensor | None]:
-    """Score every protocol pair of one split; return the summary, per-pair rows and a figure."""
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Tensor]]:
+    """Score every protocol pair of one split; return the summary, per-pair rows and figures.
+
+    Figures map a file stem (``<split>``, ``<split>_unseen``) to a (3, H, W) image in [0, 1].
+    """
     data = run.cfg.data
     root = Path(data.root)
     views = {
@@ -349,7 +352,7 @@ def evaluate_split(
                 figure_rows.append(
                     torch.stack([source[:n], target[:n], predictions["model"][:n]], 1).cpu()
                 )
-    figures = {}
+    figures: dict[str, Tensor] = {}
     if figure_rows:
         triples = torch.cat(figure_rows)  # (N, 3 [source, target, model], 3, S, S)
         figures[split_name] = image_grid([triples[:, 0], triples[:, 1], triples[:, 2]])
