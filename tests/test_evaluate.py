@@ -40,7 +40,7 @@ def test_every_predictor_is_scored_on_the_same_pairs(tiny_run: Path) -> None:
     for row in rows:
         _, setting, source, pool, target, dt, predictor, *_ = row.split(",")
         pairs.setdefault(predictor, set()).add((setting, source, pool, target, dt))
-    assert set(pairs) == {"model", "copy", "mean", "shuffled_source", "baseline"}
+    assert set(pairs) == {"model", "copy", "mean", "shuffled_source", "other_object", "baseline"}
     assert all(p == pairs["model"] for p in pairs.values())
 
 

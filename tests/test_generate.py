@@ -152,7 +152,12 @@ def test_splits_follow_config(tiny_data: Path) -> None:
                 assert 0 <= record["azimuth"] < 360 and -90 <= record["elevation"] <= 90
             pngs = sorted(p.stem for p in (tiny_data / split / name).glob("*.png"))
             assert pngs == sorted(records)
-        assert manifest["splits"][split] == {"timesteps": steps, "images": 2 * len(steps) * views}
+        assert manifest["splits"][split] == {
+            "timesteps": steps,
+            "held_out_objects": [],
+            "objects": ["bar_000", "bar_001"],
+            "images": 2 * len(steps) * views,
+        }
 
 
 def test_images_rgb_red_underside_and_never_clipped(tmp_path: Path) -> None:

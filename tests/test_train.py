@@ -14,13 +14,18 @@ def _small_data_overrides(experiment: str, tmp_path: Path) -> list[str]:
     """Shrink an experiment's dataset (not its model) so one fast_dev_run step stays cheap."""
     if experiment == "tiny":
         return []
-    return [
+    small = [
         "data.generator.views_per_timestep=2",
-        "data.generator.num_objects=1",
         "data.batch_size=1",
         "data.num_workers=0",
         "data.val_pairs=1",
     ]
+    generator = compose_config([f"experiment={experiment}"]).data.get("generator") or {}
+    if generator.get("val_objects") or generator.get("test_objects"):
+        # Keep one held-out object per split, so the run goes through the object split.
+        objects = ["num_objects=3", "val_objects=[1]", "test_objects=[2]"]
+        return small + [f"data.generator.{o}" for o in objects]
+    return [*small, "data.generator.num_objects=1"]
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)

@@ -12,6 +12,10 @@ Output layout (ENR-compatible, DESIGN.md §2)::
     <root>/<split>/<object>/NNNNN.png             RGB 8-bit, image_size x image_size
     <root>/<split>/<object>/render_params.json    stem -> {"azimuth", "elevation", "temporal"}
 
+Splits: by timestep (``val_timesteps``, ``test_timesteps``; train gets the rest) and, to test
+generalisation across objects, by object: an object listed in ``val_objects`` / ``test_objects``
+has every timestep in that split and no folder in the others (see `split_layout`).
+
 Scene conventions (all documented choices):
 
 * World is Blender-like, Z up. Object ``k`` is a box of ``length`` along x and a ``width`` (y)
@@ -86,6 +90,8 @@ DEFAULTS: dict[str, Any] = {
     "camera_radius": 25.0,
     "fov_deg": 39.6,
     "num_objects": 1,
+    "val_objects": [],
+    "test_objects": [],
     "bar": {
         "length": 12.0,
         "width": 2.0,
@@ -238,6 +244,7 @@ def resolve_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
             "The train split is empty: 'val_timesteps' and 'test_timesteps' cover all "
             f"{num_t} timesteps. Hold out fewer timesteps or raise 'num_timesteps'."
         )
+    _resolve_held_out_objects(out)
 
     bar = out["bar"]
     for key in ("length", "width", "height"):
@@ -301,6 +308,51 @@ def _resolve_backend(value: Any) -> dict[str, Any]:
     raise ValueError(f"backend.name is {name!r}; choose one of {list(BACKENDS)}.")
 
 
+def _resolve_held_out_objects(out: dict[str, Any]) -> None:
+    """Validate ``val_objects`` / ``test_objects`` in place and check that no split is empty."""
+    num_objects = out["num_objects"]
+    held: dict[str, list[int]] = {}
+    for key in ("val_objects", "test_objects"):
+        value = out[key]
+        if not isinstance(value, Sequence) or isinstance(value, str):
+            raise ValueError(
+                f"Generator key '{key}' must be a list of object indices, got {value!r}."
+            )
+        objects = []
+        for k in value:
+            if (
+                isinstance(k, bool)
+                or not isinstance(k, (int, np.integer))
+                or not 0 <= k < num_objects
+            ):
+                raise ValueError(
+                    f"Generator key '{key}' holds {k!r}, outside objects 0..{num_objects - 1}; "
+                    f"use integers below num_objects={num_objects} or raise 'num_objects'."
+                )
+            objects.append(int(k))
+        if len(set(objects)) != len(objects):
+            raise ValueError(f"Generator key '{key}' lists an object twice: {objects}.")
+        held[key] = sorted(objects)
+        out[key] = held[key]
+    overlap = sorted(set(held["val_objects"]) & set(held["test_objects"]))
+    if overlap:
+        raise ValueError(
+            f"Objects {overlap} are in both 'val_objects' and 'test_objects'; "
+            "an object is held out for one split only."
+        )
+    if len(held["val_objects"]) + len(held["test_objects"]) >= num_objects:
+        raise ValueError(
+            "The train split is empty: 'val_objects' and 'test_objects' hold out all "
+            f"{num_objects} objects. Hold out fewer objects or raise 'num_objects'."
+        )
+    for split in ("val", "test"):
+        if not out[f"{split}_timesteps"] and not out[f"{split}_objects"]:
+            raise ValueError(
+                f"The {split} split is empty: '{split}_timesteps' and '{split}_objects' are "
+                f"both empty. Hold out a timestep or an object for {split}."
+            )
+
+
 def split_timesteps(cfg: Mapping[str, Any]) -> dict[str, list[int]]:
     """Timesteps of each split: val and test as configured, train the rest (resolved cfg)."""
     held = set(cfg["val_timesteps"]) | set(cfg["test_timesteps"])
@@ -309,6 +361,30 @@ def split_timesteps(cfg: Mapping[str, Any]) -> dict[str, list[int]]:
         "val": list(cfg["val_timesteps"]),
         "test": list(cfg["test_timesteps"]),
     }
+
+
+def split_layout(cfg: Mapping[str, Any]) -> dict[str, dict[int, list[int]]]:
+    """Which timesteps of which object each split holds (resolved cfg).
+
+    An object listed in ``val_objects`` or ``test_objects`` is held out: every one of its
+    timesteps goes to that split and it appears in no other. Every other object is split by
+    timestep (`split_timesteps`).
+
+    Returns:
+        split -> {object index: sorted timesteps}, objects in index order, no empty entries.
+    """
+    steps = split_timesteps(cfg)
+    held = {k: split for split in ("val", "test") for k in cfg[f"{split}_objects"]}
+    everything = list(range(cfg["num_timesteps"]))
+    layout: dict[str, dict[int, list[int]]] = {split: {} for split in SPLITS}
+    for k in range(cfg["num_objects"]):
+        if k in held:
+            layout[held[k]][k] = everything
+            continue
+        for split in SPLITS:
+            if steps[split]:
+                layout[split][k] = steps[split]
+    return layout
 
 
 # --------------------------------------------------------------------------- motion
@@ -752,12 +828,13 @@ def generate_dataset(
         shutil.rmtree(tmp)
     specs = object_specs(cfg)
     splits = split_timesteps(cfg)
+    layout = split_layout(cfg)
     views = cfg["views_per_timestep"]
 
     jobs = []  # (object index, timestep, folder, first stem)
-    for split, steps in splits.items():
-        for obj, spec in enumerate(specs):
-            folder = tmp / split / spec.name
+    for split, objects in layout.items():
+        for obj, steps in objects.items():
+            folder = tmp / split / specs[obj].name
             folder.mkdir(parents=True)
             jobs += [(obj, t, folder, i * views) for i, t in enumerate(steps)]
     total = len(jobs) * views
@@ -807,8 +884,13 @@ def generate_dataset(
             ),
             "objects": [asdict(spec) for spec in specs],
             "splits": {
-                split: {"timesteps": steps, "images": len(steps) * views * len(specs)}
-                for split, steps in splits.items()
+                split: {
+                    "timesteps": splits[split],
+                    "held_out_objects": [specs[k].name for k in cfg.get(f"{split}_objects", [])],
+                    "objects": [specs[k].name for k in objects],
+                    "images": sum(len(steps) for steps in objects.values()) * views,
+                }
+                for split, objects in layout.items()
             },
             "bend_angle_deg": {
                 spec.name: [
