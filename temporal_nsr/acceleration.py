@@ -18,6 +18,7 @@ import ctypes.util
 import logging
 
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 log = logging.getLogger(__name__)
@@ -94,3 +95,14 @@ def keep_freed_memory(top_pad_mb: int = 256) -> bool:
         return False
     log.debug("glibc heap kept across steps: %s", bool(done))
     return bool(done)
+
+
+def cpu_training_precision() -> str:
+    """Lightning precision for CPU training: "bf16-mixed" where bf16 is native, else "32-true".
+
+    Registered as the config resolver ``${cpu_precision:}`` (conf/trainer/cpu.yaml).
+    """
+    return "bf16-mixed" if bf16_native(torch.device("cpu")) else "32-true"
+
+
+OmegaConf.register_new_resolver("cpu_precision", cpu_training_precision, replace=True)

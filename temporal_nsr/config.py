@@ -8,6 +8,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+import temporal_nsr.acceleration  # noqa: F401  (registers the ${cpu_precision:} resolver)
+
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 

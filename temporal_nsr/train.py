@@ -20,6 +20,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from temporal_nsr.acceleration import keep_freed_memory
 from temporal_nsr.checkpointing import AtomicCheckpointIO, resolve_ckpt_path
 from temporal_nsr.enr_checkpoint import CheckpointError, load_initial_weights
 from temporal_nsr.sweep import write_job_result
@@ -53,6 +54,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")
+    if cfg.get("keep_freed_memory", False):
+        keep_freed_memory()
     run_dir = Path(cfg.paths.output_dir)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def test_quick_benchmark_writes_every_entry(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
@@ -19,9 +21,17 @@ def test_quick_benchmark_writes_every_entry(tmp_path: Path) -> None:
     assert report["quick"] is True
     assert report["machine"]["torch"]
     results = report["results"]
-    assert {"generate_128px", "pairs_per_s_workers0", "inference_tiny"} <= set(results)
-    assert any(name.startswith("train_step_tiny") for name in results)
+    expected = {"peak", "generate_128px", "pairs_per_s_workers0"}
+    for precision in ("fp32", "bf16"):
+        expected |= {f"inference_tiny_{precision}", f"train_step_tiny_b8_{precision}"}
+    assert expected <= set(results)
+    assert report["reference"]["train_step_b16_s"] == 28.0
     for entry in results.values():
         assert entry["min"] <= entry["median"] <= entry["max"]
-    assert results["train_step_tiny_b8"]["peak_rss_mb"] > 0
-    assert results["inference_tiny"]["turntable_36_views_per_view"]["median"] > 0
+    assert results["peak"]["peak_gflops"] > 0
+    step = results["train_step_tiny_b8_fp32"]
+    assert step["peak_rss_mb"] > 0 and step["gflop_per_step"] > 0
+    assert step["achieved_gflops"] == pytest.approx(step["gflop_per_step"] / step["median"])
+    inference = results["inference_tiny_bf16"]
+    assert inference["turntable_36_views_per_view"]["median"] > 0
+    assert inference["gflop_novel_view"] > 0 and inference["gflop_encode"] > 0

@@ -1,0 +1,126 @@
+"""The fast paths change speed and memory, not the maths: same losses, close renders."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from temporal_nsr.acceleration import (
+    bf16_native,
+    cpu_training_precision,
+    inference_dtype,
+    keep_freed_memory,
+    to_channels_last,
+)
+from temporal_nsr.bench import synthetic_pairs
+from temporal_nsr.config import compose_config
+from temporal_nsr.inference import NovelViewRenderer
+
+CPU = torch.device("cpu")
+
+
+def _tiny_model(**options):
+    cfg = compose_config(["experiment=tiny", "logger=none", "paths.output_dir=/tmp"])
+    torch.manual_seed(0)
+    return instantiate(cfg.model, **options), cfg
+
+
+def _loss_curve(model, cfg, steps: int, bf16: bool = False) -> list[float]:
+    batch = synthetic_pairs(4, cfg.data.image_size, cfg.data.max_offset)
+    optimizer = model.configure_optimizers()
+    losses = []
+    for _ in range(steps):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = model.training_step(batch, 0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def test_activation_checkpointing_gives_the_same_loss_curve_and_weights() -> None:
+    plain, cfg = _tiny_model()
+    checkpointed, _ = _tiny_model(activation_checkpointing=True)
+    assert _loss_curve(checkpointed, cfg, 4) == pytest.approx(_loss_curve(plain, cfg, 4), abs=1e-6)
+    for (name, a), b in zip(plain.state_dict().items(), checkpointed.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_kept_heap_does_not_change_the_loss_curve() -> None:
+    model, cfg = _tiny_model()
+    before = _loss_curve(copy.deepcopy(model), cfg, 3)
+    assert keep_freed_memory() is True  # glibc on Linux
+    assert _loss_curve(model, cfg, 3) == before
+
+
+def test_bf16_training_stays_finite_and_close_to_fp32() -> None:
+    fp32, cfg = _tiny_model()
+    bf16, _ = _tiny_model()
+    reference = _loss_curve(fp32, cfg, 5)
+    losses = _loss_curve(bf16, cfg, 5, bf16=True)
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert losses == pytest.approx(reference, rel=0.05)
+    assert losses[-1] < losses[0]  # it still learns the repeated batch
+
+
+def _renderer(**options) -> NovelViewRenderer:
+    model, _ = _tiny_model()
+    return NovelViewRenderer(copy.deepcopy(model.renderer), device="cpu", **options)
+
+
+def test_bf16_and_channels_last_inference_stay_close_to_fp32() -> None:
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    poses = dict(azimuth=[0.0, 40.0, 200.0], elevation=[0.0, -30.0, 60.0], dt=[0, 1, -0.5])
+    eager = _renderer()
+    reference = eager.render(eager.encode(image), **poses)
+    fp32_cl = _renderer(channels_last=True)
+    torch.testing.assert_close(
+        fp32_cl.render(fp32_cl.encode(image), **poses), reference, atol=1e-5, rtol=0
+    )
+    bf16 = _renderer(precision="bf16")
+    assert bf16.dtype == torch.bfloat16 and bf16.channels_last
+    latent = bf16.encode(image)
+    assert latent.dtype == torch.bfloat16
+    views = bf16.render(latent, **poses)
+    assert views.dtype == torch.float32
+    mse = ((views - reference) ** 2).mean()
+    assert 10 * torch.log10(1 / mse) > 30  # dB
+    # a float32 latent given to a bf16 renderer is converted, not refused
+    torch.testing.assert_close(bf16.render(latent.float(), **poses), views)
+
+
+def test_precision_choices_and_errors() -> None:
+    assert inference_dtype("fp32", CPU) == torch.float32
+    expected = torch.bfloat16 if bf16_native(CPU) else torch.float32
+    assert inference_dtype("auto", CPU) == expected
+    assert cpu_training_precision() == ("bf16-mixed" if bf16_native(CPU) else "32-true")
+    with pytest.raises(ValueError, match="use one of"):
+        inference_dtype("fp16", CPU)
+    cfg = compose_config(["experiment=bend_20t_cpu", "paths.output_dir=/tmp"])
+    assert cfg.trainer.precision == cpu_training_precision()
+
+
+def test_channels_last_converts_every_convolution() -> None:
+    model, _ = _tiny_model()
+    to_channels_last(model)
+    for layer in model.modules():
+        if isinstance(layer, torch.nn.Conv3d):
+            assert layer.weight.is_contiguous(memory_format=torch.channels_last_3d)
+        elif isinstance(layer, torch.nn.Conv2d) and layer.weight.shape[-1] > 1:
+            assert layer.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.slow
+def test_compiled_renderer_matches_eager() -> None:
+    image = torch.rand(1, 3, 32, 32)
+    eager, compiled = _renderer(), _renderer(compile=True)
+    torch.testing.assert_close(
+        compiled.render(compiled.encode(image), 30.0, 10.0, 1),
+        eager.render(eager.encode(image), 30.0, 10.0, 1),
+        atol=1e-4,
+        rtol=0,
+    )
