@@ -11,10 +11,10 @@ dynamic batch size in every graph, all tensors are float32:
   holding the scene dt = k - max_offset time steps after the input's time;
 * ``slot``: ``latent`` (B, K, C, D, H, W), ``dt`` (B,) time steps -> ``scene`` (B, C, D, H, W),
   slot dt + max_offset, linearly interpolated between the two neighbouring slots for a
-  fractional dt. The graph does not check the range: the caller keeps |dt| <= max_offset (an
-  offset beyond it extrapolates the end slots linearly instead of raising, as
-  ``SceneRenderer.select_slot`` does). It is ``SceneRenderer``'s own slot selection; a caller
-  may as well index the latent itself;
+  fractional dt. The graph does not check the range: the caller keeps |dt| <= max_offset
+  (beyond it the graph extrapolates linearly from the two end slots, where
+  ``SceneRenderer.select_slot`` raises). It is ``SceneRenderer``'s own slot selection; a
+  caller may as well index the latent itself;
 * ``renderer``: ``scene`` (B, C, D, H, W), ``source_pose`` (B, 2), ``target_pose`` (B, 2)
   (azimuth, elevation in degrees) -> ``image`` (B, 3, S, S) in [0, 1];
 * ``export.json``: the sidecar: image size, max_offset, latent and scene shapes, every graph's
