@@ -2,10 +2,12 @@
 
 ```bash
 python -m temporal_nsr.export run_dir=outputs/train/<run> [format=onnx|torchscript] [out_dir=...]
+python -m temporal_nsr.export ckpt=chairs.pt    # a checkpoint file: an ENR file or a .ckpt of ours
 ```
 
-writes three graphs and a sidecar into ``<run_dir>/export/<format>/`` (or ``out_dir``); B is a
-dynamic batch size in every graph, all tensors are float32:
+writes three graphs and a sidecar into ``<run_dir>/export/<format>/`` (with ``ckpt=``: this
+command's Hydra output folder ``/<format>``; or ``out_dir``); B is a dynamic batch size in every
+graph, all tensors are float32:
 
 * ``encoder``: ``image`` (B, 3, S, S) RGB in [0, 1] -> ``latent`` (B, K, C, D, H, W), slot k
   holding the scene dt = k - max_offset time steps after the input's time;
@@ -66,7 +68,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from temporal_nsr.checkpointing import sha256_file
-from temporal_nsr.inference import RunError, load_run
+from temporal_nsr.inference import CheckpointError, Run, RunError, load_checkpoint, load_run
 from temporal_nsr.model import rotation
 from temporal_nsr.model.renderer import SceneRenderer
 
@@ -595,6 +597,34 @@ def _eager_paths(
     }
 
 
+def export_model(
+    run: Run,
+    out_dir: str | Path,
+    fmt: str = "onnx",
+    *,
+    run_dir: str | Path | None = None,
+    opset: int = OPSET,
+    verify: bool = True,
+) -> Path:
+    """Export a loaded model (``load_run`` / ``load_checkpoint``) with its provenance.
+
+    Returns:
+        ``out_dir``, holding the graphs and ``export.json`` (see the module docstring).
+
+    Raises:
+        ExportError: see ``export_renderer``.
+    """
+    metadata = {
+        "run_dir": str(Path(run_dir).resolve()) if run_dir is not None else None,
+        "checkpoint": str(run.checkpoint.resolve()),
+        "checkpoint_sha256": sha256_file(run.checkpoint),
+        "model_config": OmegaConf.to_container(run.cfg.model, resolve=True),
+    }
+    renderer = run.module.renderer
+    export_renderer(renderer, out_dir, fmt, opset=opset, verify=verify, metadata=metadata)
+    return Path(out_dir)
+
+
 def export_run(
     run_dir: str | Path,
     fmt: str = "onnx",
@@ -604,7 +634,7 @@ def export_run(
     opset: int = OPSET,
     verify: bool = True,
 ) -> Path:
-    """Export a training run's model (see the module docstring); returns the folder written.
+    """Export a training run's model into ``out_dir`` (default ``<run_dir>/export/<fmt>``).
 
     Raises:
         ExportError: see ``export_renderer``. RunError: no run folder or checkpoint.
@@ -612,29 +642,38 @@ def export_run(
     _check_format(fmt)
     run = load_run(run_dir, checkpoint, "cpu")
     out = Path(out_dir) if out_dir else Path(run_dir) / "export" / fmt
-    metadata = {
-        "run_dir": str(Path(run_dir).resolve()),
-        "checkpoint": str(run.checkpoint.resolve()),
-        "checkpoint_sha256": sha256_file(run.checkpoint),
-        "model_config": OmegaConf.to_container(run.cfg.model, resolve=True),
-    }
-    export_renderer(run.module.renderer, out, fmt, opset=opset, verify=verify, metadata=metadata)
-    return out
+    return export_model(run, out, fmt, run_dir=run_dir, opset=opset, verify=verify)
 
 
 def export(cfg: DictConfig) -> list[Path]:
-    """Export `cfg.run_dir` as `cfg.format`; print latencies when `cfg.bench_repeats` > 0.
+    """Export the model of `cfg.run_dir` or `cfg.ckpt` as `cfg.format`; print latencies when
+    `cfg.bench_repeats` > 0.
 
     Returns:
         The files written, sidecar last.
+
+    Raises:
+        RunError: neither or both of run_dir and ckpt, or a bad run folder. CheckpointError: a
+            bad checkpoint file. ExportError: see ``export_renderer``.
     """
-    out = export_run(
-        cfg.run_dir, cfg.format, cfg.out_dir, cfg.checkpoint, opset=cfg.opset, verify=cfg.verify
-    )
+    run_dir, ckpt = cfg.get("run_dir"), cfg.get("ckpt")
+    if (run_dir is None) == (ckpt is None):
+        raise RunError(
+            "give run_dir=<training run folder> or ckpt=<checkpoint file> (an original ENR "
+            "file or a .ckpt of ours), exactly one of them"
+        )
+    _check_format(cfg.format)
+    if ckpt is not None:
+        run = load_checkpoint(ckpt, "cpu")
+        default_out = Path(cfg.paths.output_dir) / cfg.format
+    else:
+        run = load_run(run_dir, cfg.checkpoint, "cpu")
+        default_out = Path(run_dir) / "export" / cfg.format
+    out = Path(cfg.out_dir) if cfg.out_dir else default_out
+    export_model(run, out, cfg.format, run_dir=run_dir, opset=cfg.opset, verify=cfg.verify)
     sidecar = read_sidecar(out)
     if cfg.bench_repeats > 0:
-        renderer = load_run(cfg.run_dir, cfg.checkpoint, "cpu").module.renderer
-        result = benchmark(out, cfg.bench_repeats, renderer=renderer)
+        result = benchmark(out, cfg.bench_repeats, renderer=run.module.renderer)
         print(f"latency in ms, median of {cfg.bench_repeats}, {result['threads']} thread(s):")
         for path, summary in result["exported"].items():
             eager = result["eager"][path]["median"]
@@ -646,7 +685,7 @@ def export(cfg: DictConfig) -> list[Path]:
 def main(cfg: DictConfig) -> None:
     try:
         paths = export(cfg)
-    except (RunError, ExportError) as error:
+    except (RunError, CheckpointError, ExportError) as error:
         raise SystemExit(f"export: {error}") from None
     for path in paths:
         print(path)

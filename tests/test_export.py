@@ -12,15 +12,18 @@ import pytest
 import torch
 
 from temporal_nsr.checkpointing import sha256_file
+from temporal_nsr.config import compose_config
 from temporal_nsr.export import (
     SIDECAR,
     ExportError,
     benchmark,
+    export,
     export_renderer,
     export_run,
+    open_graphs,
     read_sidecar,
 )
-from temporal_nsr.inference import RunError, load_run
+from temporal_nsr.inference import RunError, load_enr_checkpoint, load_run
 from temporal_nsr.model.renderer import SceneRenderer
 
 # torch.jit.load (and the test's torch.jit.script) warn that TorchScript is deprecated.
@@ -132,6 +135,30 @@ def test_torchscript_graphs_match_eager(
         assert (image - expected.image).abs().max() < TOLERANCE
 
 
+def test_ckpt_exports_an_original_enr_file(tmp_path: Path) -> None:
+    """ckpt= takes an ENR file: a rotation-only model (K = 1), written to the Hydra folder."""
+    from tests.test_enr_checkpoint import ENR_CONFIG, write_enr
+
+    path = write_enr(tmp_path / "enr.pt", ENR_CONFIG)
+    overrides = [f"ckpt={path}", "format=torchscript", f"paths.output_dir={tmp_path}/out"]
+    files = export(compose_config(overrides, "export"))
+    assert files[-1] == tmp_path / "out" / "torchscript" / SIDECAR
+    meta = read_sidecar(files[-1].parent)
+    assert (meta["max_offset"], meta["num_slots"], meta["run_dir"]) == (0, 1, None)
+    assert meta["checkpoint_sha256"] == sha256_file(path)
+    eager = load_enr_checkpoint(path).module.renderer
+    graphs = open_graphs(files[-1].parent)
+    x = {k: v.numpy() for k, v in _inputs(3, 32, seed=5).items()}
+    scene = graphs["slot"](latent=graphs["encoder"](image=x["image"]), dt=np.zeros(3, np.float32))
+    image = graphs["renderer"](
+        scene=scene, source_pose=x["source_pose"], target_pose=x["target_pose"]
+    )
+    with torch.inference_mode():
+        inputs = [torch.from_numpy(x[k]) for k in ("image", "source_pose", "target_pose")]
+        expected = eager(*inputs, torch.zeros(3, dtype=torch.long)).image
+    assert np.abs(image - expected.numpy()).max() < TOLERANCE
+
+
 def test_export_replaces_a_folder_whole(eager: SceneRenderer, tmp_path: Path, monkeypatch) -> None:
     import temporal_nsr.export as export_module
 
@@ -176,6 +203,8 @@ def test_bad_inputs_are_one_line_errors(tiny_run: Path, tmp_path: Path) -> None:
         export_run(tiny_run, "onnx", tmp_path / "o", "last", opset=18)
     with pytest.raises(ExportError, match="export.json is missing"):
         read_sidecar(tmp_path)
+    with pytest.raises(RunError, match="exactly one of them"):
+        export(compose_config([f"paths.output_dir={tmp_path}"], "export"))
     # The command line: one line on stderr, exit status 1, no traceback.
     argv = ["-m", "temporal_nsr.export", f"run_dir={tiny_run}", "format=tflite",
             f"hydra.run.dir={tmp_path}/h"]  # fmt: skip
