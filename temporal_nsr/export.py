@@ -328,16 +328,16 @@ def export_renderer(
         The sidecar, as written to ``<out_dir>/export.json``.
 
     Raises:
-        ExportError: unknown format, missing ONNX packages, an opset below 20, a renderer not on
-            the CPU, or a verification failure.
+        ExportError: unknown format, missing ONNX packages, an opset below 20, a renderer not
+            float32 on the CPU, or a verification failure.
     """
     _check_format(fmt)
     if fmt == "onnx":
         _require_onnx()
         if opset < OPSET:
             raise ExportError(f"opset={opset}: GridSample on 5D input needs opset >= {OPSET}")
-    if any(p.device.type != "cpu" for p in renderer.parameters()):
-        raise ExportError("export a renderer on the CPU: call renderer.cpu() first")
+    if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in renderer.parameters()):
+        raise ExportError("export a float32 renderer on the CPU: call renderer.float().cpu() first")
     renderer.eval()
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -194,13 +195,17 @@ def test_benchmark_times_graphs_and_eager(onnx_dir: Path, eager: SceneRenderer) 
     assert benchmark(onnx_dir, repeats=1)["eager"] is None
 
 
-def test_bad_inputs_are_one_line_errors(tiny_run: Path, tmp_path: Path) -> None:
+def test_bad_inputs_are_one_line_errors(
+    tiny_run: Path, eager: SceneRenderer, tmp_path: Path
+) -> None:
     with pytest.raises(RunError, match="is not a training run folder"):
         export_run(tmp_path / "missing")
     with pytest.raises(ExportError, match="format must be one of onnx, torchscript; got 'tflite'"):
         export_run(tiny_run, "tflite")
     with pytest.raises(ExportError, match="needs opset >= 20"):
         export_run(tiny_run, "onnx", tmp_path / "o", "last", opset=18)
+    with pytest.raises(ExportError, match="export a float32 renderer on the CPU"):
+        export_renderer(copy.deepcopy(eager).bfloat16(), tmp_path / "bf16", "torchscript")
     with pytest.raises(ExportError, match="export.json is missing"):
         read_sidecar(tmp_path)
     with pytest.raises(RunError, match="exactly one of them"):
