@@ -18,7 +18,7 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,export]"
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the package with its dev tools (CPU torch 2.13)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import secrets
@@ -16,6 +17,15 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 log = logging.getLogger(__name__)
 
 LAST = "last.ckpt"
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file (a checkpoint, an exported graph), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

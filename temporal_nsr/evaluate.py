@@ -50,7 +50,6 @@ target at a new pose and time, model render, render from another object's image)
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 import os
@@ -67,6 +66,7 @@ from torch import Tensor
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 from temporal_nsr.callbacks import image_grid, to_uint8
+from temporal_nsr.checkpointing import sha256_file
 from temporal_nsr.data.dataset import DatasetError, RenderedViews
 from temporal_nsr.inference import CheckpointError, Run, RunError, load_checkpoint, load_run
 from temporal_nsr.lit_module import TemporalNSRModule
@@ -437,14 +437,6 @@ def markdown_table(summary: dict[str, Any], split: str) -> str:
     return "\n".join(lines)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -507,7 +499,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     results: dict[str, Any] = {
         "run_dir": str(Path(cfg.run_dir).resolve()) if cfg.get("run_dir") else None,
         "checkpoint": str(run.checkpoint),
-        "checkpoint_sha256": _sha256(run.checkpoint),
+        "checkpoint_sha256": sha256_file(run.checkpoint),
         "baseline_run_dir": cfg.baseline_run_dir,
         "seed": cfg.seed,
         "protocol": cfg.protocol,

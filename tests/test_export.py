@@ -1,0 +1,218 @@
+"""Deployment export of a tiny trained run (max_offset 2, 8^3 scenes, C = 2): parity with eager."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from temporal_nsr.checkpointing import sha256_file
+from temporal_nsr.config import compose_config
+from temporal_nsr.export import (
+    SIDECAR,
+    ExportError,
+    benchmark,
+    export,
+    export_renderer,
+    export_run,
+    open_graphs,
+    read_sidecar,
+)
+from temporal_nsr.inference import RunError, load_enr_checkpoint, load_run
+from temporal_nsr.model.renderer import SceneRenderer
+
+# torch.jit.load (and the test's torch.jit.script) warn that TorchScript is deprecated.
+pytestmark = pytest.mark.filterwarnings(
+    r"ignore:`torch\.jit\.\w+` is deprecated:DeprecationWarning"
+)
+
+TOLERANCE = 1e-4  # max |exported - eager| on [0, 1] images
+
+
+@pytest.fixture(scope="module")
+def onnx_dir(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny run exported once as ONNX (the slow part: ~10 s on 2 cores)."""
+    pytest.importorskip("onnxscript")
+    pytest.importorskip("onnxruntime")
+    return export_run(tiny_run, "onnx", tmp_path_factory.mktemp("export") / "onnx", "last")
+
+
+@pytest.fixture(scope="module")
+def eager(tiny_run: Path) -> SceneRenderer:
+    return load_run(tiny_run, "last").module.renderer.eval()
+
+
+def _inputs(batch: int, size: int, seed: int) -> dict[str, torch.Tensor]:
+    """Images, poses and offsets with exact slots (-2, 0, 2) and fractions among them."""
+    generator = torch.Generator().manual_seed(seed)
+    offsets = torch.tensor([-2.0, 2.0, 0.0, 0.5, -1.25, 1.75, 1.0])
+    return {
+        "image": torch.rand(batch, 3, size, size, generator=generator),
+        "source_pose": torch.rand(batch, 2, generator=generator) * 360 - 180,
+        "target_pose": torch.rand(batch, 2, generator=generator) * 180 - 90,
+        "dt": offsets[torch.arange(batch) % len(offsets)],
+    }
+
+
+def test_sidecar_describes_the_graphs(onnx_dir: Path, tiny_run: Path) -> None:
+    import onnx
+
+    meta = read_sidecar(onnx_dir)
+    assert sorted(p.name for p in onnx_dir.iterdir()) == sorted(
+        ["encoder.onnx", "slot.onnx", "renderer.onnx", SIDECAR]
+    )
+    assert not [p for p in onnx_dir.parent.iterdir() if p.name.startswith(".")]  # no staging
+    assert (meta["format"], meta["opset"], meta["image_size"], meta["max_offset"]) == (
+        "onnx", 20, 32, 2
+    )  # fmt: skip
+    assert meta["latent_shape"] == [5, 2, 8, 8, 8] and meta["scene_shape"] == [2, 8, 8, 8]
+    assert meta["checkpoint_sha256"] == sha256_file(tiny_run / "checkpoints" / "last.ckpt")
+    assert meta["versions"]["torch"] == torch.__version__
+    assert all(diff < TOLERANCE for diff in meta["max_abs_diff"].values())
+    names = {g: [p["name"] for p in v["inputs"] + v["outputs"]] for g, v in meta["graphs"].items()}
+    assert names == {
+        "encoder": ["image", "latent"],
+        "slot": ["latent", "dt", "scene"],
+        "renderer": ["scene", "source_pose", "target_pose", "image"],
+    }
+    for graph in meta["graphs"].values():
+        assert sha256_file(onnx_dir / graph["file"]) == graph["sha256"]
+    model = onnx.load(onnx_dir / "renderer.onnx")
+    assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [20]
+    assert "GridSample" in {node.op_type for node in model.graph.node}  # 5D, trilinear
+    batch_dims = [i.type.tensor_type.shape.dim[0].dim_param for i in model.graph.input]
+    assert batch_dims == ["batch"] * 3
+
+
+@pytest.mark.parametrize("batch", [1, 2, 7])
+def test_onnx_graphs_match_eager(onnx_dir: Path, eager: SceneRenderer, batch: int) -> None:
+    """Only onnxruntime and the sidecar, as a deployment would; every slot and fractions."""
+    import onnxruntime as ort
+
+    meta = json.loads((onnx_dir / SIDECAR).read_text())
+    run = {
+        name: ort.InferenceSession(
+            str(onnx_dir / g["file"]), providers=["CPUExecutionProvider"]
+        ).run
+        for name, g in meta["graphs"].items()
+    }
+    x = _inputs(batch, meta["image_size"], seed=batch)
+    with torch.inference_mode():
+        expected = eager(x["image"], x["source_pose"], x["target_pose"], x["dt"])
+        scene = eager.select_slot(expected.latent, x["dt"])
+    n = {k: v.numpy() for k, v in x.items()}
+    latent = run["encoder"](None, {"image": n["image"]})[0]
+    got_scene = run["slot"](None, {"latent": latent, "dt": n["dt"]})[0]
+    poses = {"source_pose": n["source_pose"], "target_pose": n["target_pose"]}
+    image = run["renderer"](None, {"scene": got_scene, **poses})[0]
+    assert image.shape == (batch, 3, 32, 32)
+    assert np.abs(latent - expected.latent.numpy()).max() < TOLERANCE
+    assert np.abs(got_scene - scene.numpy()).max() < TOLERANCE
+    assert np.abs(image - expected.image.numpy()).max() < TOLERANCE
+    # The rotation matters: another target pose gives another image.
+    other = run["renderer"](None, {"scene": got_scene, **poses, "target_pose": -n["target_pose"]})
+    assert np.abs(other[0] - image).max() > 1e-3
+
+
+def test_torchscript_graphs_match_eager(
+    tiny_run: Path, eager: SceneRenderer, tmp_path: Path
+) -> None:
+    out = export_run(tiny_run, "torchscript", tmp_path / "ts", "last")
+    meta = read_sidecar(out)
+    assert meta["format"] == "torchscript" and meta["opset"] is None
+    graphs = {name: torch.jit.load(out / g["file"]) for name, g in meta["graphs"].items()}
+    for batch in (1, 4):
+        x = _inputs(batch, 32, seed=10 + batch)
+        with torch.inference_mode():
+            expected = eager(x["image"], x["source_pose"], x["target_pose"], x["dt"])
+            scene = graphs["slot"](graphs["encoder"](x["image"]), x["dt"])
+            image = graphs["renderer"](scene, x["source_pose"], x["target_pose"])
+        assert (image - expected.image).abs().max() < TOLERANCE
+
+
+def test_ckpt_exports_an_original_enr_file(tmp_path: Path) -> None:
+    """ckpt= takes an ENR file: a rotation-only model (K = 1), written to the Hydra folder."""
+    from tests.test_enr_checkpoint import ENR_CONFIG, write_enr
+
+    path = write_enr(tmp_path / "enr.pt", ENR_CONFIG)
+    overrides = [f"ckpt={path}", "format=torchscript", f"paths.output_dir={tmp_path}/out"]
+    files = export(compose_config(overrides, "export"))
+    assert files[-1] == tmp_path / "out" / "torchscript" / SIDECAR
+    meta = read_sidecar(files[-1].parent)
+    assert (meta["max_offset"], meta["num_slots"], meta["run_dir"]) == (0, 1, None)
+    assert meta["checkpoint_sha256"] == sha256_file(path)
+    eager = load_enr_checkpoint(path).module.renderer
+    graphs = open_graphs(files[-1].parent)
+    x = {k: v.numpy() for k, v in _inputs(3, 32, seed=5).items()}
+    scene = graphs["slot"](latent=graphs["encoder"](image=x["image"]), dt=np.zeros(3, np.float32))
+    image = graphs["renderer"](
+        scene=scene, source_pose=x["source_pose"], target_pose=x["target_pose"]
+    )
+    with torch.inference_mode():
+        inputs = [torch.from_numpy(x[k]) for k in ("image", "source_pose", "target_pose")]
+        expected = eager(*inputs, torch.zeros(3, dtype=torch.long)).image
+    assert np.abs(image - expected.numpy()).max() < TOLERANCE
+
+
+def test_export_replaces_a_folder_whole(eager: SceneRenderer, tmp_path: Path, monkeypatch) -> None:
+    import temporal_nsr.export as export_module
+
+    out = tmp_path / "ts"
+    export_renderer(eager, out, "torchscript", verify=False)
+    (out / "stale.txt").write_text("from an older export")
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.suffix == ".pt"}
+
+    def crash(spec, path):  # a crash while the second graph is written
+        if path.stem == "slot":
+            raise KeyboardInterrupt
+        torch.jit.save(torch.jit.script(torch.nn.Identity()), str(path))
+
+    monkeypatch.setattr(export_module, "_write_torchscript", crash)
+    with pytest.raises(KeyboardInterrupt):
+        export_renderer(eager, out, "torchscript")
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.suffix == ".pt"} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ts"]  # no staging folder left
+    monkeypatch.undo()
+    export_renderer(eager, out, "torchscript", verify=False)
+    assert not (out / "stale.txt").exists() and (out / SIDECAR).is_file()
+
+
+def test_benchmark_times_graphs_and_eager(onnx_dir: Path, eager: SceneRenderer) -> None:
+    result = benchmark(onnx_dir, repeats=2, threads=1, renderer=eager)
+    assert (result["format"], result["image_size"], result["threads"]) == ("onnx", 32, 1)
+    paths = {"encode_one_image", "novel_view_from_cached_latent", "image_to_novel_view"}
+    for group in ("exported", "eager"):
+        assert set(result[group]) == paths
+        for summary in result[group].values():
+            assert 0 < summary["min"] <= summary["median"] <= summary["max"]
+            assert summary["repeats"] == 2
+    assert benchmark(onnx_dir, repeats=1)["eager"] is None
+
+
+def test_bad_inputs_are_one_line_errors(
+    tiny_run: Path, eager: SceneRenderer, tmp_path: Path
+) -> None:
+    with pytest.raises(RunError, match="is not a training run folder"):
+        export_run(tmp_path / "missing")
+    with pytest.raises(ExportError, match="format must be one of onnx, torchscript; got 'tflite'"):
+        export_run(tiny_run, "tflite")
+    with pytest.raises(ExportError, match="needs opset >= 20"):
+        export_run(tiny_run, "onnx", tmp_path / "o", "last", opset=18)
+    with pytest.raises(ExportError, match="export a float32 renderer on the CPU"):
+        export_renderer(copy.deepcopy(eager).bfloat16(), tmp_path / "bf16", "torchscript")
+    with pytest.raises(ExportError, match="export.json is missing"):
+        read_sidecar(tmp_path)
+    with pytest.raises(RunError, match="exactly one of them"):
+        export(compose_config([f"paths.output_dir={tmp_path}"], "export"))
+    # The command line: one line on stderr, exit status 1, no traceback.
+    argv = ["-m", "temporal_nsr.export", f"run_dir={tiny_run}", "format=tflite",
+            f"hydra.run.dir={tmp_path}/h"]  # fmt: skip
+    done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip() == "export: format must be one of onnx, torchscript; got 'tflite'"
