@@ -406,24 +406,6 @@ def _gradio() -> Any:
     return gradio
 
 
-def _uploaded_image_class(gr: Any) -> type:
-    """gr.Image whose preprocessing turns a non-image upload into a readable error."""
-
-    class UploadedImage(gr.Image):
-        is_template = True  # drawn by the frontend's Image component
-
-        def preprocess(self, payload: Any) -> Any:
-            try:
-                return super().preprocess(payload)
-            except (OSError, ValueError, SyntaxError) as error:
-                name = getattr(payload, "orig_name", None) or "the upload"
-                raise gr.Error(
-                    f"{name} is not an image ({type(error).__name__}): upload a PNG or JPEG"
-                ) from None
-
-    return UploadedImage
-
-
 def build_app(
     renderer: NovelViewRenderer,
     *,
@@ -462,14 +444,17 @@ def build_app(
             raise gr.Error("no image yet: upload an image or pick an example first")
         return state
 
-    def on_image(path: str | None, az: float, el: float, dt: float) -> tuple:
-        if path is None:
+    def on_image(upload: dict | None, az: float, el: float, dt: float) -> tuple:
+        # Raw upload ({"path", "orig_name", ...}, already checked to lie in Gradio's upload
+        # folder): gr.Image's own preprocessing would fail on a non-image with a long trace.
+        if upload is None:
             return None, "", None, None, None, None
+        name = upload.get("orig_name") or Path(upload["path"]).name
         session = ViewerSession(renderer, **settings)
         try:
-            note = session.set_image(path, name=Path(path).name)
-        except ImageError as error:
-            raise gr.Error(str(error)) from None
+            note = session.set_image(upload["path"], name=name)
+        except ImageError:
+            raise gr.Error(f"{name} is not a readable image: upload a PNG or JPEG file") from None
         return (
             session.input_image,
             note,
@@ -509,7 +494,7 @@ def build_app(
         )
         with gr.Row():
             with gr.Column(scale=1, min_width=240):
-                image_in = _uploaded_image_class(gr)(
+                image_in = gr.Image(
                     type="filepath",
                     image_mode=None,
                     label="input image (or an example below)",
@@ -591,6 +576,7 @@ def build_app(
             [image_in, *pose],
             [seen, note, view, strip, slices, state],
             api_name="set_image",
+            preprocess=False,
         )
         gr.on(
             [azimuth.change, elevation.change, dt.change],

@@ -257,8 +257,9 @@ def test_client_upload_sliders_and_render(
     assert _read(view).shape == (32, 32, 3)
     text = tmp_path / "notes.txt"
     text.write_text("not an image")
-    with pytest.raises(AppError, match="notes.txt is not an image"):
+    with pytest.raises(AppError, match="notes.txt is not a readable image: upload a PNG or"):
         client.predict(handle_file(str(text)), 0, 0, 0, api_name="/set_image")
+    assert not list((REPO / "temporal_nsr").glob("*.pyi"))  # Gradio writes none into the package
 
 
 def test_browser_loads_the_page_and_a_slider_moves_the_view(
