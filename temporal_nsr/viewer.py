@@ -82,8 +82,11 @@ INSTALL_HINT = 'pip install -e ".[viewer]"'
 # Page styling: system fonts, so the page asks nothing of servers outside this machine.
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]
 MONO_FONTS = ["ui-monospace", "monospace"]
-# Gradio shows small images at their own size ("scale-down"); the renders are 32-128 px.
-PAGE_CSS = ".fit img { object-fit: contain !important; }"
+# Gradio shows small images at their own size ("scale-down"), but the renders are 32-128 px:
+# scale them to the panel, below the panel's label, which floats over the top edge.
+PAGE_CSS = (
+    ".fit img { object-fit: contain !important; padding-top: 2.2em; box-sizing: border-box; }"
+)
 STRIP_COLUMNS = 11  # tiles per row of the time-slot strip
 
 
@@ -436,7 +439,7 @@ def build_app(
     }
     ViewerSession(renderer, **settings)  # validates the settings before the page exists
     channels = renderer.renderer.decoder.latent_channels
-    mapping = "RGB = the 3 channels" if channels == 3 else "RGB = 3 principal components"
+    mapping = "RGB = channels" if channels == 3 else "RGB = 3 principal components"
     source = renderer.checkpoint if renderer.checkpoint is not None else "model"
 
     def session_of(state: ViewerSession | None) -> ViewerSession:
@@ -543,11 +546,11 @@ def build_app(
                     label="exported animations",
                     file_count="multiple",
                     interactive=False,
-                    height=110,
+                    height=150,
                 )
             with gr.Column(scale=1, min_width=240):
                 slices = gr.Image(
-                    label=f"latent depth slices at dt ({mapping})",
+                    label=f"latent depth slices at dt, {mapping}",
                     format="png",
                     interactive=False,
                     height=320,
