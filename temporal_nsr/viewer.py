@@ -458,14 +458,11 @@ def build_app(
             note = session.set_image(upload["path"], name=name)
         except ImageError:
             raise gr.Error(f"{name} is not a readable image: upload a PNG or JPEG file") from None
-        return (
-            session.input_image,
-            note,
-            session.update(az, el, dt),
-            session.strip,
-            session.latent_slices(dt),
-            session,
-        )
+        try:  # unpreprocessed: the slider values are not checked against their ranges
+            view, slices = session.update(az, el, dt), session.latent_slices(dt)
+        except ViewerError as error:
+            raise gr.Error(str(error)) from None
+        return session.input_image, note, view, session.strip, slices, session
 
     def on_pose(state: ViewerSession | None, az: float, el: float, dt: float) -> np.ndarray:
         try:
@@ -492,8 +489,9 @@ def build_app(
     with gr.Blocks(title=title, delete_cache=(600, 3600), analytics_enabled=False) as app:
         state = gr.State(None)
         gr.Markdown(
-            f"## {title}\n`{source}`: {renderer.image_size} px, time offsets "
-            f"-{m}..{m}, latent C = {channels}. Poses are degrees relative to the input view."
+            f"## {title}\n`{source}`: {renderer.image_size} px, "
+            + (f"time offsets -{m}..{m}" if m else "rotation only (max_offset = 0)")
+            + f", latent C = {channels}. Poses are degrees relative to the input view."
         )
         with gr.Row():
             with gr.Column(scale=1, min_width=240):
