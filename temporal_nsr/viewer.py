@@ -47,6 +47,7 @@ import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from PIL import Image
 from torch import Tensor
 
@@ -378,7 +379,7 @@ def find_examples(
     try:
         root = Path(data.root) / "test"
         views = RenderedViews(root, data.image_size, data.num_timesteps, data.get("static", False))
-    except (DatasetError, OSError, ValueError) as error:
+    except (DatasetError, OSError, ValueError, OmegaConfBaseException) as error:
         log.info("no test-split examples: %s", error)
         return examples
     objects, times = views.original_object_id, views.original_timestep
