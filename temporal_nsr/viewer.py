@@ -1,6 +1,6 @@
 """Interactive viewer: a local web app that renders novel views of one image as sliders move.
 
-    python -m temporal_nsr.viewer run_dir=outputs/train/<run> [port=7860] [device=cpu]
+    python -m temporal_nsr.viewer run_dir=outputs/train/<run> [port=7860] [precision=fp32]
 
 Upload an image (or pick an example), then drag the azimuth, elevation and time-offset (dt)
 sliders: the network renders the view at that pose and time, with poses in degrees relative
@@ -13,14 +13,16 @@ channels themselves when C = 3, else their first three principal components, see
 elevation and dt) or time sweep (dt from -max_offset to max_offset at the current pose) as GIF,
 plus MP4 when ``imageio-ffmpeg`` is installed, into ``export_dir``.
 
-The app is built with Gradio, an optional extra (``pip install -e ".[viewer]"``): only
-``build_app`` and ``serve`` import it, so ``ViewerSession`` and the rest of the package work
-without it. The server listens on ``host`` (127.0.0.1 by default) at ``port`` (0: a free one)
-and prints its address.
+The model runs with ``precision`` (conf default "auto": bfloat16 where the device has native
+bf16, about twice as fast; see ``temporal_nsr.acceleration``). The app is built with Gradio, an
+optional extra (``pip install -e ".[viewer]"``): only ``build_app`` and ``serve`` import it, so
+``ViewerSession`` and the rest of the package work without it. The server listens on ``host``
+(127.0.0.1 by default) at ``port`` (0: a free one) and prints its address.
 
 Time one slider update (the server-side work; the network dominates it)::
 
-    session = ViewerSession(NovelViewRenderer.from_run(run_dir, device="cpu"))
+    renderer = NovelViewRenderer.from_run(run_dir, device="cpu", precision="auto")
+    session = ViewerSession(renderer)
     session.set_image("bar.png")                        # encode once
     view = session.update(azimuth=30, elevation=10, dt=2.5)  # (S, S, 3) uint8
 
@@ -51,6 +53,7 @@ from omegaconf.errors import OmegaConfBaseException
 from PIL import Image
 from torch import Tensor
 
+from temporal_nsr.acceleration import keep_freed_memory
 from temporal_nsr.callbacks import image_grid, to_uint8
 from temporal_nsr.data.dataset import DatasetError, RenderedViews
 from temporal_nsr.inference import (
@@ -280,15 +283,13 @@ class ViewerSession:
             az = float(azimuth) + torch.arange(self.turntable_views) * (
                 360.0 / self.turntable_views
             )
-            frames = self.renderer.render(latent, az, float(elevation), dt, chunk_size=8)
+            frames = self.renderer.render(latent, az, float(elevation), dt)
         elif kind == "time_sweep":
             if m == 0:
                 raise ViewerError("a rotation-only model (max_offset = 0) has no time to sweep")
             per_slot = self.interpolation_steps + 1
             offsets = torch.arange(2 * m * per_slot + 1) / per_slot - m
-            frames = self.renderer.render(
-                latent, float(azimuth), float(elevation), offsets, chunk_size=8
-            )
+            frames = self.renderer.render(latent, float(azimuth), float(elevation), offsets)
         else:
             raise ViewerError(f"unknown export kind {kind!r}: use turntable or time_sweep")
         stem = Path(self.name).stem or "image"
@@ -688,7 +689,14 @@ def viewer(
         RunError: a missing or broken run. ViewerError: Gradio missing, bad settings.
     """
     _gradio()  # fail before loading a model when Gradio is missing
-    renderer = NovelViewRenderer.from_run(cfg.run_dir, cfg.checkpoint, cfg.device)
+    try:
+        renderer = NovelViewRenderer.from_run(
+            cfg.run_dir, cfg.checkpoint, cfg.device, precision=cfg.precision
+        )
+    except RunError:
+        raise
+    except ValueError as error:  # a precision the device cannot run
+        raise ViewerError(str(error)) from None
     examples = find_examples(renderer, cfg.examples.bundled, cfg.examples.test_split)
     app = build_app(
         renderer,
@@ -712,6 +720,7 @@ def viewer(
 
 @hydra.main(config_path="../conf", config_name="viewer", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    keep_freed_memory()  # a long-lived process rendering same-sized views (DESIGN.md §7)
     try:
         viewer(
             cfg,

@@ -229,17 +229,20 @@ def client(server: str):
 
 
 def test_client_upload_sliders_and_render(
-    client, renderer: NovelViewRenderer, png: Path, tmp_path: Path
+    client, tiny_run: Path, png: Path, tmp_path: Path
 ) -> None:
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
+
+    # The server's model, as conf/viewer.yaml loads it (precision=auto: bf16 where native).
+    renderer = NovelViewRenderer.from_run(tiny_run, device="cpu", precision="auto")
 
     seen, note, view, strip, slices = client.predict(
         handle_file(str(png)), 0, 0, 0, api_name="/set_image"
     )
     assert f"**{png.name}**: 32x32 px" in note
     assert np.array_equal(_read(seen), _read(png))
-    assert np.array_equal(_read(view), _expected(renderer, png, 0, 0, 0))
+    assert np.abs(_read(view).astype(int) - _expected(renderer, png, 0, 0, 0)).max() <= 1
     assert _read(strip).shape == (36, 6 * 34 + 2, 3) and _read(slices).size > 0
     first = _read(client.predict(0, 0, 0, api_name="/render"))
     moved = _read(client.predict(60, 15, 1.5, api_name="/render"))
