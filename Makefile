@@ -18,10 +18,10 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev,export]"
+	$(PY) -m pip install -q -e ".[dev,export,viewer]"
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install the package with its dev tools (CPU torch 2.13)
+install: $(STAMP) ## create .venv and install the package with its dev tools and the viewer (CPU torch 2.13)
 
 system-deps: ## apt-get install $(SYSTEM_PACKAGES) when missing (as root; otherwise say how)
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

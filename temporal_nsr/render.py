@@ -124,6 +124,19 @@ def _slices(volume: Tensor) -> Tensor:
     return slices.repeat_interleave(factor, -2).repeat_interleave(factor, -1)
 
 
+def latent_slice_frames(rgb: Tensor) -> Tensor:
+    """Tile each slot's depth slices into one picture: the frames of ``latent_slices.gif``.
+
+    Args:
+        rgb: (K, 3, D, H, W) colours in [0, 1] from ``latent_to_rgb``.
+
+    Returns:
+        (K, 3, H', W') one picture per slot, the D slices in a square grid on white.
+    """
+    columns = math.ceil(math.sqrt(rgb.shape[2]))
+    return torch.stack([_tile(_slices(volume), columns) for volume in rgb])
+
+
 def render_figures(
     renderer: NovelViewRenderer,
     image: ImageLike,
@@ -175,9 +188,9 @@ def render_figures(
     figures["interpolation"] = Figure(image_grid(rows), interp)
 
     rgb = latent_to_rgb(latent.cpu())  # (K, 3, D, H, W)
-    columns = math.ceil(math.sqrt(rgb.shape[2]))
-    slice_frames = torch.stack([_tile(_slices(volume), columns) for volume in rgb])
-    figures["latent_slices"] = Figure(image_grid([_slices(v) for v in rgb]), slice_frames)
+    figures["latent_slices"] = Figure(
+        image_grid([_slices(v) for v in rgb]), latent_slice_frames(rgb)
+    )
 
     azimuth = torch.arange(turntable_views) * (360.0 / turntable_views)
     turntable = renderer.render(latent, azimuth, elevation_deg, turntable_dt).cpu()

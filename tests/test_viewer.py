@@ -1,0 +1,311 @@
+"""The interactive viewer on a tiny trained run: the session API, the served app, a browser."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from temporal_nsr.callbacks import to_uint8
+from temporal_nsr.config import compose_config
+from temporal_nsr.inference import ImageError, NovelViewRenderer, RunError
+from temporal_nsr.viewer import (
+    EXAMPLES,
+    EXAMPLES_DIR,
+    ViewerError,
+    ViewerSession,
+    build_app,
+    find_examples,
+    viewer,
+    write_examples,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
+# The flags the viewer issue asks for, plus no QUIC; a fresh --user-data-dir per test.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+]
+START_TIMEOUT_S = 90
+
+
+@pytest.fixture(scope="module")
+def renderer(tiny_run: Path) -> NovelViewRenderer:
+    return NovelViewRenderer.from_run(tiny_run, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def png(tiny_data: Path) -> Path:
+    return sorted((tiny_data / "test").glob("*/*.png"))[0]
+
+
+def _expected(renderer: NovelViewRenderer, image: Path, az: float, el: float, dt: float):
+    """The inference API's render of one pose, as the viewer must show it: (S, S, 3) uint8."""
+    return to_uint8(renderer.render(renderer.encode(image), az, el, dt)[0])
+
+
+def _read(path: str | Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+# --------------------------------------------------------------------------- ViewerSession
+
+
+def test_update_equals_the_inference_render_and_encodes_once(
+    renderer: NovelViewRenderer, png: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session = ViewerSession(renderer)
+    calls = []
+    encode = renderer.encode
+    monkeypatch.setattr(renderer, "encode", lambda images: calls.append(1) or encode(images))
+    note = session.set_image(png)
+    assert note == f"**{png.name}**: 32x32 px"
+    poses = [(0.0, 0.0, 0.0), (40.0, 10.0, 1.0), (-75.0, -30.0, -1.5), (180.0, 80.0, 2.0)]
+    views = [session.update(*pose) for pose in poses]
+    assert len(calls) == 1  # one encode for the image, none per slider move
+    for pose, view in zip(poses, views, strict=True):
+        assert view.shape == (32, 32, 3) and view.dtype == np.uint8
+        assert np.array_equal(view, _expected(renderer, png, *pose))
+    assert not np.array_equal(views[0], views[1])  # the pose moves the render
+    # The strip: the input, then one render per slot at the input view.
+    assert session.strip.shape == (32 + 4, 6 * 34 + 2, 3)
+    assert np.array_equal(session.strip[2:34, 2:34], _read(png))
+
+
+def test_session_errors_name_the_fix(renderer: NovelViewRenderer, tmp_path: Path) -> None:
+    session = ViewerSession(renderer)
+    with pytest.raises(ViewerError, match="no image yet: upload an image or pick an example"):
+        session.update(0, 0, 0)
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    with pytest.raises(ImageError, match="notes.png is not a readable image"):
+        session.set_image(text)
+    session.set_image(np.full((32, 32, 3), 255, dtype=np.uint8))
+    with pytest.raises(ViewerError, match=r"dt=2.5 is outside \[-2, 2\]"):
+        session.update(0, 0, 2.5)
+    with pytest.raises(ViewerError, match="unknown export kind 'spin'"):
+        session.export("spin", tmp_path, 0, 0, 0)
+    with pytest.raises(ViewerError, match="turntable_views must be >= 1"):
+        ViewerSession(renderer, turntable_views=0)
+
+
+def test_wrong_size_is_resized_with_a_note(renderer: NovelViewRenderer, png: Path) -> None:
+    wide = Image.open(png).convert("RGB").resize((48, 40))
+    session = ViewerSession(renderer)
+    note = session.set_image(wide, name="wide.png")
+    assert note.startswith("**wide.png**: 48x40 px, resized to the model's 32x32 px")
+    assert session.update(10, 0, 0).shape == (32, 32, 3)
+
+
+def test_latent_slices_blend_neighbouring_slots(renderer: NovelViewRenderer, png: Path) -> None:
+    session = ViewerSession(renderer)
+    session.set_image(png)
+    low, high, mid = (session.latent_slices(dt).astype(float) for dt in (0, 1, 0.5))
+    assert not np.array_equal(low, high)
+    assert np.abs(mid - (low + high) / 2).max() <= 1.0  # uint8 rounding
+
+
+def test_exports_write_gifs_into_a_new_folder(
+    renderer: NovelViewRenderer, png: Path, tmp_path: Path
+) -> None:
+    session = ViewerSession(renderer, turntable_views=6, interpolation_steps=1)
+    session.set_image(png)
+    turntable = session.export("turntable", tmp_path, 30, 10, 0.5)
+    assert turntable.folder.parent == tmp_path and turntable.files[0].suffix == ".gif"
+    with Image.open(turntable.files[0]) as gif:
+        assert gif.n_frames == 6
+        gif.seek(0)
+        first = np.asarray(gif.convert("RGB"))
+    error = np.abs(first.astype(int) - session.update(30, 10, 0.5))
+    assert error.mean() < 3  # the GIF's 256-colour palette, dithered
+    sweep = session.export("time_sweep", tmp_path, 0, 0, 0)
+    with Image.open(sweep.files[0]) as gif:
+        assert gif.n_frames == 2 * 2 * 2 + 1  # dt -2..2 in half steps
+    assert not list(tmp_path.glob(".tmp-*"))  # nothing half-written is left
+
+
+# --------------------------------------------------------------------------- examples, errors
+
+
+def test_bundled_examples_are_what_the_generator_makes(tmp_path: Path) -> None:
+    written = write_examples(tmp_path)
+    assert [p.name for p in written] == [f"{stem}.png" for stem, _, _ in EXAMPLES]
+    for path in written:
+        assert path.read_bytes() == (EXAMPLES_DIR / path.name).read_bytes(), path.name
+
+
+def test_examples_offer_the_run_test_split(renderer: NovelViewRenderer, tiny_data: Path) -> None:
+    examples = find_examples(renderer, bundled=True, test_split=3)
+    assert len(examples) == len(EXAMPLES) + 3
+    test = examples[len(EXAMPLES) :]
+    # One per (object, timestep) first: the tiny test split has 2 objects at timestep 5.
+    assert [e.label.split(" (")[0] for e in test[:2]] == ["test: bar_000 t=5", "test: bar_001 t=5"]
+    assert all(e.path.is_relative_to(tiny_data / "test") for e in test)
+    renderer.config.data.root = str(tiny_data / "missing")
+    try:
+        assert len(find_examples(renderer, bundled=False, test_split=3)) == 0
+    finally:
+        renderer.config.data.root = str(tiny_data)
+
+
+def test_works_without_gradio(
+    renderer: NovelViewRenderer, png: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio now raises ImportError
+    with pytest.raises(ViewerError, match=r'needs Gradio, an optional extra: pip install -e "\.'):
+        build_app(renderer, export_dir=tmp_path)
+    session = ViewerSession(renderer)
+    session.set_image(png)
+    assert session.update(0, 0, 0).shape == (32, 32, 3)
+
+
+def test_missing_run_is_a_clear_error(tmp_path: Path) -> None:
+    cfg = compose_config([f"run_dir={tmp_path}", "device=cpu"], config_name="viewer")
+    with pytest.raises(RunError, match="is not a training run folder"):
+        viewer(cfg, block=False)
+
+
+# --------------------------------------------------------------------------- the served app
+
+
+@pytest.fixture(scope="module")
+def server(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory):
+    """`python -m temporal_nsr.viewer` on a free loopback port; yields its address."""
+    pytest.importorskip(
+        "gradio", reason='the viewer extra is not installed (pip install -e ".[viewer]")'
+    )
+    out = tmp_path_factory.mktemp("viewer")
+    log = out / "stdout.txt"
+    env = {**os.environ, "GRADIO_TEMP_DIR": str(out / "gradio"), "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable,
+        "-m",
+        "temporal_nsr.viewer",
+        f"run_dir={tiny_run}",
+        "device=cpu",
+        "port=0",
+        f"hydra.run.dir={out}",
+    ]
+    with log.open("w") as stdout:
+        process = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=stdout, stderr=subprocess.PIPE
+        )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while "viewer running on" not in log.read_text():
+            if process.poll() is not None:
+                pytest.fail(f"the viewer exited with {process.returncode}: {process.stderr.read()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"the viewer did not start within {START_TIMEOUT_S} s")
+            time.sleep(0.1)
+        url = log.read_text().split("viewer running on ")[1].split()[0]
+        assert url.startswith("http://127.0.0.1:")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def client(server: str):
+    from gradio_client import Client
+
+    return Client(server, verbose=False)
+
+
+def test_client_upload_sliders_and_render(
+    client, tiny_run: Path, png: Path, tmp_path: Path
+) -> None:
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    # The server's model, as conf/viewer.yaml loads it (precision=auto: bf16 where native).
+    renderer = NovelViewRenderer.from_run(tiny_run, device="cpu", precision="auto")
+
+    seen, note, view, strip, slices = client.predict(
+        handle_file(str(png)), 0, 0, 0, api_name="/set_image"
+    )
+    assert f"**{png.name}**: 32x32 px" in note
+    assert np.array_equal(_read(seen), _read(png))
+    assert np.abs(_read(view).astype(int) - _expected(renderer, png, 0, 0, 0)).max() <= 1
+    assert _read(strip).shape == (36, 6 * 34 + 2, 3) and _read(slices).size > 0
+    first = _read(client.predict(0, 0, 0, api_name="/render"))
+    moved = _read(client.predict(60, 15, 1.5, api_name="/render"))
+    assert not np.array_equal(first, moved)
+    # Same pose through the inference API: equal up to uint8 rounding of float noise.
+    expected = _expected(renderer, png, 60, 15, 1.5).astype(int)
+    assert np.abs(moved.astype(int) - expected).max() <= 1
+    files = client.predict(30, 0, 0, api_name="/export_turntable")
+    assert [Path(f).suffix for f in files][0] == ".gif"
+
+    wide = tmp_path / "wide.png"
+    Image.open(png).resize((40, 40)).save(wide)
+    _, note, view, _, _ = client.predict(handle_file(str(wide)), 0, 0, 0, api_name="/set_image")
+    assert "40x40 px, resized to the model's 32x32 px" in note
+    assert _read(view).shape == (32, 32, 3)
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    with pytest.raises(AppError, match="notes.txt is not a readable image: upload a PNG or"):
+        client.predict(handle_file(str(text)), 0, 0, 0, api_name="/set_image")
+    assert not list((REPO / "temporal_nsr").glob("*.pyi"))  # Gradio writes none into the package
+
+
+def test_browser_loads_the_page_and_a_slider_moves_the_view(
+    server: str, png: Path, tmp_path: Path
+) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    if not CHROMIUM.is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM}: run `make system-deps` (apt-get install chromium)")
+    offsite: list[str] = []
+
+    def local_only(route) -> None:
+        if route.request.url.startswith(server):
+            route.continue_()
+        else:
+            offsite.append(route.request.url)
+            route.abort()
+
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_FLAGS,
+            viewport={"width": 1280, "height": 900},
+        )
+        try:
+            page = browser.new_page()
+            page.route("**/*", local_only)
+            page.goto(server, wait_until="load")
+            page.locator("#input-image input[type=file]").set_input_files(str(png))
+            view = page.locator("#view img")
+            view.wait_for(timeout=30_000)
+            before_src = view.get_attribute("src")
+            before = view.screenshot()
+            page.locator("#azimuth input[type=range]").fill("90")
+            page.wait_for_function(
+                "src => document.querySelector('#view img').src !== src", arg=before_src
+            )
+            after = view.screenshot()
+            shot = page.screenshot(full_page=True)
+        finally:
+            browser.close()
+    assert not offsite, f"the page asked for off-machine resources: {offsite}"
+    assert before != after
+    page_image = np.asarray(Image.open(io.BytesIO(shot)).convert("RGB"))
+    assert page_image.shape[1] == 1280 and page_image.std() > 5  # not blank
