@@ -21,6 +21,10 @@ and `results`, a mapping from entry name to a dict with `unit`, `median`, `min`,
   `image_to_novel_view`, each a summary; `gflop_encode`, `gflop_novel_view`, `achieved_gflops`.
 * `compile_novel_view_<experiment>`: `compile_s` (first call) and the steady-state view time
   against eager.
+* `viewer_update_<experiment>`: milliseconds of one viewer slider update (server side: rotate
+  + render from the kept latent, bf16 where native).
+* `onnx_<experiment>`: the ONNX export in onnxruntime vs eager PyTorch (fp32, same threads):
+  `exported` and `eager` sub-dicts per path, `export_s`.
 * `pairs_per_s_workers<N>`: train-loader throughput from the cache; `generate_128px`: dataset
   generation time.
 """
@@ -344,6 +348,51 @@ def bench_compile(quick: bool, experiment: str) -> dict[str, Any]:
     }
 
 
+def bench_viewer(quick: bool, experiment: str) -> dict[str, Any]:
+    """Server-side cost of one viewer slider update (rotate + render from the kept latent)."""
+    from hydra.utils import instantiate
+
+    from temporal_nsr.inference import NovelViewRenderer
+    from temporal_nsr.viewer import ViewerSession
+
+    cfg = compose(experiment)
+    renderer = NovelViewRenderer(instantiate(cfg.model).renderer, device="cpu", precision="auto")
+    session = ViewerSession(renderer)
+    session.set_image(torch.rand(3, renderer.image_size, renderer.image_size))
+    azimuths = iter(range(0, 10**6, 7))  # every update a new pose, as while dragging
+    dt = min(1.5, renderer.max_offset)
+    samples = timed(lambda: session.update(float(next(azimuths)), 20.0, dt), 5 if quick else 20)
+    return {
+        **summarise([1000 * t for t in samples], "ms"),
+        "experiment": experiment,
+        "precision": str(renderer.dtype).removeprefix("torch."),
+        "image_size": renderer.image_size,
+    }
+
+
+def bench_export(quick: bool, experiment: str) -> dict[str, Any]:
+    """ONNX graphs in onnxruntime against eager PyTorch (fp32 both), interleaved."""
+    from hydra.utils import instantiate
+
+    from temporal_nsr.export import benchmark, export_renderer
+
+    cfg = compose(experiment)
+    torch.manual_seed(0)
+    renderer = instantiate(cfg.model).renderer.eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        export_renderer(renderer, tmp, "onnx")
+        export_s = time.perf_counter() - start
+        result = benchmark(tmp, repeats=3 if quick else 10, renderer=renderer)
+    view = result["exported"]["novel_view_from_cached_latent"]
+    return {
+        **{k: view[k] for k in ("unit", "median", "min", "max", "repeats")},
+        "experiment": experiment,
+        "export_s": export_s,
+        **result,
+    }
+
+
 def bench_profile(quick: bool, experiment: str) -> dict[str, Any]:
     """torch.profiler top operators of one bf16 novel view -> outputs/bench/profile_*.txt."""
     from hydra.utils import instantiate
@@ -388,6 +437,11 @@ def entries(quick: bool) -> dict[str, Callable[[], dict[str, Any]]]:
                 out[f"train_step_{experiment}_b{2 * b}_{precision}"] = (
                     lambda e=experiment, b=b, p=precision: bench_train_step(quick, e, b, p)
                 )
+    for experiment in ["tiny"] if quick else ["bend_20t", "bend_20t_cpu"]:
+        out[f"viewer_update_{experiment}"] = lambda e=experiment: bench_viewer(quick, e)
+    out[f"onnx_{'tiny' if quick else 'bend_20t'}"] = lambda: bench_export(
+        quick, "tiny" if quick else "bend_20t"
+    )
     if not quick:
         out["compile_novel_view_bend_20t"] = lambda: bench_compile(quick, "bend_20t")
         out["profile_novel_view_bend_20t"] = lambda: bench_profile(quick, "bend_20t")

@@ -68,7 +68,14 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 from temporal_nsr.callbacks import image_grid, to_uint8
 from temporal_nsr.checkpointing import sha256_file
 from temporal_nsr.data.dataset import DatasetError, RenderedViews
-from temporal_nsr.inference import CheckpointError, Run, RunError, load_checkpoint, load_run
+from temporal_nsr.inference import (
+    CheckpointError,
+    Run,
+    RunError,
+    load_checkpoint,
+    load_model,
+    load_run,
+)
 from temporal_nsr.lit_module import TemporalNSRModule
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
@@ -446,13 +453,8 @@ def _write_atomic(path: Path, text: str) -> None:
 def _load_model(cfg: DictConfig, device: str) -> Run:
     """The model of exactly one of `run_dir` and `ckpt`, with `data` from the command line
     (when given) in place of the run's."""
-    run_dir, ckpt = cfg.get("run_dir"), cfg.get("ckpt")
-    if (run_dir is None) == (ckpt is None):
-        raise RunError(
-            "give run_dir=<training run folder> or ckpt=<checkpoint file> (an original ENR "
-            "file or a .ckpt of ours), exactly one of them"
-        )
-    run = load_checkpoint(ckpt, device) if ckpt else load_run(run_dir, cfg.checkpoint, device)
+    ckpt = cfg.get("ckpt")
+    run = load_model(cfg.get("run_dir"), ckpt, cfg.checkpoint, device)
     data = cfg.get("data")
     if data is None:
         if "root" not in run.cfg.data:

@@ -68,8 +68,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from temporal_nsr.checkpointing import sha256_file
-from temporal_nsr.inference import CheckpointError, Run, RunError, load_checkpoint, load_run
-from temporal_nsr.model import rotation
+from temporal_nsr.inference import CheckpointError, Run, RunError, load_model, load_run
 from temporal_nsr.model.renderer import SceneRenderer
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
@@ -208,13 +207,8 @@ def graph_specs(renderer: SceneRenderer) -> dict[str, GraphSpec]:
 
 
 @contextlib.contextmanager
-def _export_context(renderer: SceneRenderer, specs: dict[str, GraphSpec]) -> Iterator[None]:
-    """Keep the rotation's grid cache sound and silence the exporters' known chatter.
-
-    ``rotation._base_grid`` is an lru_cache: traced while empty, it would keep a fake tensor of
-    the exporter (the export then fails under no_grad, and later exports and eager calls break).
-    So it is filled by one eager render first and cleared afterwards.
-    """
+def _export_context() -> Iterator[None]:
+    """Silence the exporters' known chatter while tracing."""
     quiet = {
         "torch.onnx._internal.exporter._registration": logging.ERROR,  # no torchvision ops
         "onnx_ir": logging.WARNING,  # INFO lines of every optimisation pass
@@ -231,12 +225,10 @@ def _export_context(renderer: SceneRenderer, specs: dict[str, GraphSpec]) -> Ite
             warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated")
             warnings.filterwarnings("ignore", message=r"# The axis name: .* will not be used")
             warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-            renderer.render(*specs["renderer"].example)
             yield
     finally:
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
-        rotation._base_grid.cache_clear()
 
 
 def _write_onnx(spec: GraphSpec, path: Path, opset: int) -> None:
@@ -345,7 +337,7 @@ def export_renderer(
     staging.mkdir()
     try:
         specs = graph_specs(renderer)
-        with _export_context(renderer, specs):
+        with _export_context():
             graphs: dict[str, Any] = {}
             for name, spec in specs.items():
                 path = staging / f"{name}{FORMATS[fmt]}"
@@ -656,18 +648,12 @@ def export(cfg: DictConfig) -> list[Path]:
         RunError: neither or both of run_dir and ckpt, or a bad run folder. CheckpointError: a
             bad checkpoint file. ExportError: see ``export_renderer``.
     """
-    run_dir, ckpt = cfg.get("run_dir"), cfg.get("ckpt")
-    if (run_dir is None) == (ckpt is None):
-        raise RunError(
-            "give run_dir=<training run folder> or ckpt=<checkpoint file> (an original ENR "
-            "file or a .ckpt of ours), exactly one of them"
-        )
+    run_dir = cfg.get("run_dir")
+    run = load_model(run_dir, cfg.get("ckpt"), cfg.checkpoint, "cpu")
     _check_format(cfg.format)
-    if ckpt is not None:
-        run = load_checkpoint(ckpt, "cpu")
+    if run_dir is None:
         default_out = Path(cfg.paths.output_dir) / cfg.format
     else:
-        run = load_run(run_dir, cfg.checkpoint, "cpu")
         default_out = Path(run_dir) / "export" / cfg.format
     out = Path(cfg.out_dir) if cfg.out_dir else default_out
     export_model(run, out, cfg.format, run_dir=run_dir, opset=cfg.opset, verify=cfg.verify)

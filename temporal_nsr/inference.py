@@ -192,6 +192,29 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Run:
     return load_run(run_dir, str(path), device)
 
 
+def load_model(
+    run_dir: str | Path | None,
+    ckpt: str | Path | None,
+    checkpoint: str = "best",
+    device: str = "cpu",
+) -> Run:
+    """The model named by exactly one of ``run_dir`` (with ``checkpoint``: best, last or a
+    path) and ``ckpt`` (a checkpoint file, see ``load_checkpoint``): the CLIs' ``run_dir=`` /
+    ``ckpt=`` pair.
+
+    Raises:
+        RunError: neither or both given, or a bad run folder. CheckpointError: a bad file.
+    """
+    if (run_dir is None) == (ckpt is None):
+        raise RunError(
+            "give run_dir=<training run folder> or ckpt=<checkpoint file> (an original ENR "
+            "file or a .ckpt of ours), exactly one of them"
+        )
+    return (
+        load_checkpoint(ckpt, device) if ckpt is not None else load_run(run_dir, checkpoint, device)
+    )
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """`auto` -> CUDA when available, else CPU; anything else as torch.device understands it."""
     if str(device) == "auto":
@@ -363,8 +386,7 @@ class NovelViewRenderer:
             RunError: missing run folder or checkpoint, or a checkpoint of another config.
         """
         device = resolve_device(device)
-        run = load_run(run_dir, checkpoint, str(device))
-        return cls(run.module.renderer, device, run.cfg, run.checkpoint, **options)
+        return cls.from_loaded(load_run(run_dir, checkpoint, str(device)), device, **options)
 
     @classmethod
     def from_checkpoint(
@@ -379,7 +401,13 @@ class NovelViewRenderer:
                 its run folder.
         """
         device = resolve_device(device)
-        run = load_checkpoint(path, str(device))
+        return cls.from_loaded(load_checkpoint(path, str(device)), device, **options)
+
+    @classmethod
+    def from_loaded(
+        cls, run: Run, device: str | torch.device = "auto", **options: Any
+    ) -> NovelViewRenderer:
+        """Wrap a loaded ``Run`` (``load_model``, ``load_run``, ``load_checkpoint``)."""
         return cls(run.module.renderer, device, run.cfg, run.checkpoint, **options)
 
     @property

@@ -54,6 +54,8 @@ from temporal_nsr.inference import (
     NovelViewRenderer,
     RunError,
     image_batch,
+    load_model,
+    resolve_device,
 )
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
@@ -281,15 +283,9 @@ def load_renderer(cfg: DictConfig) -> NovelViewRenderer:
     Raises:
         RunError: neither or both given, or a bad run folder. CheckpointError: a bad file.
     """
-    run_dir, ckpt = cfg.get("run_dir"), cfg.get("ckpt")
-    if (run_dir is None) == (ckpt is None):
-        raise RunError(
-            "give run_dir=<training run folder> or ckpt=<checkpoint file> (an original ENR "
-            "file or a .ckpt of ours), exactly one of them"
-        )
-    if ckpt is not None:
-        return NovelViewRenderer.from_checkpoint(ckpt, cfg.device)
-    return NovelViewRenderer.from_run(run_dir, cfg.checkpoint, cfg.device)
+    device = resolve_device(cfg.device)
+    run = load_model(cfg.get("run_dir"), cfg.get("ckpt"), cfg.checkpoint, str(device))
+    return NovelViewRenderer.from_loaded(run, device)
 
 
 def render(cfg: DictConfig) -> list[Path]:

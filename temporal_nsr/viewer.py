@@ -57,11 +57,14 @@ from temporal_nsr.acceleration import keep_freed_memory
 from temporal_nsr.callbacks import image_grid, to_uint8
 from temporal_nsr.data.dataset import DatasetError, RenderedViews
 from temporal_nsr.inference import (
+    CheckpointError,
     ImageError,
     ImageLike,
     NovelViewRenderer,
     RunError,
     image_batch,
+    load_model,
+    resolve_device,
 )
 from temporal_nsr.render import Figure, latent_slice_frames, latent_to_rgb, write_figures
 
@@ -675,7 +678,7 @@ def serve(
 def viewer(
     cfg: DictConfig, on_start: Callable[[str], None] | None = None, block: bool = True
 ) -> tuple[Any, str]:
-    """Load ``cfg.run_dir`` and serve the viewer until interrupted.
+    """Load ``cfg.run_dir`` (or ``cfg.ckpt``) and serve the viewer until interrupted.
 
     Args:
         cfg: ``conf/viewer.yaml``.
@@ -690,10 +693,10 @@ def viewer(
     """
     _gradio()  # fail before loading a model when Gradio is missing
     try:
-        renderer = NovelViewRenderer.from_run(
-            cfg.run_dir, cfg.checkpoint, cfg.device, precision=cfg.precision
-        )
-    except RunError:
+        device = resolve_device(cfg.device)
+        run = load_model(cfg.get("run_dir"), cfg.get("ckpt"), cfg.checkpoint, str(device))
+        renderer = NovelViewRenderer.from_loaded(run, device, precision=cfg.precision)
+    except (RunError, CheckpointError):
         raise
     except ValueError as error:  # a precision the device cannot run
         raise ViewerError(str(error)) from None
@@ -705,7 +708,7 @@ def viewer(
         turntable_views=cfg.turntable_views,
         interpolation_steps=cfg.interpolation_steps,
         fps=cfg.fps,
-        title=f"temporal_nsr viewer: {Path(cfg.run_dir).name}",
+        title=f"temporal_nsr viewer: {Path(cfg.get('run_dir') or cfg.ckpt).name}",
     )
     url = serve(app, cfg.export_dir, cfg.host, cfg.port, block=False)
     if on_start is not None:
@@ -726,7 +729,7 @@ def main(cfg: DictConfig) -> None:
             cfg,
             on_start=lambda url: print(f"viewer running on {url} (Ctrl-C stops it)", flush=True),
         )
-    except (RunError, ViewerError) as error:
+    except (RunError, CheckpointError, ViewerError) as error:
         raise SystemExit(f"viewer: {error}") from None
 
 

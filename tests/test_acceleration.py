@@ -46,7 +46,8 @@ def test_activation_checkpointing_gives_the_same_loss_curve_and_weights() -> Non
     plain, cfg = _tiny_model()
     checkpointed, _ = _tiny_model(activation_checkpointing=True)
     assert _loss_curve(checkpointed, cfg, 4) == pytest.approx(_loss_curve(plain, cfg, 4), abs=1e-6)
-    for (name, a), b in zip(plain.state_dict().items(), checkpointed.state_dict().values()):
+    pairs = zip(plain.state_dict().items(), checkpointed.state_dict().values(), strict=True)
+    for (name, a), b in pairs:
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=name)
 
 

@@ -21,7 +21,7 @@ def test_quick_benchmark_writes_every_entry(tmp_path: Path) -> None:
     assert report["quick"] is True
     assert report["machine"]["torch"]
     results = report["results"]
-    expected = {"peak", "generate_128px", "pairs_per_s_workers0"}
+    expected = {"peak", "generate_128px", "pairs_per_s_workers0", "viewer_update_tiny", "onnx_tiny"}
     for precision in ("fp32", "bf16"):
         expected |= {f"inference_tiny_{precision}", f"train_step_tiny_b8_{precision}"}
     assert expected <= set(results)

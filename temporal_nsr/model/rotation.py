@@ -72,21 +72,31 @@ def source_to_target(source_pose_deg: Tensor, target_pose_deg: Tensor) -> Tensor
     return pose_to_rotation(target_pose_deg) @ pose_to_rotation(source_pose_deg).mT
 
 
+def _grid_points(d: int, h: int, w: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """(D * H * W, 3) voxel centres in grid_sample's coordinate order (w, h, d)."""
+
+    def centres(n: int) -> Tensor:
+        return (2 * torch.arange(n, device=device, dtype=dtype) + 1) / n - 1
+
+    zd, yh, xw = torch.meshgrid(centres(d), centres(h), centres(w), indexing="ij")
+    return torch.stack((xw, yh, zd), -1).reshape(-1, 3)
+
+
 @functools.lru_cache(maxsize=16)
-def _base_grid(d: int, h: int, w: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """(D * H * W, 3) voxel centres in grid_sample's coordinate order (w, h, d).
-
-    Cached per shape, device and dtype; never modified in place. Built as a normal tensor
-    even inside ``torch.inference_mode`` so that later training steps may save it for
-    backward.
-    """
+def _cached_grid(d: int, h: int, w: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """``_grid_points``, cached per shape, device and dtype; never modified in place. Built as
+    a normal tensor even inside ``torch.inference_mode`` so that later training steps may save
+    it for backward."""
     with torch.inference_mode(False), torch.no_grad():
+        return _grid_points(d, h, w, device, dtype)
 
-        def centres(n: int) -> Tensor:
-            return (2 * torch.arange(n, device=device, dtype=dtype) + 1) / n - 1
 
-        zd, yh, xw = torch.meshgrid(centres(d), centres(h), centres(w), indexing="ij")
-        return torch.stack((xw, yh, zd), -1).reshape(-1, 3)
+def _base_grid(d: int, h: int, w: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """Voxel centres: cached in eager mode; built in the graph while torch.compile or
+    torch.export traces (a cached tracer tensor would outlive its trace)."""
+    if torch.compiler.is_compiling():
+        return _grid_points(d, h, w, device, dtype)
+    return _cached_grid(d, h, w, device, dtype)
 
 
 def rotate_volume(volume: Tensor, rotation: Tensor, mode: str = "bilinear") -> Tensor:
