@@ -12,8 +12,10 @@ and `results`, a mapping from entry name to a dict with `unit`, `median`, `min`,
 
 * `peak_*`: GFLOP/s of a large matmul (torch.matmul, MKL) and of the same product as a 1x1
   convolution (oneDNN), fp32 and bf16; `peak_gflops` is the best of them (the roof).
-* `train_step_<experiment>_b<images>_<fp32|bf16>`: seconds per optimiser step (forward in
-  both directions, loss, backward, Adam) on synthetic pairs; `pairs_per_s`, `images_per_s`,
+* `train_step_<experiment>_b<images>_<fp32|bf16|bf16_ckpt>`: seconds per optimiser step
+  (forward in both directions, loss, backward, Adam) on synthetic pairs, with the glibc heap
+  kept as train() keeps it; `bf16` is `trainer.precision=bf16-mixed`, `_ckpt` adds
+  `model.activation_checkpointing=true`; `pairs_per_s`, `images_per_s`,
   `peak_rss_mb` (the child's peak resident memory), `page_faults_per_step`, `gflop_per_step`
   (torch.utils.flop_counter) and `achieved_gflops`.
 * `inference_<experiment>_<fp32|bf16>`: milliseconds; sub-dicts `encode_one_image`,
@@ -240,8 +242,7 @@ def bench_train_step(
 
     from temporal_nsr.acceleration import keep_freed_memory
 
-    if precision == "fp32":
-        keep_freed_memory()  # the float32 path's fix for page faults (DESIGN.md §7)
+    keep_freed_memory()  # as train() does by default (DESIGN.md §7)
     cfg = compose(experiment)
     torch.manual_seed(0)
     model = instantiate(cfg.model, activation_checkpointing=checkpointing)
@@ -433,9 +434,13 @@ def entries(quick: bool) -> dict[str, Callable[[], dict[str, Any]]]:
             out[f"inference_{experiment}_{precision}"] = lambda e=experiment, p=precision: (
                 bench_inference(quick, e, p)
             )
-            for b in batches:  # pairs: 8 pairs = ENR batch 16 (both directions rendered)
-                out[f"train_step_{experiment}_b{2 * b}_{precision}"] = (
-                    lambda e=experiment, b=b, p=precision: bench_train_step(quick, e, b, p)
+        for b in batches:  # pairs: 8 pairs = ENR batch 16 (both directions rendered)
+            variants = [*PRECISIONS, "bf16_ckpt"] if b == 8 else PRECISIONS
+            for variant in variants:
+                out[f"train_step_{experiment}_b{2 * b}_{variant}"] = (
+                    lambda e=experiment, b=b, v=variant: bench_train_step(
+                        quick, e, b, v.removesuffix("_ckpt"), v.endswith("_ckpt")
+                    )
                 )
     for experiment in ["tiny"] if quick else ["bend_20t", "bend_20t_cpu"]:
         out[f"viewer_update_{experiment}"] = lambda e=experiment: bench_viewer(quick, e)

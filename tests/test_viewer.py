@@ -41,7 +41,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--disable-quic",
 ]
-START_TIMEOUT_S = 90
+START_TIMEOUT_S = 180  # a loaded 2-core machine imports gradio + torch slowly
 
 
 @pytest.fixture(scope="module")
