@@ -49,6 +49,8 @@ from typing import Any
 
 import torch
 
+from temporal_nsr.atomic import write_text
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = PROJECT_ROOT / "outputs" / "bench" / "bench.json"
 PRECISIONS = ("fp32", "bf16")
@@ -506,9 +508,7 @@ def main(argv: list[str] | None = None) -> None:
         "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, args.out)  # atomic: a killed run never leaves half a file
+    write_text(args.out, json.dumps(report, indent=2))  # a killed run never leaves half a file
     print(f"wrote {args.out}")
     if any("error" in r for r in results.values()):
         sys.exit(1)

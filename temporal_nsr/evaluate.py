@@ -65,6 +65,7 @@ from PIL import Image
 from torch import Tensor
 from torchmetrics.functional.image import structural_similarity_index_measure
 
+from temporal_nsr.atomic import write_text
 from temporal_nsr.callbacks import image_grid, to_uint8
 from temporal_nsr.checkpointing import sha256_file
 from temporal_nsr.data.dataset import DatasetError, RenderedViews
@@ -444,12 +445,6 @@ def markdown_table(summary: dict[str, Any], split: str) -> str:
     return "\n".join(lines)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _load_model(cfg: DictConfig, device: str) -> Run:
     """The model of exactly one of `run_dir` and `ckpt`, with `data` from the command line
     (when given) in place of the run's."""
@@ -538,8 +533,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "Figure rows: source, target, model (`_unseen` figures: then the render from another "
         "object's image)."
     )
-    _write_atomic(out_dir / "results.md", note + "\n\n" + "\n\n".join(tables) + "\n")
-    _write_atomic(out_dir / "results.json", json.dumps(results, indent=2))
+    write_text(out_dir / "results.md", note + "\n\n" + "\n\n".join(tables) + "\n")
+    write_text(out_dir / "results.json", json.dumps(results, indent=2))
     return {**results, "out_dir": str(out_dir)}  # where the files went, for main()
 
 

@@ -67,6 +67,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
+from temporal_nsr.atomic import replace_folder
 from temporal_nsr.checkpointing import sha256_file
 from temporal_nsr.inference import CheckpointError, Run, RunError, load_model, load_run
 from temporal_nsr.model.renderer import SceneRenderer
@@ -286,15 +287,6 @@ def _versions(fmt: str) -> dict[str, str]:
     return versions
 
 
-def _install(staging: Path, out_dir: Path) -> None:
-    """Swap the finished ``staging`` folder in as ``out_dir``, replacing an older export."""
-    old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
-    if out_dir.exists():
-        os.replace(out_dir, old)
-    os.replace(staging, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def export_renderer(
     renderer: SceneRenderer,
     out_dir: str | Path,
@@ -370,7 +362,7 @@ def export_renderer(
         sidecar["max_abs_diff"] = _verify(renderer, staging, sidecar) if verify else None
         with open(staging / SIDECAR, "w") as f:
             json.dump(sidecar, f, indent=1)
-        _install(staging, out_dir)
+        replace_folder(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -8,6 +8,7 @@ import pytest
 from omegaconf import DictConfig, OmegaConf
 
 from temporal_nsr.config import CONF_DIR, compose_config
+from temporal_nsr.inference import NovelViewRenderer
 
 # 2 objects x 6 timesteps x 4 views at 32 px: train {0..3}, val {4}, test {5}.
 TINY_GENERATOR = {
@@ -68,3 +69,15 @@ def tiny_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     (run_dir / ".hydra").mkdir()
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
     return run_dir
+
+
+@pytest.fixture(scope="module")
+def renderer(tiny_run: Path) -> NovelViewRenderer:
+    """The tiny run's model behind the inference API, on the CPU."""
+    return NovelViewRenderer.from_run(tiny_run, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def png(tiny_data: Path) -> Path:
+    """One test-split image file of the tiny dataset."""
+    return sorted((tiny_data / "test").glob("*/*.png"))[0]

@@ -15,16 +15,6 @@ from PIL import Image
 from temporal_nsr.inference import ImageError, NovelViewRenderer, RunError
 
 
-@pytest.fixture(scope="module")
-def renderer(tiny_run: Path) -> NovelViewRenderer:
-    return NovelViewRenderer.from_run(tiny_run, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def png(tiny_data: Path) -> Path:
-    return sorted((tiny_data / "test").glob("*/*.png"))[0]
-
-
 def _tensor(png: Path) -> torch.Tensor:
     pixels = np.asarray(Image.open(png).convert("RGB"))
     return torch.from_numpy(pixels.copy()).permute(2, 0, 1).float()[None] / 255

@@ -44,16 +44,6 @@ CHROMIUM_FLAGS = [
 START_TIMEOUT_S = 180  # a loaded 2-core machine imports gradio + torch slowly
 
 
-@pytest.fixture(scope="module")
-def renderer(tiny_run: Path) -> NovelViewRenderer:
-    return NovelViewRenderer.from_run(tiny_run, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def png(tiny_data: Path) -> Path:
-    return sorted((tiny_data / "test").glob("*/*.png"))[0]
-
-
 def _expected(renderer: NovelViewRenderer, image: Path, az: float, el: float, dt: float):
     """The inference API's render of one pose, as the viewer must show it: (S, S, 3) uint8."""
     return to_uint8(renderer.render(renderer.encode(image), az, el, dt)[0])

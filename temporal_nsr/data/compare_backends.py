@@ -28,6 +28,7 @@ import numpy as np
 from omegaconf import OmegaConf
 from PIL import Image, ImageDraw
 
+from temporal_nsr.atomic import write_text
 from temporal_nsr.data.blender import BlenderRunner
 from temporal_nsr.data.generate import PARAMS_FILE, generate_dataset, read_manifest, resolve_config
 
@@ -259,9 +260,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f'{{\n "overrides": {json.dumps(overrides)},\n "summary": {json.dumps(summary)},\n'
         f' "views": [\n  {rows}\n ]\n}}\n'
     )
-    tmp = report.with_name(f".{report.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, report)
+    write_text(report, text)
     for key, value in summary.items():
         print(f"{key:42s} {value:.4g}" if isinstance(value, float) else f"{key:42s} {value}")
     print(f"figure: {figure}\nreport: {report}")

@@ -63,6 +63,7 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from tqdm import tqdm
 
+from temporal_nsr.atomic import replace_folder
 from temporal_nsr.data.blender import BlenderError, BlenderRunner, resolve_blender
 
 log = logging.getLogger(__name__)
@@ -215,36 +216,8 @@ def resolve_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if not 0.0 <= out["ambient"] <= 1.0:
         raise ValueError(f"Generator key 'ambient' is {out['ambient']}; use a value in [0, 1].")
 
-    num_t = out["num_timesteps"]
-    held: dict[str, list[int]] = {}
-    for key in ("val_timesteps", "test_timesteps"):
-        value = out[key]
-        if not isinstance(value, Sequence) or isinstance(value, str):
-            raise ValueError(f"Generator key '{key}' must be a list of timesteps, got {value!r}.")
-        steps = []
-        for t in value:
-            if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < num_t:
-                raise ValueError(
-                    f"Generator key '{key}' holds {t!r}, outside timesteps 0..{num_t - 1}; "
-                    f"use integers below num_timesteps={num_t}."
-                )
-            steps.append(int(t))
-        if len(set(steps)) != len(steps):
-            raise ValueError(f"Generator key '{key}' lists a timestep twice: {steps}.")
-        held[key] = sorted(steps)
-        out[key] = held[key]
-    overlap = sorted(set(held["val_timesteps"]) & set(held["test_timesteps"]))
-    if overlap:
-        raise ValueError(
-            f"Timesteps {overlap} are in both 'val_timesteps' and 'test_timesteps'; "
-            "a timestep belongs to one split only."
-        )
-    if len(held["val_timesteps"]) + len(held["test_timesteps"]) >= num_t:
-        raise ValueError(
-            "The train split is empty: 'val_timesteps' and 'test_timesteps' cover all "
-            f"{num_t} timesteps. Hold out fewer timesteps or raise 'num_timesteps'."
-        )
-    _resolve_held_out_objects(out)
+    _resolve_held_out(out, "timestep", "num_timesteps")
+    _resolve_held_out(out, "object", "num_objects")
 
     bar = out["bar"]
     for key in ("length", "width", "height"):
@@ -308,43 +281,45 @@ def _resolve_backend(value: Any) -> dict[str, Any]:
     raise ValueError(f"backend.name is {name!r}; choose one of {list(BACKENDS)}.")
 
 
-def _resolve_held_out_objects(out: dict[str, Any]) -> None:
-    """Validate ``val_objects`` / ``test_objects`` in place and check that no split is empty."""
-    num_objects = out["num_objects"]
+def _resolve_held_out(out: dict[str, Any], noun: str, count_key: str) -> None:
+    """Validate ``val_<noun>s`` / ``test_<noun>s`` (timesteps or objects) in place.
+
+    Each must be a list of distinct integers in 0..out[count_key] - 1, the two lists disjoint,
+    and something left for training; once both kinds are resolved, neither val nor test may
+    be empty.
+    """
+    count = out[count_key]
     held: dict[str, list[int]] = {}
-    for key in ("val_objects", "test_objects"):
+    keys = (f"val_{noun}s", f"test_{noun}s")
+    for key in keys:
         value = out[key]
         if not isinstance(value, Sequence) or isinstance(value, str):
-            raise ValueError(
-                f"Generator key '{key}' must be a list of object indices, got {value!r}."
-            )
-        objects = []
-        for k in value:
-            if (
-                isinstance(k, bool)
-                or not isinstance(k, (int, np.integer))
-                or not 0 <= k < num_objects
-            ):
+            raise ValueError(f"Generator key '{key}' must be a list of {noun}s, got {value!r}.")
+        items = []
+        for i in value:
+            if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < count:
                 raise ValueError(
-                    f"Generator key '{key}' holds {k!r}, outside objects 0..{num_objects - 1}; "
-                    f"use integers below num_objects={num_objects} or raise 'num_objects'."
+                    f"Generator key '{key}' holds {i!r}, outside {noun}s 0..{count - 1}; "
+                    f"use integers below {count_key}={count} or raise '{count_key}'."
                 )
-            objects.append(int(k))
-        if len(set(objects)) != len(objects):
-            raise ValueError(f"Generator key '{key}' lists an object twice: {objects}.")
-        held[key] = sorted(objects)
-        out[key] = held[key]
-    overlap = sorted(set(held["val_objects"]) & set(held["test_objects"]))
+            items.append(int(i))
+        if len(set(items)) != len(items):
+            article = "an" if noun[0] in "aeiou" else "a"
+            raise ValueError(f"Generator key '{key}' lists {article} {noun} twice: {items}.")
+        held[key] = out[key] = sorted(items)
+    overlap = sorted(set(held[keys[0]]) & set(held[keys[1]]))
     if overlap:
         raise ValueError(
-            f"Objects {overlap} are in both 'val_objects' and 'test_objects'; "
-            "an object is held out for one split only."
+            f"{noun.capitalize()}s {overlap} are in both '{keys[0]}' and '{keys[1]}'; "
+            f"a {noun} is held out for one split only."
         )
-    if len(held["val_objects"]) + len(held["test_objects"]) >= num_objects:
+    if len(held[keys[0]]) + len(held[keys[1]]) >= count:
         raise ValueError(
-            "The train split is empty: 'val_objects' and 'test_objects' hold out all "
-            f"{num_objects} objects. Hold out fewer objects or raise 'num_objects'."
+            f"The train split is empty: '{keys[0]}' and '{keys[1]}' hold out all {count} "
+            f"{noun}s. Hold out fewer {noun}s or raise '{count_key}'."
         )
+    if noun != "object":  # both kinds resolved: the val / test checks below need both
+        return
     for split in ("val", "test"):
         if not out[f"{split}_timesteps"] and not out[f"{split}_objects"]:
             raise ValueError(
@@ -908,22 +883,12 @@ def generate_dataset(
         }
         with open(tmp / MANIFEST, "w") as f:
             json.dump(manifest, f, indent=1)
-        _install(tmp, root)
+        replace_folder(tmp, root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     log.info("Dataset ready at %s", root)
     return root
-
-
-def _install(tmp: Path, root: Path) -> None:
-    """Move the finished ``tmp`` folder to ``root``, never leaving a partial dataset at root."""
-    old = root.parent / f"{root.name}.old-{os.getpid()}"
-    if root.exists() or root.is_symlink():
-        os.replace(root, old)
-    os.replace(tmp, root)
-    if old.exists():
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def read_manifest(root: Path) -> dict[str, Any] | None:
