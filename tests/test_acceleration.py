@@ -125,3 +125,14 @@ def test_compiled_renderer_matches_eager() -> None:
         atol=1e-4,
         rtol=0,
     )
+
+
+def test_few_channel_group_norm_gives_the_same_result_on_channels_last_input() -> None:
+    from temporal_nsr.model.blocks import GroupNorm
+
+    x = torch.randn(2, 3, 6, 6, 6)
+    norm = GroupNorm(1, 3)
+    expected = torch.nn.functional.group_norm(x, 1, norm.weight, norm.bias, norm.eps)
+    out = norm(x.contiguous(memory_format=torch.channels_last_3d))
+    torch.testing.assert_close(out, expected)
+    assert set(norm.state_dict()) == {"weight", "bias"}  # checkpoints keep their keys
