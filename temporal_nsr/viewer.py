@@ -491,6 +491,17 @@ def build_app(
 
         return export
 
+    def picture(label: str, height: int, elem_id: str | None = None) -> Any:
+        """An output image panel (PNG, not editable, scaled to fit)."""
+        return gr.Image(
+            label=label,
+            format="png",
+            interactive=False,
+            height=height,
+            elem_id=elem_id,
+            elem_classes="fit",
+        )
+
     with gr.Blocks(title=title, delete_cache=(600, 3600), analytics_enabled=False) as app:
         state = gr.State(None)
         gr.Markdown(
@@ -510,22 +521,9 @@ def build_app(
                     elem_classes="fit",
                 )
                 note = gr.Markdown(elem_id="note")
-                seen = gr.Image(
-                    label="what the network sees",
-                    format="png",
-                    interactive=False,
-                    height=160,
-                    elem_classes="fit",
-                )
+                seen = picture("what the network sees", 160)
             with gr.Column(scale=2, min_width=320):
-                view = gr.Image(
-                    label="rendered view",
-                    format="png",
-                    interactive=False,
-                    height=420,
-                    elem_id="view",
-                    elem_classes="fit",
-                )
+                view = picture("rendered view", 420, "view")
                 azimuth = gr.Slider(
                     -180, 180, value=0, step=1, label="azimuth (deg)", elem_id="azimuth"
                 )
@@ -552,21 +550,9 @@ def build_app(
                     height=150,
                 )
             with gr.Column(scale=1, min_width=240):
-                slices = gr.Image(
-                    label=f"latent depth slices at dt, {mapping}",
-                    format="png",
-                    interactive=False,
-                    height=320,
-                    elem_id="slices",
-                    elem_classes="fit",
-                )
-        strip = gr.Image(
-            label=f"time-slot strip: the input, then dt = -{m}..{m} at the input view",
-            format="png",
-            interactive=False,
-            height=240,
-            elem_id="strip",
-            elem_classes="fit",
+                slices = picture(f"latent depth slices at dt, {mapping}", 320, "slices")
+        strip = picture(
+            f"time-slot strip: the input, then dt = -{m}..{m} at the input view", 240, "strip"
         )
         if examples:
             gr.Examples(
