@@ -152,6 +152,11 @@ def load_enr_checkpoint(path: str | Path, device: str = "cpu") -> Run:
             f"{path} is a Lightning checkpoint, not an original ENR file; load it with "
             "load_checkpoint or NovelViewRenderer.from_checkpoint"
         )
+    return _enr_run(checkpoint, path, device)
+
+
+def _enr_run(checkpoint: dict[str, Any], path: Path, device: str) -> Run:
+    """Our model from the contents of an ENR file already read from ``path``."""
     enr = enr_model(checkpoint, path)
     try:
         module: TemporalNSRModule = instantiate(enr.cfg.model)
@@ -181,7 +186,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Run:
     path = Path(path)
     checkpoint = read_checkpoint(path)
     if checkpoint_format(checkpoint, path) == "enr":
-        return load_enr_checkpoint(path, device)
+        return _enr_run(checkpoint, path, device)  # read once: these files are ~50 MB
     run_dir = path.resolve().parent.parent
     if not (run_dir / ".hydra" / "config.yaml").is_file():
         raise RunError(

@@ -111,7 +111,7 @@ def latent_to_rgb(latent: Tensor) -> Tensor:
     return ((rgb - low) / (high - low).clamp_min(1e-12)).float()
 
 
-def _tile(frames: Tensor, columns: int) -> Tensor:
+def tile_frames(frames: Tensor, columns: int) -> Tensor:
     """(N, 3, S, S) -> (3, H, W) grid, `columns` per row, the last row padded with white."""
     rows = math.ceil(len(frames) / columns)
     blank = torch.ones(rows * columns - len(frames), *frames.shape[1:])
@@ -136,7 +136,7 @@ def latent_slice_frames(rgb: Tensor) -> Tensor:
         (K, 3, H', W') one picture per slot, the D slices in a square grid on white.
     """
     columns = math.ceil(math.sqrt(rgb.shape[2]))
-    return torch.stack([_tile(_slices(volume), columns) for volume in rgb])
+    return torch.stack([tile_frames(_slices(volume), columns) for volume in rgb])
 
 
 def render_figures(
@@ -196,7 +196,9 @@ def render_figures(
 
     azimuth = torch.arange(turntable_views) * (360.0 / turntable_views)
     turntable = renderer.render(latent, azimuth, elevation_deg, turntable_dt).cpu()
-    figures["turntable"] = Figure(_tile(turntable, min(turntable_views, STRIP_COLUMNS)), turntable)
+    figures["turntable"] = Figure(
+        tile_frames(turntable, min(turntable_views, STRIP_COLUMNS)), turntable
+    )
 
     frames = 4 * m * per_slot if m else turntable_views
     half = 2 * m * per_slot

@@ -54,7 +54,7 @@ from PIL import Image
 from torch import Tensor
 
 from temporal_nsr.acceleration import keep_freed_memory
-from temporal_nsr.callbacks import image_grid, to_uint8
+from temporal_nsr.callbacks import to_uint8
 from temporal_nsr.data.dataset import DatasetError, RenderedViews
 from temporal_nsr.inference import (
     CheckpointError,
@@ -66,7 +66,13 @@ from temporal_nsr.inference import (
     load_model,
     resolve_device,
 )
-from temporal_nsr.render import Figure, latent_slice_frames, latent_to_rgb, write_figures
+from temporal_nsr.render import (
+    Figure,
+    latent_slice_frames,
+    latent_to_rgb,
+    tile_frames,
+    write_figures,
+)
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
 
@@ -195,12 +201,7 @@ class ViewerSession:
         m = self.max_offset
         slots = self.renderer.render(latent, 0.0, 0.0, torch.arange(-m, m + 1)).cpu()
         tiles = torch.cat([batch.cpu(), slots])  # (1 + K, 3, S, S): input, then every slot
-        columns = min(len(tiles), STRIP_COLUMNS)
-        rows = -(-len(tiles) // columns)
-        blank = torch.ones(rows * columns - len(tiles), *tiles.shape[1:])  # white padding
-        # (rows * columns, 3, S, S) -> rows of (columns, 3, S, S)
-        grid = torch.cat([tiles, blank]).view(rows, columns, *tiles.shape[1:])
-        self.strip = to_uint8(image_grid(list(grid)))
+        self.strip = to_uint8(tile_frames(tiles, min(len(tiles), STRIP_COLUMNS)))
         self._slices = latent_slice_frames(latent_to_rgb(latent.cpu()))  # (K, 3, H', W')
         self.input_image = to_uint8(batch[0])
         self.latent = latent
