@@ -116,8 +116,13 @@ def _object_codes(split: RenderedViews, train: RenderedViews) -> tuple[np.ndarra
         if views.static:
             names = np.char.add(np.char.add(names, "@"), views.original_timestep.astype(str))
         keys.append(names)
-    codes = np.unique(np.concatenate(keys), return_inverse=True)[1]
-    return codes[: len(split)], codes[len(split) :]
+    return _shared_codes(*keys)
+
+
+def _shared_codes(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes for the keys of two arrays, equal exactly where the keys are equal."""
+    codes = np.unique(np.concatenate([a, b]), return_inverse=True)[1]
+    return codes[: len(a)], codes[len(a) :]
 
 
 def seen_objects(split: RenderedViews, train: RenderedViews) -> np.ndarray:
@@ -233,11 +238,9 @@ def other_object_sources(
         (N, 3) rows (source index, source pool, target index) of the replacement sources, or
         None when the two pools show one object only.
     """
-    names = [object_names(p) for p in pools]
-    codes = np.unique(np.concatenate(names), return_inverse=True)[1]
-    obj = (codes[: len(names[0])], codes[len(names[0]) :])
+    obj = _shared_codes(object_names(pools[0]), object_names(pools[1]))
     time = (pools[0].original_timestep, pools[1].original_timestep)
-    if len(np.unique(codes)) < 2:
+    if len(np.unique(np.concatenate(obj))) < 2:
         return None
     rng = np.random.default_rng([seed, 1])
     out = np.empty_like(table)
