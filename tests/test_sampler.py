@@ -195,3 +195,32 @@ def test_draws_are_fast() -> None:
         pass
     # The target is ~100k pairs/s including Python iteration; allow a slow CI machine 4x.
     assert time.perf_counter() - start < 8.0
+
+
+def test_same_time_fraction_adds_dt_zero_pairs_and_decays() -> None:
+    obj, t = grid(1, list(range(10)), 20)
+    plain = SameObjectPairSampler(obj, t, max_offset=4, num_pairs=4000, seed=3)
+    mixed = SameObjectPairSampler(
+        obj, t, 4, 4000, seed=3, same_time_fraction=0.5, same_time_epochs=2
+    )
+    zero_share = [
+        float(np.mean(t[s.all_pairs(e)[:, 1]] == t[s.all_pairs(e)[:, 0]]))
+        for s, e in ((plain, 0), (mixed, 0), (mixed, 1), (mixed, 2))
+    ]
+    # Uniform over 9 offsets gives 1/9 dt = 0; half the draws forced to 0 add 0.5 * 8/9.
+    assert zero_share[0] == pytest.approx(1 / 9, abs=0.02)
+    assert zero_share[1] == pytest.approx(0.5 + 0.5 / 9, abs=0.03)
+    assert zero_share[2] == pytest.approx(0.25 + 0.75 / 9, abs=0.03)
+    assert zero_share[3] == pytest.approx(1 / 9, abs=0.02)
+    pairs = mixed.all_pairs(0)
+    assert (pairs[:, 0] != pairs[:, 1]).all()  # dt = 0 pairs are other views, never itself
+    # With the share at 0 the draw is exactly the plain sampler's.
+    assert np.array_equal(mixed.all_pairs(2), plain.all_pairs(2))
+
+
+def test_same_time_fraction_rejects_bad_values() -> None:
+    obj, t = grid(1, [0, 1, 2], 3)
+    with pytest.raises(ValueError, match="same_time_fraction"):
+        SameObjectPairSampler(obj, t, 1, 10, same_time_fraction=1.5)
+    with pytest.raises(ValueError, match="dt_distribution='uniform'"):
+        SameObjectPairSampler(obj, t, 1, 10, dt_distribution="natural", same_time_fraction=0.2)

@@ -51,6 +51,9 @@ class ViewPairDataModule(LightningDataModule):
         seed: seeds every pair draw.
         generator: generator config that ``prepare_data`` passes to
             ``temporal_nsr.data.generate.ensure_dataset``; None = the data must exist at root.
+        same_time_fraction: extra share of dt = 0 training pairs in the first epoch (see
+            ``SameObjectPairSampler``); 0 is the plain uniform draw.
+        same_time_epochs: epochs over which that share falls to 0; None keeps it constant.
     """
 
     def __init__(
@@ -69,6 +72,8 @@ class ViewPairDataModule(LightningDataModule):
         static: bool = False,
         seed: int = 0,
         generator: Mapping[str, Any] | None = None,
+        same_time_fraction: float = 0.0,
+        same_time_epochs: int | None = None,
     ) -> None:
         super().__init__()
         # Plain values only: checkpoints store these and must load with torch.load(weights_only).
@@ -110,6 +115,8 @@ class ViewPairDataModule(LightningDataModule):
             seed=self.hparams.seed,
             num_replicas=world,
             rank=rank,
+            same_time_fraction=self.hparams.same_time_fraction,
+            same_time_epochs=self.hparams.same_time_epochs,
         )
         return self._loader(dataset, sampler, drop_last=True)
 

@@ -94,14 +94,31 @@ class _PairTable:
         """(R,) sorted int64 offsets dt that some pair of this split realises."""
         return self.reachable_slots - self.max_offset
 
-    def draw(self, n: int, rng: np.random.Generator, dt_distribution: str) -> np.ndarray:
+    def draw(
+        self,
+        n: int,
+        rng: np.random.Generator,
+        dt_distribution: str,
+        same_time_fraction: float = 0.0,
+    ) -> np.ndarray:
         """Draw n pairs.
+
+        Args:
+            n: number of pairs.
+            rng: the draw's generator.
+            dt_distribution: "uniform" or "natural".
+            same_time_fraction: under "uniform", each pair is a dt = 0 pair (another view
+                at the same timestep) with this probability, else drawn as usual; 0 leaves
+                the draw (and the generator's stream) exactly as without it.
 
         Returns:
             (n, 2) int64 record indices (source, target).
         """
         if dt_distribution == "uniform":
             which = rng.integers(self.reachable_slots.size, size=n)
+            if same_time_fraction > 0:
+                zero = int(np.searchsorted(self.reachable_slots, self.max_offset))
+                which = np.where(rng.random(n) < same_time_fraction, zero, which)
             slot = self.reachable_slots[which]
             source = self.slot_sources[self.slot_ptr[which] + rng.integers(0, self.slot_len[which])]
             dt = slot - self.max_offset
@@ -126,7 +143,16 @@ class _PairTable:
         return np.stack([source, target], axis=1).astype(np.int64)
 
 
-def _check(num_pairs: int, dt_distribution: str, num_replicas: int, rank: int) -> None:
+def _check(
+    num_pairs: int, dt_distribution: str, num_replicas: int, rank: int, same_time: float = 0.0
+) -> None:
+    if not 0.0 <= same_time <= 1.0:
+        raise ValueError(f"same_time_fraction must be in [0, 1], got {same_time}")
+    if same_time > 0 and dt_distribution != "uniform":
+        raise ValueError(
+            f"same_time_fraction={same_time} needs dt_distribution='uniform', "
+            f"got {dt_distribution!r}"
+        )
     if num_pairs <= 0:
         raise ValueError(f"num_pairs must be positive, got {num_pairs}")
     if dt_distribution not in DT_DISTRIBUTIONS:
@@ -160,6 +186,10 @@ class SameObjectPairSampler(Sampler[tuple[int, int]]):
         seed: base seed; the draw depends on (seed, epoch) only.
         num_replicas: number of ranks sharing the epoch.
         rank: this rank, in [0, num_replicas).
+        same_time_fraction: share of dt = 0 pairs added to the uniform draw in the first
+            epoch (a curriculum: the pose task first, which a single image determines).
+        same_time_epochs: epochs over which that share falls linearly to 0; None keeps it
+            constant.
     """
 
     def __init__(
@@ -172,8 +202,14 @@ class SameObjectPairSampler(Sampler[tuple[int, int]]):
         seed: int = 0,
         num_replicas: int = 1,
         rank: int = 0,
+        same_time_fraction: float = 0.0,
+        same_time_epochs: int | None = None,
     ) -> None:
-        _check(num_pairs, dt_distribution, num_replicas, rank)
+        _check(num_pairs, dt_distribution, num_replicas, rank, same_time_fraction)
+        if same_time_epochs is not None and same_time_epochs < 1:
+            raise ValueError(f"same_time_epochs must be >= 1 or None, got {same_time_epochs}")
+        self.same_time_fraction = float(same_time_fraction)
+        self.same_time_epochs = same_time_epochs
         self.table = _PairTable(object_id, timestep, max_offset)
         self.num_pairs = int(num_pairs)
         self.dt_distribution = dt_distribution
@@ -191,6 +227,12 @@ class SameObjectPairSampler(Sampler[tuple[int, int]]):
         """(R,) sorted int64 offsets dt that this split can produce within max_offset."""
         return self.table.reachable_offsets()
 
+    def same_time_share(self, epoch: int) -> float:
+        """Extra dt = 0 share of the given epoch's draw (see ``same_time_fraction``)."""
+        if self.same_time_epochs is None:
+            return self.same_time_fraction
+        return self.same_time_fraction * max(0.0, 1.0 - epoch / self.same_time_epochs)
+
     def all_pairs(self, epoch: int | None = None) -> np.ndarray:
         """Return every rank's pairs of an epoch (default: the current one).
 
@@ -199,7 +241,8 @@ class SameObjectPairSampler(Sampler[tuple[int, int]]):
         """
         epoch = self.epoch if epoch is None else int(epoch)
         rng = np.random.default_rng([self.seed, epoch])
-        return self.table.draw(self.num_samples * self.num_replicas, rng, self.dt_distribution)
+        n = self.num_samples * self.num_replicas
+        return self.table.draw(n, rng, self.dt_distribution, self.same_time_share(epoch))
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         return _as_tuples(self.all_pairs()[self.rank :: self.num_replicas])

@@ -55,6 +55,10 @@ class Decoder(nn.Module):
         strides_3d: the encoder's 3D strides before the lift.
         lift_strides: the encoder's lift strides.
         num_groups: GroupNorm cap; None follows ENR's channel-count table.
+        output_margin: m >= 0; the output is clamp((1 + 2m) sigmoid(x) - m, 0, 1), so pure
+            white and black are reached at finite logits (|x| ~ log(1/m)). 0 is ENR's plain
+            sigmoid, whose backgrounds stay a few levels short of white (about 247/255 after
+            20 CPU minutes: an error on most pixels of a white-background image).
 
     Raises:
         ValueError: if the lists are inconsistent with each other or with image_size.
@@ -71,8 +75,12 @@ class Decoder(nn.Module):
         strides_3d: Sequence[int],
         lift_strides: Sequence[int],
         num_groups: int | None = None,
+        output_margin: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= output_margin < 0.5:
+            raise ValueError(f"output_margin must be in [0, 0.5), got {output_margin}")
+        self.output_margin = float(output_margin)
         if latent_channels < 1:
             raise ValueError(f"latent_channels must be >= 1, got {latent_channels}")
         if not projection:
@@ -136,4 +144,8 @@ class Decoder(nn.Module):
         b, c, d, h, w = volume.shape
         # (B, C3, D, H, W) -> (B, C3 * D, H, W): channel index = c3 * D + d
         features = self.projection(volume.reshape(b, c * d, h, w))
-        return torch.sigmoid(self.resnet_2d(features))
+        image = torch.sigmoid(self.resnet_2d(features))
+        if not self.output_margin:
+            return image
+        margin = self.output_margin
+        return ((1 + 2 * margin) * image - margin).clamp(0, 1)

@@ -1,0 +1,63 @@
+"""BudgetCosineLR: warm-up then cosine decay that ends with the training budget."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from omegaconf import DictConfig, open_dict
+
+from temporal_nsr.budget import budget_cosine
+
+
+def test_budget_cosine_shape() -> None:
+    assert budget_cosine(0.0, 0.1, 0.02) == pytest.approx(0.02)
+    assert budget_cosine(0.05, 0.1, 0.02) == pytest.approx(0.51)
+    assert budget_cosine(0.1, 0.1, 0.02) == pytest.approx(1.0)
+    assert budget_cosine(0.55, 0.1, 0.02) == pytest.approx(0.02 + 0.98 * 0.5)
+    assert budget_cosine(1.0, 0.1, 0.02) == pytest.approx(0.02)
+    assert budget_cosine(3.0, 0.1, 0.02) == pytest.approx(0.02)  # constant after the end
+    values = [budget_cosine(p / 100, 0.1, 0.0) for p in range(10, 101)]
+    assert all(a >= b for a, b in zip(values, values[1:]))  # monotone decay after warm-up
+    assert budget_cosine(0.3, 0.0, 0.0) == pytest.approx(0.5 * (1 + math.cos(0.3 * math.pi)))
+
+
+def test_lr_follows_the_step_budget(cfg_train: DictConfig, tmp_path: Path) -> None:
+    from temporal_nsr.train import train
+
+    cfg = cfg_train
+    with open_dict(cfg):
+        cfg.trainer.max_steps = 6
+    cfg.trainer.max_epochs = 100
+    cfg.trainer.log_every_n_steps = 1
+    cfg.callbacks = {
+        "lr": {
+            "_target_": "temporal_nsr.budget.BudgetCosineLR",
+            "warmup": 0.5,
+            "final_fraction": 0.1,
+        }
+    }
+    csv_logger = "lightning.pytorch.loggers.CSVLogger"
+    cfg.logger = {"csv": {"_target_": csv_logger, "save_dir": str(tmp_path), "name": "csv"}}
+    cfg.test = False
+    train(cfg)
+    import csv
+
+    rows = list(csv.DictReader(next(tmp_path.glob("csv/*/metrics.csv")).open()))
+    lrs = [float(r["train/lr"]) for r in rows if r.get("train/lr")]
+    peak = cfg.model.optimizer.lr
+    expected = [peak * budget_cosine(step / 6, 0.5, 0.1) for step in range(6)]
+    assert lrs == pytest.approx(expected, rel=1e-6)
+
+
+def test_wall_clock_is_logged_and_survives_a_resume() -> None:
+    from temporal_nsr.budget import WallClock
+
+    clock = WallClock()
+    clock.load_state_dict({"minutes": 2.5})
+    assert clock.minutes() == pytest.approx(2.5)
+    assert WallClock().minutes() == 0.0
+    restored = WallClock()
+    restored.load_state_dict(clock.state_dict())
+    assert restored.minutes() == pytest.approx(2.5)

@@ -1,0 +1,34 @@
+"""Decoder output layer: the widened, clamped sigmoid reaches white and black."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from temporal_nsr.model.decoder import Decoder
+
+TINY = dict(
+    image_size=16, latent_channels=3, channels_2d=[8, 8], strides_2d=[1, 2], projection=[16],
+    channels_3d=[8], strides_3d=[1], lift_strides=[1],
+)  # fmt: skip
+
+
+def test_output_margin_reaches_white_and_black_and_zero_is_plain_sigmoid() -> None:
+    torch.manual_seed(0)
+    plain = Decoder(**TINY)
+    wide = Decoder(**TINY, output_margin=0.02)
+    wide.load_state_dict(plain.state_dict())
+    scene = torch.randn(2, 3, 8, 8, 8)
+    last = plain.resnet_2d.layers[-1]
+    with torch.no_grad():
+        for bias in (8.0, -8.0):
+            for model in (plain, wide):
+                model.resnet_2d.layers[-1].bias.fill_(bias)
+            assert (wide(scene) == float(bias > 0)).all()
+            assert not (plain(scene) == float(bias > 0)).all()
+        last.bias.zero_()
+        wide.resnet_2d.layers[-1].bias.zero_()
+        x = plain(scene)
+        assert torch.allclose(wide(scene), (1.04 * x - 0.02).clamp(0, 1))
+    with pytest.raises(ValueError, match="output_margin"):
+        Decoder(**TINY, output_margin=0.6)
