@@ -61,3 +61,25 @@ def test_wall_clock_is_logged_and_survives_a_resume() -> None:
     restored = WallClock()
     restored.load_state_dict(clock.state_dict())
     assert restored.minutes() == pytest.approx(2.5)
+
+
+def test_learning_curves_plot_minutes_from_the_logs(tmp_path: Path) -> None:
+    from temporal_nsr.learning_curves import CurveError, plot_curves, read_metrics
+
+    for name, psnr in (("a", 20.0), ("b", 22.0)):
+        folder = tmp_path / name / "csv" / "version_0"
+        folder.mkdir(parents=True)
+        (folder / "metrics.csv").write_text(
+            "epoch,step,train/minutes,val/psnr,val/minutes\n"
+            "0,9,0.5,,\n"
+            f"0,19,,{psnr},1.0\n"
+            f"1,39,,{psnr + 1},2.0\n"
+        )
+    rows = read_metrics(tmp_path / "a")
+    assert [row["step"] for row in rows] == [9, 19, 39]
+    out = plot_curves({"a": tmp_path / "a", "b": tmp_path / "b"}, ["val/psnr"], tmp_path / "c.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(CurveError, match="none of the runs"):
+        plot_curves({"a": tmp_path / "a"}, ["val/nothing"], tmp_path / "d.png")
+    with pytest.raises(CurveError, match="no csv"):
+        read_metrics(tmp_path / "missing")

@@ -1,0 +1,110 @@
+"""Learning curves: validation metrics of training runs against wall-clock minutes.
+
+Reads the CSV logs that ``conf/logger/csv.yaml`` writes (every ``metrics*.csv`` under
+``<run_dir>/csv``, so the files of a resumed run are joined) and plots one line per run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from temporal_nsr import atomic
+
+
+class CurveError(ValueError):
+    """A run folder without CSV metrics, or a metric no run logged."""
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
+    """Every logged row of a run, as floats, sorted by step (empty cells dropped).
+
+    Raises:
+        CurveError: if the run has no ``csv/**/metrics*.csv``.
+    """
+    files = sorted(Path(run_dir).glob("csv/**/metrics*.csv"))
+    if not files:
+        raise CurveError(
+            f"{run_dir}: no csv/**/metrics*.csv; train with logger=csv (the default) to get "
+            "learning curves"
+        )
+    rows = []
+    for path in files:
+        with path.open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                rows.append({k: float(v) for k, v in row.items() if v not in ("", None)})
+    return sorted(rows, key=lambda row: row.get("step", 0.0))
+
+
+def curve(rows: Sequence[Mapping[str, float]], metric: str) -> tuple[list[float], list[float]]:
+    """(minutes, values) of one metric; minutes from ``val/minutes`` or ``train/minutes``.
+
+    Runs logged before the wall clock existed have no minutes column: their steps are then
+    spread evenly over ``max_minutes`` (the last row's ``train/minutes`` if any, else None ->
+    steps are returned as they are).
+    """
+    minutes_of_step = {
+        row["step"]: row[key]
+        for row in rows
+        for key in ("train/minutes", "val/minutes")
+        if key in row and "step" in row
+    }
+    points = [(row["step"], row[metric]) for row in rows if metric in row and "step" in row]
+    xs = [minutes_of_step.get(step, step) for step, _ in points]
+    return xs, [value for _, value in points]
+
+
+def plot_curves(
+    runs: Mapping[str, str | Path],
+    metrics: Sequence[str],
+    out: str | Path,
+    steps_per_minute: Mapping[str, float] | None = None,
+) -> Path:
+    """Plot ``metrics`` (one panel each) of every run against wall-clock minutes.
+
+    Args:
+        runs: legend label (the recipe's overrides) -> run folder.
+        metrics: logged metric names, e.g. ["val/psnr", "val/bend_error"]; a metric no run
+            has is left out.
+        out: PNG path (written atomically).
+        steps_per_minute: label -> steps per minute for runs without a wall-clock column.
+
+    Returns:
+        The written path.
+
+    Raises:
+        CurveError: if no run has any of the metrics.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tables = {label: read_metrics(path) for label, path in runs.items()}
+    present = [m for m in metrics if any(m in row for rows in tables.values() for row in rows)]
+    if not present:
+        raise CurveError(f"none of the runs logged any of {list(metrics)}")
+    fig, axes = plt.subplots(1, len(present), figsize=(6.5 * len(present), 4.5), squeeze=False)
+    for ax, metric in zip(axes[0], present, strict=True):
+        for label, rows in tables.items():
+            xs, ys = curve(rows, metric)
+            if not xs:
+                continue
+            has_clock = any("train/minutes" in row for row in rows)
+            if not has_clock and steps_per_minute and label in steps_per_minute:
+                xs = [x / steps_per_minute[label] for x in xs]
+            ax.plot(xs, ys, marker="o", markersize=3, label=label)
+        ax.set_xlabel("training wall-clock minutes (2 CPU cores)")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=110, format="png")
+    plt.close(fig)
+    atomic.write_bytes(out, buffer.getvalue())
+    return out
