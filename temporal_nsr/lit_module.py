@@ -24,7 +24,7 @@ class PairRenders(NamedTuple):
 
     prediction: Tensor  # (2B, 3, S, S) rendered images
     truth: Tensor  # (2B, 3, S, S) the images they should match
-    latent: Tensor  # (2B, K, C, D, H, W) latents of the inputs
+    latent: Tensor | None  # (2B, K, C, D, H, W) latents of the inputs; None: conditioned lift
     dt: Tensor  # (2B,) time offset rendered
 
 
@@ -63,6 +63,11 @@ class TemporalNSRModule(L.LightningModule):
                 f"{renderer.encoder.latent_channels}; set model.renderer.encoder.latent_channels "
                 "to ${model.latent_channels} (as conf/model/enr.yaml does)"
             )
+        if smoothness_weight and renderer.encoder.conditioned:
+            raise ValueError(
+                "model.smoothness_weight needs slots (model.renderer.encoder.lift=slots); a "
+                "conditioned lift is smooth in dt by construction: set it to 0"
+            )
         if loss not in RECONSTRUCTION_LOSSES:
             raise ValueError(f"model.loss={loss!r}: use one of {RECONSTRUCTION_LOSSES}")
         self.save_hyperparameters(ignore=["renderer", "optimizer", "scheduler"])
@@ -99,8 +104,7 @@ class TemporalNSRModule(L.LightningModule):
         to_pose = torch.cat([batch.target_pose, batch.source_pose])
         dt = batch.dt
         dt = torch.cat([dt, -dt])  # (2B,)
-        latent = self.renderer.encode(images)  # (2B, K, C, D, H, W)
-        scene = self.renderer.select_slot(latent, dt)  # (2B, C, D, H, W)
+        scene, latent = self.renderer.scenes(images, dt)  # (2B, C, D, H, W)
         prediction = self.renderer.render(scene, from_pose, to_pose)
         return PairRenders(prediction, truth, latent, dt)
 

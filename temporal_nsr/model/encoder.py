@@ -8,6 +8,9 @@ import torch
 from torch import Tensor, nn
 
 from temporal_nsr.model.blocks import PointwiseConvs, ResNet2d, ResNet3d, resample_side
+from temporal_nsr.model.lift import ConditionedLift
+
+LIFTS = ("slots", "conditioned")
 
 
 def spherical_mask(side: int) -> Tensor:
@@ -67,6 +70,11 @@ class Encoder(nn.Module):
             slot conventions need more.
         first_slot: the lift slot that becomes latent slot 0 (dt = -max_offset); the
             latent is lift slots first_slot .. first_slot + K - 1.
+        lift: "slots" (the faithful K * C channel lift) or "conditioned" (one network
+            taking dt, ``temporal_nsr.model.lift.ConditionedLift``; ``forward`` then
+            evaluates it at the K integer offsets, ``scene_at`` at any real dt).
+        lift_width: channels of the conditioned lift's stages; None = K * C, the slot
+            lift's width (about the same cost per rendered pair).
 
     Raises:
         ValueError: if the lists disagree in length, a stride is invalid, a stride-2 stage
@@ -89,8 +97,14 @@ class Encoder(nn.Module):
         num_groups: int | None = None,
         lift_slots: int | None = None,
         first_slot: int = 0,
+        lift: str = "slots",
+        lift_width: int | None = None,
     ) -> None:
         super().__init__()
+        if lift not in LIFTS:
+            raise ValueError(f"lift must be one of {LIFTS}, got {lift!r}")
+        if lift == "conditioned" and (lift_slots is not None or first_slot):
+            raise ValueError("lift_slots / first_slot describe slot checkpoints; lift='slots'")
         if max_offset < 0:
             raise ValueError(f"max_offset must be >= 0, got {max_offset}")
         if latent_channels < 1:
@@ -134,13 +148,27 @@ class Encoder(nn.Module):
         self.inverse_projection = PointwiseConvs(
             int(channels_2d[-1]), inverse_projection, num_groups=num_groups
         )
-        # The lift is the tail of the same stack, so indices match ENR's inv_transform_3d.
-        self.resnet_3d = ResNet3d(
-            self._volume_channels,
-            [*channels_3d, *[lift_channels] * len(lift_strides)],
-            [*strides_3d, *lift_strides],
-            num_groups=num_groups,
-        )
+        self.conditioned = lift == "conditioned"
+        if self.conditioned:
+            self.resnet_3d = ResNet3d(
+                self._volume_channels, channels_3d, strides_3d, num_groups=num_groups
+            )
+            self.lift = ConditionedLift(
+                int(channels_3d[-1]),
+                lift_width or lift_channels,
+                self.latent_channels,
+                lift_strides,
+                self._max_offset,
+                num_groups=num_groups,
+            )
+        else:
+            # The lift is the tail of the same stack, so indices match ENR's inv_transform_3d.
+            self.resnet_3d = ResNet3d(
+                self._volume_channels,
+                [*channels_3d, *[lift_channels] * len(lift_strides)],
+                [*strides_3d, *lift_strides],
+                num_groups=num_groups,
+            )
         self._scene_side = scene_side
         self.register_buffer("mask", spherical_mask(scene_side), persistent=False)
 
@@ -169,14 +197,46 @@ class Encoder(nn.Module):
         Returns:
             (B, K, C, D, H, W) latent; zero outside the inscribed sphere of the grid.
         """
-        features = self.inverse_projection(self.resnet_2d(images))
-        b, _, h, w = features.shape
-        # (B, C3 * depth, H, W) -> (B, C3, depth, H, W): channel index = c3 * depth + d
-        volume = features.view(b, self._volume_channels, h, h, w)
-        scenes = self.resnet_3d(volume)
+        scenes = self._features(images)
+        b = scenes.shape[0]
+        if self.conditioned:
+            k = self.num_slots
+            dt = torch.arange(-self.max_offset, self.max_offset + 1, device=scenes.device)
+            # (B, F, d, h, w) -> (B * K, F, d, h, w): item b * K + k at dt = k - max_offset
+            repeated = scenes.repeat_interleave(k, dim=0)
+            scenes = self.lift(repeated, dt.repeat(b))
+            # (B * K, C, D, H, W) -> (B, K, C, D, H, W)
+            scenes = scenes.view(b, k, *scenes.shape[1:])
+            return scenes * self.mask.to(scenes.dtype)
         # (B, lift_slots * C, D, H, W) -> (B, lift_slots, C, D, H, W): channel = slot * C + c
         scenes = scenes.view(b, self.lift_slots, self.latent_channels, *scenes.shape[-3:])
         if self.lift_slots != self.num_slots:
             # (B, lift_slots, C, D, H, W) -> (B, K, C, D, H, W): slot k = lift slot first + k
             scenes = scenes[:, self.first_slot : self.first_slot + self.num_slots]
         return scenes * self.mask.to(scenes.dtype)
+
+    def scene_at(self, images: Tensor, dt: Tensor) -> Tensor:
+        """Scene of each image at its own offset, from the conditioned lift.
+
+        Args:
+            images: (B, 3, S, S) RGB in [0, 1].
+            dt: (B,) offsets in time steps (int or float), |dt| <= max_offset (the caller,
+                ``SceneRenderer``, checks the bound).
+
+        Returns:
+            (B, C, D, H, W) scenes, zero outside the inscribed sphere.
+
+        Raises:
+            ValueError: for a slot encoder, whose scenes are selected from ``forward``.
+        """
+        if not self.conditioned:
+            raise ValueError("scene_at needs lift='conditioned'; slot encoders select slots")
+        scenes = self.lift(self._features(images), dt)
+        return scenes * self.mask.to(scenes.dtype)
+
+    def _features(self, images: Tensor) -> Tensor:
+        """(B, 3, S, S) -> 3D features after resnet_3d (the slot lift included)."""
+        features = self.inverse_projection(self.resnet_2d(images))
+        b, _, h, w = features.shape
+        # (B, C3 * depth, H, W) -> (B, C3, depth, H, W): channel index = c3 * depth + d
+        return self.resnet_3d(features.view(b, self._volume_channels, h, h, w))

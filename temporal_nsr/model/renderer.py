@@ -62,6 +62,26 @@ class SceneRenderer(nn.Module):
         """(B, 3, S, S) images in [0, 1] -> (B, K, C, D, H, W) latent."""
         return self.encoder(images)
 
+    def scenes(self, images: Tensor, dt: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Scene of each image moved by its time offset, the training path.
+
+        Args:
+            images: (B, 3, S, S) source images in [0, 1].
+            dt: (B,) offsets in time steps, |dt| <= max_offset (int or float).
+
+        Returns:
+            (B, C, D, H, W) scenes and the (B, K, C, D, H, W) latent they were selected
+            from; a conditioned lift computes just the scene at dt (latent None).
+
+        Raises:
+            ValueError: if some |dt| > max_offset.
+        """
+        self.check_offsets(dt)
+        if self.encoder.conditioned:
+            return self.encoder.scene_at(images, dt), None
+        latent = self.encode(images)
+        return self._select_slot(latent, dt), latent
+
     def check_offsets(self, dt: Tensor) -> None:
         """Raise ValueError unless every |dt| <= max_offset (NaN included).
 
