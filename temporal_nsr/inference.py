@@ -530,3 +530,34 @@ class NovelViewRenderer:
             chunk = self.chunk_size if chunk_size == 0 else chunk_size
             views = self.renderer.render_views(latent, origin, poses, offsets, chunk)
         return views.float().clamp(0, 1)
+
+
+def log_loaded(run: Run, device: torch.device | str, precision: str | torch.dtype) -> None:
+    """Log which model a command uses: the checkpoint file and step, the device, the precision."""
+    # Run names no training step yet (issue 13, item 7): print it here once the loader reads it.
+    step = getattr(run, "step", None)
+    log.info(
+        "checkpoint %s (step %s); device %s, precision %s",
+        run.checkpoint,
+        "unknown" if step is None else step,
+        device,
+        str(precision).removeprefix("torch."),
+    )
+
+
+def load_renderer(cfg: DictConfig) -> NovelViewRenderer:
+    """The model a command's config names, ready to render, with what was loaded logged.
+
+    Args:
+        cfg: a node with exactly one of ``run_dir`` (+ ``checkpoint``: best, last or a path)
+            and ``ckpt``, plus ``device`` and optionally ``precision`` (default fp32).
+
+    Raises:
+        RunError: neither or both of run_dir and ckpt, or a bad run folder. CheckpointError: a
+            bad file. ValueError: a precision the device cannot run.
+    """
+    device = resolve_device(cfg.device)
+    run = load_model(cfg.get("run_dir"), cfg.get("ckpt"), cfg.checkpoint, str(device))
+    renderer = NovelViewRenderer.from_loaded(run, device, precision=cfg.get("precision", "fp32"))
+    log_loaded(run, renderer.device, renderer.dtype)
+    return renderer

@@ -7,13 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-from hydra.utils import instantiate
 from PIL import Image
 
 from temporal_nsr.config import compose_config
-from temporal_nsr.inference import ImageError, NovelViewRenderer
-from temporal_nsr.render import RenderError, latent_to_rgb, mp4_available, render, render_figures
+from temporal_nsr.figures import mp4_available
+from temporal_nsr.inference import ImageError
+from temporal_nsr.render import RenderError, render
 
 FPS = 10  # 100 ms per frame: a whole number of GIF centiseconds
 
@@ -67,6 +66,12 @@ def test_bad_inputs_are_one_line_errors(tiny_run: Path, tmp_path: Path) -> None:
         render(_cfg(tiny_run, tmp_path, image=tmp_path / "nope.png"))
     with pytest.raises(RenderError, match="turntable_dt=3"):
         render(_cfg(tiny_run, tmp_path, turntable_dt=3))
+    big = tmp_path / "big.png"
+    Image.new("1", (4097, 4096)).save(big)  # a few kB on disk, 16.8 M pixels
+    with pytest.raises(ImageError, match=r"big.png is 4097x4096 px, more than the 16777216 px"):
+        render(_cfg(tiny_run, tmp_path, image=big))
+    with pytest.raises(ImageError, match=r"raise image_limits.max_bytes"):
+        render(_cfg(tiny_run, tmp_path, image=big, **{"image_limits.max_bytes": 100}))
     text = tmp_path / "notes.txt"
     text.write_text("hello")
     # The command line: one line on stderr, exit status 1, no traceback.
@@ -75,25 +80,3 @@ def test_bad_inputs_are_one_line_errors(tiny_run: Path, tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert done.stderr.strip() == f"render: {text} is not a readable image (UnidentifiedImageError)"
-
-
-@pytest.mark.parametrize("channels", [1, 2, 3, 8])
-def test_latent_colours_share_one_scale(channels: int) -> None:
-    latent = torch.randn(5, channels, 4, 4, 4)
-    rgb = latent_to_rgb(latent)
-    assert rgb.shape == (5, 3, 4, 4, 4)
-    assert rgb.min() == 0 and rgb.max() == 1  # one min/max over every slot
-    if channels == 3:
-        scale = (latent.max() - latent.min()).item()
-        assert torch.allclose(rgb, (latent - latent.min()) / scale, atol=1e-6)
-
-
-def test_rotation_only_model_gets_every_figure(tiny_data: Path) -> None:
-    """max_offset = 0 (ENR): one slot, no interpolation, a plain turntable as the animation."""
-    cfg = compose_config(["experiment=tiny", "logger=none", f"data.root={tiny_data}",
-                          "data.max_offset=0"])  # fmt: skip
-    renderer = NovelViewRenderer(instantiate(cfg.model).renderer, device="cpu")
-    figures = render_figures(renderer, torch.rand(3, 32, 32), turntable_views=4)
-    lengths = {name: None if f.frames is None else len(f.frames) for name, f in figures.items()}
-    assert lengths == {"slots": None, "interpolation": 1, "latent_slices": 1, "turntable": 4,
-                       "novel_animation": 4}  # fmt: skip
