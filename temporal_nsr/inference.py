@@ -54,6 +54,7 @@ from temporal_nsr.data.images import (
     UNBOUNDED,
     ImageFileError,
     ImageLimits,
+    ImageSizeError,
     open_image,
     rgb_pixels,
 )
@@ -80,6 +81,10 @@ class RunError(ValueError):
 
 class ImageError(ValueError):
     """An input image that cannot be read; the message names the file or the bad value."""
+
+
+class ImageTooLargeError(ImageError):
+    """An image file over the ``ImageLimits`` it was read with; the message names the limit."""
 
 
 class Run(NamedTuple):
@@ -236,7 +241,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 def _pixels_to_tensor(pixels: np.ndarray) -> Tensor:
     """(H, W, 3) uint8 or float32 in [0, 1] -> (3, H, W) float32 in [0, 1]."""
-    tensor = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float()
+    tensor = torch.from_numpy(np.array(pixels)).permute(2, 0, 1).float()  # a writable copy
     return tensor.div_(255.0) if pixels.dtype == np.uint8 else tensor
 
 
@@ -252,6 +257,8 @@ def _read_file(path: Path, limits: ImageLimits) -> Tensor:
     try:
         with open_image(path, limits) as image:
             return _pixels_to_tensor(rgb_pixels(image, grayscale=True))
+    except ImageSizeError as error:
+        raise ImageTooLargeError(str(error)) from None
     except ImageFileError as error:
         raise ImageError(str(error)) from None
 
