@@ -356,7 +356,7 @@ def bench_export(quick: bool, experiment: str) -> dict[str, Any]:
     """ONNX graphs in onnxruntime against eager PyTorch (fp32 both), interleaved."""
     from hydra.utils import instantiate
 
-    from temporal_nsr.export import benchmark, export_renderer
+    from temporal_nsr.export import export_renderer, latency
 
     cfg = compose(experiment)
     torch.manual_seed(0)
@@ -365,7 +365,7 @@ def bench_export(quick: bool, experiment: str) -> dict[str, Any]:
         start = time.perf_counter()
         export_renderer(renderer, tmp, "onnx")
         export_s = time.perf_counter() - start
-        result = benchmark(tmp, repeats=3 if quick else 10, renderer=renderer)
+        result = latency(tmp, repeats=3 if quick else 10, renderer=renderer)
     view = result["exported"]["novel_view_from_cached_latent"]
     return {
         **{k: view[k] for k in ("unit", "median", "min", "max", "repeats")},
