@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -130,9 +131,13 @@ def test_onnx_graphs_match_eager(onnx_dir: Path, eager: SceneRenderer, batch: in
 
 
 def test_torchscript_graphs_match_eager(
-    tiny_run: Path, eager: SceneRenderer, tmp_path: Path
+    tiny_run: Path, eager: SceneRenderer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    out = _export(tiny_run, tmp_path / "ts", "format=torchscript")
+    with caplog.at_level(logging.INFO):
+        out = _export(tiny_run, tmp_path / "ts", "format=torchscript")
+    checkpoint = tiny_run / "checkpoints" / "last.ckpt"
+    assert f"checkpoint {checkpoint} (step " in caplog.text
+    assert "device cpu, precision float32" in caplog.text
     meta = read_sidecar(out)
     assert meta["format"] == "torchscript" and meta["opset"] is None
     graphs = {name: torch.jit.load(out / g["file"]) for name, g in meta["graphs"].items()}

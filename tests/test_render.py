@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -53,12 +54,19 @@ def test_every_figure_is_written(tiny_run: Path, tmp_path: Path) -> None:
         assert slots.size == (6 * 34 + 2, 36)  # input + 5 slots of 32 px, 2 px gaps
 
 
-def test_image_path_and_out_dir(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:
+def test_image_path_and_out_dir_and_what_was_used_is_logged(
+    tiny_run: Path, tiny_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     png = sorted((tiny_data / "val").glob("*/*.png"))[0]
     image = tmp_path / "bar.png"
     Image.open(png).convert("RGBA").save(image)
-    written = render(_cfg(tiny_run, tmp_path, image=image, out_dir=tmp_path / "figs"))
+    with caplog.at_level(logging.INFO):
+        written = render(_cfg(tiny_run, tmp_path, image=image, out_dir=tmp_path / "figs"))
     assert {p.parent for p in written} == {tmp_path / "figs"}
+    checkpoint = tiny_run / "checkpoints" / "last.ckpt"  # "best": none saved by the tiny run
+    assert f"checkpoint {checkpoint} (step " in caplog.text
+    assert "device cpu, precision float32" in caplog.text
+    assert f"input image: {image}" in caplog.text
 
 
 def test_bad_inputs_are_one_line_errors(tiny_run: Path, tmp_path: Path) -> None:

@@ -223,14 +223,14 @@ def server(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory):
             time.sleep(0.1)
         url = log.read_text().split("viewer running on ")[1].split()[0]
         assert url.startswith("http://127.0.0.1:")
-        yield url, process.pid
+        yield url, process.pid, log
     finally:
         process.terminate()
         process.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
-def client(server: tuple[str, int]):
+def client(server: tuple[str, int, Path]):
     from gradio_client import Client
 
     return Client(server[0], verbose=False)
@@ -273,6 +273,13 @@ def test_client_upload_sliders_and_render(
     assert not list((REPO / "temporal_nsr").rglob("*.pyi"))  # Gradio writes none into the package
 
 
+def test_server_logs_what_it_uses(client, server: tuple[str, int, Path], tiny_run: Path) -> None:
+    log = server[2].read_text()
+    assert f"checkpoint {tiny_run / 'checkpoints'}" in log and "(step " in log
+    assert "device cpu, precision " in log
+    assert "input image: " in log  # after the uploads of the tests before
+
+
 def _rss_mb(pid: int) -> float:
     """Resident memory of a process (Linux)."""
     status = Path(f"/proc/{pid}/status").read_text()
@@ -280,7 +287,7 @@ def _rss_mb(pid: int) -> float:
 
 
 def test_client_uploads_over_the_limits_get_one_line(
-    client, server: tuple[str, int], png: Path, tmp_path: Path
+    client, server: tuple[str, int, Path], png: Path, tmp_path: Path
 ) -> None:
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
@@ -301,23 +308,23 @@ def test_client_uploads_over_the_limits_get_one_line(
     assert noise.stat().st_size > SERVER_MAX_BYTES
     with pytest.raises(AppError, match=r"^noise.png is 2.\d+ MB, more than the 1.91 MB accepted"):
         client.predict(handle_file(str(noise)), 0, 0, 0, api_name="/set_image")
-    assert _rss_mb(server[1]) - before < 100  # nothing was decoded (10000^2 RGB: 1.2 GB)
+    assert _rss_mb(server[1]) - before < 100  # nothing decoded (4097 x 4096 float RGB: 200 MB)
     # The session of the last accepted image still serves.
     view = _read(client.predict(0, 0, 0, api_name="/render"))
     assert view.shape == (32, 32, 3)
 
 
 def test_browser_loads_the_page_and_a_slider_moves_the_view(
-    server: tuple[str, int], png: Path, tmp_path: Path
+    server: tuple[str, int, Path], png: Path, tmp_path: Path
 ) -> None:
-    server = server[0]
+    url = server[0]
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     if not CHROMIUM.is_file():
         pytest.skip(f"no Chromium at {CHROMIUM}: run `make system-deps` (apt-get install chromium)")
     offsite: list[str] = []
 
     def local_only(route) -> None:
-        if route.request.url.startswith(server):
+        if route.request.url.startswith(url):
             route.continue_()
         else:
             offsite.append(route.request.url)
@@ -334,7 +341,7 @@ def test_browser_loads_the_page_and_a_slider_moves_the_view(
         try:
             page = browser.new_page()
             page.route("**/*", local_only)
-            page.goto(server, wait_until="load")
+            page.goto(url, wait_until="load")
             page.locator("#input-image input[type=file]").set_input_files(str(png))
             view = page.locator("#view img")
             view.wait_for(timeout=30_000)

@@ -232,7 +232,7 @@ def export(cfg: DictConfig) -> list[Path]:
     """
     run_dir = cfg.get("run_dir")
     run = load_model(run_dir, cfg.get("ckpt"), cfg.checkpoint, "cpu")
-    log_loaded(run, "cpu", "fp32")  # graphs are traced in float32 on the CPU
+    log_loaded(run, "cpu", torch.float32)  # graphs are traced in float32 on the CPU
     check_format(cfg.format)
     if run_dir is None:
         default_out = Path(cfg.paths.output_dir) / cfg.format
