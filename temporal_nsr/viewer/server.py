@@ -30,6 +30,7 @@ def serve(
     port: int | None = 0,
     block: bool = True,
     on_start: Callable[[str], None] | None = None,
+    max_upload_bytes: int | None = None,
 ) -> str:
     """Start the app's web server and return its address.
 
@@ -41,6 +42,8 @@ def serve(
         block: wait until interrupted (Ctrl-C), then stop the server; False returns at once
             and leaves it running (``app.close()`` stops it).
         on_start: called with the address once the server listens (before blocking).
+        max_upload_bytes: larger uploads are refused by the server (HTTP 413, one line) before
+            they are stored; None: unbounded.
 
     Raises:
         ViewerError: Gradio is missing, or the port cannot be listened on.
@@ -63,6 +66,7 @@ def serve(
                 footer_links=["api"],
                 theme=theme,
                 css=PAGE_CSS,
+                max_file_size=max_upload_bytes,
             )
             break
         except OSError as error:  # the free port was taken in between: try another
@@ -104,6 +108,7 @@ def viewer(
         raise
     except ValueError as error:  # a precision the device cannot run
         raise ViewerError(str(error)) from None
+    limits = ImageLimits(**cfg.image_limits, setting="image_limits")
     app = build_app(
         renderer,
         examples=find_examples(renderer, cfg.examples.bundled, cfg.examples.test_split),
@@ -112,7 +117,15 @@ def viewer(
         interpolation_steps=cfg.interpolation_steps,
         fps=cfg.fps,
         title=f"temporal_nsr viewer: {Path(cfg.get('run_dir') or cfg.ckpt).name}",
-        limits=ImageLimits(**cfg.image_limits, setting="image_limits"),
+        limits=limits,
     )
-    url = serve(app, cfg.export_dir, cfg.host, cfg.port, block=block, on_start=on_start)
+    url = serve(
+        app,
+        cfg.export_dir,
+        cfg.host,
+        cfg.port,
+        block=block,
+        on_start=on_start,
+        max_upload_bytes=limits.max_bytes,
+    )
     return app, url
