@@ -10,7 +10,7 @@ export PROJECT_ROOT := $(CURDIR)
 SYSTEM_PACKAGES ?= chromium blender
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps format lint test test-all data train sweep bench clean
+.PHONY: help install system-deps format lint test test-all data train sweep bench results clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -66,6 +66,22 @@ sweep: $(STAMP) ## Hydra multirun over the smoothness grid of bend_20t
 
 bench: $(STAMP) ## benchmarks -> outputs/bench/bench.json (ARGS=--quick for a smoke run)
 	$(PY) -m temporal_nsr.bench $(ARGS)
+
+# The CPU experiments behind the README's results, in the order they need each other: the
+# rotation-only baseline first (the others are scored against it).
+RESULTS_EXPERIMENTS ?= enr_original_cpu bend_20t_cpu bend_20t_linear_cpu bend_many_linear_cpu
+RESULTS_RUNS ?= outputs/results
+results: $(STAMP) ## regenerate the README's results into docs/ (about 100 min on 2 cores): train, evaluate, render, curves
+	set -e; curves=""; \
+	for exp in $(RESULTS_EXPERIMENTS); do \
+	  run=$(RESULTS_RUNS)/$$exp; \
+	  $(PY) -m temporal_nsr.train experiment=$$exp hydra.run.dir=$$run $(ARGS); \
+	  base=""; [ $$exp = enr_original_cpu ] || base="baseline_run_dir=$(RESULTS_RUNS)/enr_original_cpu"; \
+	  $(PY) -m temporal_nsr.evaluate run_dir=$$run out_dir=docs/$$exp $$base; \
+	  [ $$exp = enr_original_cpu ] || $(PY) -m temporal_nsr.render run_dir=$$run out_dir=docs/$$exp; \
+	  curves="$$curves,$$exp: $$run"; \
+	done; \
+	$(PY) -m temporal_nsr.curves "runs={$${curves#,}}" out=docs/learning_curves.png
 
 clean: ## remove caches (never outputs/ or data/)
 	rm -rf .pytest_cache .ruff_cache .hypothesis

@@ -50,6 +50,7 @@ from typing import Any
 import torch
 
 from temporal_nsr.atomic import write_text
+from temporal_nsr.timing import summarise, timed
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = PROJECT_ROOT / "outputs" / "bench" / "bench.json"
@@ -69,30 +70,6 @@ REFERENCE = {
     "enr_original_train_step_b16_peak_gb": 10.2,
     "enr_original_novel_view_ms": 126.0,
 }
-
-
-def summarise(samples: list[float], unit: str, **extra: Any) -> dict[str, Any]:
-    """Median, min and max of repeated measurements."""
-    return {
-        "unit": unit,
-        "median": statistics.median(samples),
-        "min": min(samples),
-        "max": max(samples),
-        "repeats": len(samples),
-        **extra,
-    }
-
-
-def timed(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> list[float]:
-    """Wall-clock seconds of ``repeats`` calls after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return samples
 
 
 def peak_rss_mb() -> float:
@@ -379,7 +356,7 @@ def bench_export(quick: bool, experiment: str) -> dict[str, Any]:
     """ONNX graphs in onnxruntime against eager PyTorch (fp32 both), interleaved."""
     from hydra.utils import instantiate
 
-    from temporal_nsr.export import benchmark, export_renderer
+    from temporal_nsr.export import export_renderer, latency
 
     cfg = compose(experiment)
     torch.manual_seed(0)
@@ -388,7 +365,7 @@ def bench_export(quick: bool, experiment: str) -> dict[str, Any]:
         start = time.perf_counter()
         export_renderer(renderer, tmp, "onnx")
         export_s = time.perf_counter() - start
-        result = benchmark(tmp, repeats=3 if quick else 10, renderer=renderer)
+        result = latency(tmp, repeats=3 if quick else 10, renderer=renderer)
     view = result["exported"]["novel_view_from_cached_latent"]
     return {
         **{k: view[k] for k in ("unit", "median", "min", "max", "repeats")},

@@ -6,7 +6,6 @@ import logging
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
@@ -14,32 +13,9 @@ from PIL import Image
 from torch import Tensor
 
 from temporal_nsr.batch import ViewPair
+from temporal_nsr.figures import image_grid, to_uint8, write_animation
 
 log = logging.getLogger(__name__)
-
-
-def image_grid(rows: list[Tensor], pad: int = 2) -> Tensor:
-    """Tile image rows into one picture on a white background.
-
-    Args:
-        rows: each (N, 3, S, S) in [0, 1]; all rows have the same N and S.
-        pad: white pixels between tiles.
-
-    Returns:
-        (3, H, W) float image in [0, 1].
-    """
-    n, _, s, _ = rows[0].shape
-    grid = torch.ones(3, len(rows) * (s + pad) + pad, n * (s + pad) + pad)
-    for r, row in enumerate(rows):
-        for c, image in enumerate(row.detach().float().cpu().clamp(0, 1)):
-            top, left = pad + r * (s + pad), pad + c * (s + pad)
-            grid[:, top : top + s, left : left + s] = image
-    return grid
-
-
-def to_uint8(image: Tensor) -> np.ndarray:
-    """(3, H, W) float in [0, 1] -> (H, W, 3) uint8 for PIL and the loggers."""
-    return (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
 class LogNovelViews(L.Callback):
@@ -99,8 +75,7 @@ class LogNovelViews(L.Callback):
         """Write frames (T, 3, S, S) as a GIF under media/ and log it as a W&B video."""
         path = Path(trainer.default_root_dir) / "media"
         path = path / f"{key.replace('/', '_')}_step{trainer.global_step:07d}.gif"
-        pictures = [Image.fromarray(to_uint8(frame)) for frame in frames]
-        pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=1000 // fps)
+        write_animation(path, frames, fps)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_video(key=key, videos=[str(path)], step=trainer.global_step)

@@ -46,10 +46,18 @@ import torch.nn.functional as F
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import Tensor
 
 from temporal_nsr.acceleration import inference_dtype, to_channels_last
+from temporal_nsr.data.images import (
+    UNBOUNDED,
+    ImageFileError,
+    ImageLimits,
+    ImageSizeError,
+    open_image,
+    rgb_pixels,
+)
 from temporal_nsr.enr_checkpoint import (
     CheckpointError,
     checkpoint_format,
@@ -73,6 +81,10 @@ class RunError(ValueError):
 
 class ImageError(ValueError):
     """An input image that cannot be read; the message names the file or the bad value."""
+
+
+class ImageTooLargeError(ImageError):
+    """An image file over the ``ImageLimits`` it was read with; the message names the limit."""
 
 
 class Run(NamedTuple):
@@ -227,40 +239,34 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
+def _pixels_to_tensor(pixels: np.ndarray) -> Tensor:
+    """(H, W, 3) uint8 or float32 in [0, 1] -> (3, H, W) float32 in [0, 1]."""
+    tensor = torch.from_numpy(np.array(pixels)).permute(2, 0, 1).float()  # a writable copy
+    return tensor.div_(255.0) if pixels.dtype == np.uint8 else tensor
+
+
 def _pil_to_tensor(image: Image.Image) -> Tensor:
-    """PIL image of any mode -> (3, H, W) float32 RGB in [0, 1], transparency over white."""
-    image.load()
-    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
-        # 16/32-bit grayscale: scale by its range instead of clipping at 255; "F" is [0, 1].
-        pixels = np.asarray(image, dtype=np.float32)
-        if image.mode != "F":
-            pixels = pixels / (65535.0 if image.mode != "I" or pixels.max() > 255 else 255.0)
-        gray = torch.from_numpy(np.ascontiguousarray(pixels)).clamp(0, 1)
-        return gray.expand(3, *gray.shape).contiguous()
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "RGBa", "LA", "La", "PA"):
-        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(white, image.convert("RGBA"))
-    pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
-    # (H, W, 3) uint8 -> (3, H, W) float32
-    return torch.from_numpy(pixels.copy()).permute(2, 0, 1).float().div_(255.0)
-
-
-def _read_file(path: Path) -> Tensor:
-    if not path.is_file():
-        raise ImageError(f"image file {path} does not exist")
+    """PIL image of any mode -> (3, H, W) float32 RGB in [0, 1] (``data/images.py``'s policy)."""
     try:
-        with Image.open(path) as image:
-            return _pil_to_tensor(image)
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
-        raise ImageError(f"{path} is not a readable image ({type(error).__name__})") from None
+        return _pixels_to_tensor(rgb_pixels(image, grayscale=True))
+    except ImageFileError as error:
+        raise ImageError(str(error)) from None
 
 
-def _to_chw(image: ImageLike) -> Tensor:
+def _read_file(path: Path, limits: ImageLimits) -> Tensor:
+    try:
+        with open_image(path, limits) as image:
+            return _pixels_to_tensor(rgb_pixels(image, grayscale=True))
+    except ImageSizeError as error:
+        raise ImageTooLargeError(str(error)) from None
+    except ImageFileError as error:
+        raise ImageError(str(error)) from None
+
+
+def _to_chw(image: ImageLike, limits: ImageLimits) -> Tensor:
     """One image of any accepted kind -> (3, H, W) float tensor in [0, 1] (or (B, 3, H, W))."""
     if isinstance(image, (str, Path)):
-        return _read_file(Path(image))
+        return _read_file(Path(image), limits)
     if isinstance(image, Image.Image):
         return _pil_to_tensor(image)
     if isinstance(image, np.ndarray):
@@ -304,25 +310,30 @@ def _fit(images: Tensor, size: int) -> Tensor:
     ).clamp(0, 1)
 
 
-def image_batch(images: ImageLike | Sequence[ImageLike], size: int) -> Tensor:
+def image_batch(
+    images: ImageLike | Sequence[ImageLike], size: int, limits: ImageLimits = UNBOUNDED
+) -> Tensor:
     """Turn images of any accepted kind (see the module docstring) into the network's input.
 
     Args:
         images: one image, a (B, 3, H, W) tensor, or a list of images.
         size: side S the model takes.
+        limits: largest image FILE accepted, checked before decoding (in-memory images are
+            the caller's own).
 
     Returns:
         (B, 3, S, S) float32 RGB in [0, 1], on the device of a tensor input, else on the CPU.
 
     Raises:
-        ImageError: a missing or unreadable file, or an array or tensor of the wrong kind.
+        ImageError: a missing or unreadable file, one over ``limits``, or an array or tensor
+            of the wrong kind.
     """
     if isinstance(images, (list, tuple)):
         if not images:
             raise ImageError("no images given")
-        tensors = [image_batch(image, size) for image in images]
+        tensors = [image_batch(image, size, limits) for image in images]
         return torch.cat([t.to(tensors[0].device) for t in tensors])
-    batch = _to_chw(images).float()
+    batch = _to_chw(images, limits).float()
     return _fit(batch if batch.dim() == 4 else batch[None], size)
 
 
@@ -526,3 +537,34 @@ class NovelViewRenderer:
             chunk = self.chunk_size if chunk_size == 0 else chunk_size
             views = self.renderer.render_views(latent, origin, poses, offsets, chunk)
         return views.float().clamp(0, 1)
+
+
+def log_loaded(run: Run, device: torch.device | str, precision: str | torch.dtype) -> None:
+    """Log which model a command uses: the checkpoint file and step, the device, the precision."""
+    # Run names no training step yet (issue 13, item 7): print it here once the loader reads it.
+    step = getattr(run, "step", None)
+    log.info(
+        "checkpoint %s (step %s); device %s, precision %s",
+        run.checkpoint,
+        "unknown" if step is None else step,
+        device,
+        str(precision).removeprefix("torch."),
+    )
+
+
+def load_renderer(cfg: DictConfig) -> NovelViewRenderer:
+    """The model a command's config names, ready to render, with what was loaded logged.
+
+    Args:
+        cfg: a node with exactly one of ``run_dir`` (+ ``checkpoint``: best, last or a path)
+            and ``ckpt``, plus ``device`` and optionally ``precision`` (default fp32).
+
+    Raises:
+        RunError: neither or both of run_dir and ckpt, or a bad run folder. CheckpointError: a
+            bad file. ValueError: a precision the device cannot run.
+    """
+    device = resolve_device(cfg.device)
+    run = load_model(cfg.get("run_dir"), cfg.get("ckpt"), cfg.checkpoint, str(device))
+    renderer = NovelViewRenderer.from_loaded(run, device, precision=cfg.get("precision", "fp32"))
+    log_loaded(run, renderer.device, renderer.dtype)
+    return renderer

@@ -7,11 +7,10 @@ Reads the CSV logs that ``conf/logger/csv.yaml`` writes (every ``metrics*.csv`` 
 from __future__ import annotations
 
 import csv
-import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from temporal_nsr import atomic
+from temporal_nsr.atomic import atomic_file
 
 
 class CurveError(ValueError):
@@ -103,8 +102,7 @@ def plot_curves(
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, dpi=110, format="png")
+    with atomic_file(out) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    atomic.write_bytes(out, buffer.getvalue())
     return out

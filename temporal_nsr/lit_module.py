@@ -104,9 +104,8 @@ class TemporalNSRModule(L.LightningModule):
         to_pose = torch.cat([batch.target_pose, batch.source_pose])
         dt = batch.dt
         dt = torch.cat([dt, -dt])  # (2B,)
-        scene, latent = self.renderer.scenes(images, dt)  # (2B, C, D, H, W)
-        prediction = self.renderer.render(scene, from_pose, to_pose)
-        return PairRenders(prediction, truth, latent, dt)
+        out = self.renderer(images, from_pose, to_pose, dt)  # latent (2B, K, C, D, H, W) or None
+        return PairRenders(out.image, truth, out.latent, dt)
 
     def _loss(self, renders: PairRenders) -> LossTerms:
         return total_loss(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -17,10 +18,9 @@ from temporal_nsr.config import compose_config
 from temporal_nsr.export import (
     SIDECAR,
     ExportError,
-    benchmark,
     export,
     export_renderer,
-    export_run,
+    latency,
     open_graphs,
     read_sidecar,
 )
@@ -35,12 +35,22 @@ pytestmark = pytest.mark.filterwarnings(
 TOLERANCE = 1e-4  # max |exported - eager| on [0, 1] images
 
 
+def _export(run_dir: Path, out_dir: Path, *overrides: str) -> Path:
+    """``python -m temporal_nsr.export run_dir=... checkpoint=last out_dir=...``, in process."""
+    cfg = compose_config(
+        [f"run_dir={run_dir}", "checkpoint=last", f"out_dir={out_dir}", *overrides], "export"
+    )
+    files = export(cfg)
+    assert files[-1] == out_dir / SIDECAR
+    return out_dir
+
+
 @pytest.fixture(scope="module")
 def onnx_dir(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny run exported once as ONNX (the slow part: ~10 s on 2 cores)."""
     pytest.importorskip("onnxscript")
     pytest.importorskip("onnxruntime")
-    return export_run(tiny_run, "onnx", tmp_path_factory.mktemp("export") / "onnx", "last")
+    return _export(tiny_run, tmp_path_factory.mktemp("export") / "onnx", "format=onnx")
 
 
 @pytest.fixture(scope="module")
@@ -121,9 +131,13 @@ def test_onnx_graphs_match_eager(onnx_dir: Path, eager: SceneRenderer, batch: in
 
 
 def test_torchscript_graphs_match_eager(
-    tiny_run: Path, eager: SceneRenderer, tmp_path: Path
+    tiny_run: Path, eager: SceneRenderer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    out = export_run(tiny_run, "torchscript", tmp_path / "ts", "last")
+    with caplog.at_level(logging.INFO):
+        out = _export(tiny_run, tmp_path / "ts", "format=torchscript")
+    checkpoint = tiny_run / "checkpoints" / "last.ckpt"
+    assert f"checkpoint {checkpoint} (step " in caplog.text
+    assert "device cpu, precision float32" in caplog.text
     meta = read_sidecar(out)
     assert meta["format"] == "torchscript" and meta["opset"] is None
     graphs = {name: torch.jit.load(out / g["file"]) for name, g in meta["graphs"].items()}
@@ -161,7 +175,7 @@ def test_ckpt_exports_an_original_enr_file(tmp_path: Path) -> None:
 
 
 def test_export_replaces_a_folder_whole(eager: SceneRenderer, tmp_path: Path, monkeypatch) -> None:
-    import temporal_nsr.export as export_module
+    import temporal_nsr.export.write as export_module
 
     out = tmp_path / "ts"
     export_renderer(eager, out, "torchscript", verify=False)
@@ -184,7 +198,7 @@ def test_export_replaces_a_folder_whole(eager: SceneRenderer, tmp_path: Path, mo
 
 
 def test_benchmark_times_graphs_and_eager(onnx_dir: Path, eager: SceneRenderer) -> None:
-    result = benchmark(onnx_dir, repeats=2, threads=1, renderer=eager)
+    result = latency(onnx_dir, repeats=2, threads=1, renderer=eager)
     assert (result["format"], result["image_size"], result["threads"]) == ("onnx", 32, 1)
     paths = {"encode_one_image", "novel_view_from_cached_latent", "image_to_novel_view"}
     for group in ("exported", "eager"):
@@ -192,18 +206,18 @@ def test_benchmark_times_graphs_and_eager(onnx_dir: Path, eager: SceneRenderer) 
         for summary in result[group].values():
             assert 0 < summary["min"] <= summary["median"] <= summary["max"]
             assert summary["repeats"] == 2
-    assert benchmark(onnx_dir, repeats=1)["eager"] is None
+    assert latency(onnx_dir, repeats=1)["eager"] is None
 
 
 def test_bad_inputs_are_one_line_errors(
     tiny_run: Path, eager: SceneRenderer, tmp_path: Path
 ) -> None:
     with pytest.raises(RunError, match="is not a training run folder"):
-        export_run(tmp_path / "missing")
+        _export(tmp_path / "missing", tmp_path / "o")
     with pytest.raises(ExportError, match="format must be one of onnx, torchscript; got 'tflite'"):
-        export_run(tiny_run, "tflite")
+        _export(tiny_run, tmp_path / "o", "format=tflite")
     with pytest.raises(ExportError, match="needs opset >= 20"):
-        export_run(tiny_run, "onnx", tmp_path / "o", "last", opset=18)
+        _export(tiny_run, tmp_path / "o", "format=onnx", "opset=18")
     with pytest.raises(ExportError, match="export a float32 renderer on the CPU"):
         export_renderer(copy.deepcopy(eager).bfloat16(), tmp_path / "bf16", "torchscript")
     with pytest.raises(ExportError, match="export.json is missing"):

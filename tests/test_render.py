@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import torch
-from hydra.utils import instantiate
 from PIL import Image
 
 from temporal_nsr.config import compose_config
-from temporal_nsr.inference import ImageError, NovelViewRenderer
-from temporal_nsr.render import RenderError, latent_to_rgb, mp4_available, render, render_figures
+from temporal_nsr.figures import mp4_available
+from temporal_nsr.inference import ImageError
+from temporal_nsr.render import RenderError, render
 
 FPS = 10  # 100 ms per frame: a whole number of GIF centiseconds
 
@@ -54,12 +54,19 @@ def test_every_figure_is_written(tiny_run: Path, tmp_path: Path) -> None:
         assert slots.size == (6 * 34 + 2, 36)  # input + 5 slots of 32 px, 2 px gaps
 
 
-def test_image_path_and_out_dir(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:
+def test_image_path_and_out_dir_and_what_was_used_is_logged(
+    tiny_run: Path, tiny_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     png = sorted((tiny_data / "val").glob("*/*.png"))[0]
     image = tmp_path / "bar.png"
     Image.open(png).convert("RGBA").save(image)
-    written = render(_cfg(tiny_run, tmp_path, image=image, out_dir=tmp_path / "figs"))
+    with caplog.at_level(logging.INFO):
+        written = render(_cfg(tiny_run, tmp_path, image=image, out_dir=tmp_path / "figs"))
     assert {p.parent for p in written} == {tmp_path / "figs"}
+    checkpoint = tiny_run / "checkpoints" / "last.ckpt"  # "best": none saved by the tiny run
+    assert f"checkpoint {checkpoint} (step " in caplog.text
+    assert "device cpu, precision float32" in caplog.text
+    assert f"input image: {image}" in caplog.text
 
 
 def test_bad_inputs_are_one_line_errors(tiny_run: Path, tmp_path: Path) -> None:
@@ -67,6 +74,12 @@ def test_bad_inputs_are_one_line_errors(tiny_run: Path, tmp_path: Path) -> None:
         render(_cfg(tiny_run, tmp_path, image=tmp_path / "nope.png"))
     with pytest.raises(RenderError, match="turntable_dt=3"):
         render(_cfg(tiny_run, tmp_path, turntable_dt=3))
+    big = tmp_path / "big.png"
+    Image.new("1", (4097, 4096)).save(big)  # a few kB on disk, 16.8 M pixels
+    with pytest.raises(ImageError, match=r"big.png is 4097x4096 px, more than the 16777216 px"):
+        render(_cfg(tiny_run, tmp_path, image=big))
+    with pytest.raises(ImageError, match=r"raise image_limits.max_bytes"):
+        render(_cfg(tiny_run, tmp_path, image=big, **{"image_limits.max_bytes": 100}))
     text = tmp_path / "notes.txt"
     text.write_text("hello")
     # The command line: one line on stderr, exit status 1, no traceback.
@@ -75,25 +88,3 @@ def test_bad_inputs_are_one_line_errors(tiny_run: Path, tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert done.stderr.strip() == f"render: {text} is not a readable image (UnidentifiedImageError)"
-
-
-@pytest.mark.parametrize("channels", [1, 2, 3, 8])
-def test_latent_colours_share_one_scale(channels: int) -> None:
-    latent = torch.randn(5, channels, 4, 4, 4)
-    rgb = latent_to_rgb(latent)
-    assert rgb.shape == (5, 3, 4, 4, 4)
-    assert rgb.min() == 0 and rgb.max() == 1  # one min/max over every slot
-    if channels == 3:
-        scale = (latent.max() - latent.min()).item()
-        assert torch.allclose(rgb, (latent - latent.min()) / scale, atol=1e-6)
-
-
-def test_rotation_only_model_gets_every_figure(tiny_data: Path) -> None:
-    """max_offset = 0 (ENR): one slot, no interpolation, a plain turntable as the animation."""
-    cfg = compose_config(["experiment=tiny", "logger=none", f"data.root={tiny_data}",
-                          "data.max_offset=0"])  # fmt: skip
-    renderer = NovelViewRenderer(instantiate(cfg.model).renderer, device="cpu")
-    figures = render_figures(renderer, torch.rand(3, 32, 32), turntable_views=4)
-    lengths = {name: None if f.frames is None else len(f.frames) for name, f in figures.items()}
-    assert lengths == {"slots": None, "interpolation": 1, "latent_slices": 1, "turntable": 4,
-                       "novel_animation": 4}  # fmt: skip

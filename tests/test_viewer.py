@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from temporal_nsr.callbacks import to_uint8
 from temporal_nsr.config import compose_config
-from temporal_nsr.inference import ImageError, NovelViewRenderer, RunError
+from temporal_nsr.data.images import ImageLimits
+from temporal_nsr.figures import to_uint8
+from temporal_nsr.inference import ImageError, ImageTooLargeError, NovelViewRenderer, RunError
 from temporal_nsr.viewer import (
     EXAMPLES,
     EXAMPLES_DIR,
@@ -42,6 +43,7 @@ CHROMIUM_FLAGS = [
     "--disable-quic",
 ]
 START_TIMEOUT_S = 180  # a loaded 2-core machine imports gradio + torch slowly
+SERVER_MAX_BYTES = 2_000_000  # the served viewer's image_limits.max_bytes (default 32 MB)
 
 
 def _expected(renderer: NovelViewRenderer, image: Path, az: float, el: float, dt: float):
@@ -94,6 +96,21 @@ def test_session_errors_name_the_fix(renderer: NovelViewRenderer, tmp_path: Path
         ViewerSession(renderer, turntable_views=0)
 
 
+def test_images_over_the_limits_are_refused_before_decoding(
+    renderer: NovelViewRenderer, png: Path
+) -> None:
+    limits = ImageLimits(max_pixels=32 * 31, max_bytes=None, setting="image_limits")
+    session = ViewerSession(renderer, limits=limits)
+    with pytest.raises(ImageTooLargeError, match=r"is 32x32 px, more than the 992 px accepted"):
+        session.set_image(png)
+    assert session.latent is None
+    session = ViewerSession(renderer, limits=limits._replace(max_pixels=None, max_bytes=10))
+    with pytest.raises(ImageTooLargeError, match=r"raise image_limits.max_bytes"):
+        session.set_image(png)
+    session.limits = ImageLimits()
+    assert session.set_image(png).startswith(f"**{png.name}**")
+
+
 def test_wrong_size_is_resized_with_a_note(renderer: NovelViewRenderer, png: Path) -> None:
     wide = Image.open(png).convert("RGB").resize((48, 40))
     session = ViewerSession(renderer)
@@ -126,7 +143,7 @@ def test_exports_write_gifs_into_a_new_folder(
     sweep = session.export("time_sweep", tmp_path, 0, 0, 0)
     with Image.open(sweep.files[0]) as gif:
         assert gif.n_frames == 2 * 2 * 2 + 1  # dt -2..2 in half steps
-    assert not list(tmp_path.glob(".tmp-*"))  # nothing half-written is left
+    assert not list(tmp_path.glob(".*"))  # nothing half-written is left
 
 
 # --------------------------------------------------------------------------- examples, errors
@@ -189,6 +206,7 @@ def server(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory):
         f"run_dir={tiny_run}",
         "device=cpu",
         "port=0",
+        f"image_limits.max_bytes={SERVER_MAX_BYTES}",
         f"hydra.run.dir={out}",
     ]
     with log.open("w") as stdout:
@@ -205,17 +223,17 @@ def server(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory):
             time.sleep(0.1)
         url = log.read_text().split("viewer running on ")[1].split()[0]
         assert url.startswith("http://127.0.0.1:")
-        yield url
+        yield url, process.pid, log
     finally:
         process.terminate()
         process.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
-def client(server: str):
+def client(server: tuple[str, int, Path]):
     from gradio_client import Client
 
-    return Client(server, verbose=False)
+    return Client(server[0], verbose=False)
 
 
 def test_client_upload_sliders_and_render(
@@ -252,19 +270,68 @@ def test_client_upload_sliders_and_render(
     text.write_text("not an image")
     with pytest.raises(AppError, match="notes.txt is not a readable image: upload a PNG or"):
         client.predict(handle_file(str(text)), 0, 0, 0, api_name="/set_image")
-    assert not list((REPO / "temporal_nsr").glob("*.pyi"))  # Gradio writes none into the package
+    assert not list((REPO / "temporal_nsr").rglob("*.pyi"))  # Gradio writes none into the package
+
+
+def test_server_logs_what_it_uses(client, server: tuple[str, int, Path], tiny_run: Path) -> None:
+    log = server[2].read_text()
+    assert f"checkpoint {tiny_run / 'checkpoints'}" in log and "(step " in log
+    assert "device cpu, precision " in log
+    assert "input image: " in log  # after the uploads of the tests before
+
+
+def _rss_mb(pid: int) -> float:
+    """Resident memory of a process (Linux)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) / 1024
+
+
+def test_client_uploads_over_the_limits_get_one_line(
+    client, server: tuple[str, int, Path], png: Path, tmp_path: Path
+) -> None:
+    import httpx
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    client.predict(handle_file(str(png)), 0, 0, 0, api_name="/set_image")
+    before = _rss_mb(server[1])
+    wide = tmp_path / "wide.png"  # 16.8 M pixels in a few kB: refused from the header
+    Image.new("1", (4097, 4096)).save(wide)
+    with pytest.raises(AppError, match=r"^wide.png is 4097x4096 px, more than the 16777216 px"):
+        client.predict(handle_file(str(wide)), 0, 0, 0, api_name="/set_image")
+    bomb = tmp_path / "bomb.png"  # 225 M pixels: PIL's decompression-bomb bound
+    Image.new("1", (15000, 15000)).save(bomb)
+    with pytest.raises(AppError, match=r"^bomb.png has more than \d+ px, which PIL refuses"):
+        client.predict(handle_file(str(bomb)), 0, 0, 0, api_name="/set_image")
+    noise = tmp_path / "noise.png"  # few pixels, many bytes
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (900, 900, 3), dtype=np.uint8)).save(noise)
+    assert noise.stat().st_size > SERVER_MAX_BYTES
+    # Too many bytes: the server refuses to store the upload (gradio_client checks first).
+    with pytest.raises(ValueError, match=f"exceeds the maximum file size of {SERVER_MAX_BYTES}"):
+        client.predict(handle_file(str(noise)), 0, 0, 0, api_name="/set_image")
+    with noise.open("rb") as upload:
+        files = {"files": ("noise.png", upload, "image/png")}
+        answer = httpx.post(f"{server[0]}gradio_api/upload", files=files, timeout=60)
+    assert answer.status_code == 413
+    assert answer.text == f"File size exceeded maximum allowed size of {SERVER_MAX_BYTES} bytes."
+    assert _rss_mb(server[1]) - before < 100  # nothing decoded (4097 x 4096 float RGB: 200 MB)
+    # The session of the last accepted image still serves.
+    view = _read(client.predict(0, 0, 0, api_name="/render"))
+    assert view.shape == (32, 32, 3)
 
 
 def test_browser_loads_the_page_and_a_slider_moves_the_view(
-    server: str, png: Path, tmp_path: Path
+    server: tuple[str, int, Path], png: Path, tmp_path: Path
 ) -> None:
+    url = server[0]
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     if not CHROMIUM.is_file():
         pytest.skip(f"no Chromium at {CHROMIUM}: run `make system-deps` (apt-get install chromium)")
     offsite: list[str] = []
 
     def local_only(route) -> None:
-        if route.request.url.startswith(server):
+        if route.request.url.startswith(url):
             route.continue_()
         else:
             offsite.append(route.request.url)
@@ -281,7 +348,7 @@ def test_browser_loads_the_page_and_a_slider_moves_the_view(
         try:
             page = browser.new_page()
             page.route("**/*", local_only)
-            page.goto(server, wait_until="load")
+            page.goto(url, wait_until="load")
             page.locator("#input-image input[type=file]").set_input_files(str(png))
             view = page.locator("#view img")
             view.wait_for(timeout=30_000)

@@ -35,9 +35,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from temporal_nsr.batch import ViewPair
+from temporal_nsr.data.images import GrayscaleError, ImageFileError, open_image, rgb_pixels
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,6 @@ PARAMS_FILE = "render_params.json"
 CACHE_DIRNAME = ".cache"
 # Bump when the decoded content changes for the same files (e.g. another alpha convention).
 CACHE_VERSION = 1
-# PIL modes without colour: rejected rather than silently replicated into three equal channels.
-_GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 # Threads for the one-off decode; PNG inflate releases the GIL, so a few threads help.
 _DECODE_THREADS = min(8, os.cpu_count() or 1)
 
@@ -67,9 +65,8 @@ class _Record:
 def _decode_png(path: Path, image_size: int) -> np.ndarray:
     """Decode one image file to RGB pixels, rejecting anything that is not an S x S colour image.
 
-    RGBA (and palette images with transparency) are composited over a WHITE background, the
-    background of ENR's renders, so transparent pixels do not turn black. Palette, CMYK and other
-    colour modes are converted to RGB. Grayscale is an error: it is almost always a wrong file.
+    The policy is ``data/images.py``'s (transparency over white, colour modes to RGB) with
+    greyscale refused: in a dataset it is almost always a wrong file.
 
     Args:
         path: image file.
@@ -82,7 +79,7 @@ def _decode_png(path: Path, image_size: int) -> np.ndarray:
         DatasetError: unreadable, corrupt or truncated file, wrong size, or grayscale.
     """
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             if img.size != (image_size, image_size):
                 width, height = img.size
                 raise DatasetError(
@@ -91,32 +88,18 @@ def _decode_png(path: Path, image_size: int) -> np.ndarray:
                     f"data.image_size={width}"
                     + ("" if width == height else " (images must be square)")
                 )
-            if img.mode in _GRAY_MODES:
-                raise DatasetError(
-                    f"{path} is grayscale (PIL mode {img.mode!r}); images must be colour: "
-                    "re-render it in RGB or convert it, e.g. Image.open(p).convert('RGB').save(p)"
-                )
-            img.load()
-            if (img.mode == "P" and "transparency" in img.info) or img.mode == "PA":
-                img = img.convert("RGBA")
-            if img.mode in ("RGBA", "RGBa"):
-                white = Image.new("RGBA", img.size, (255, 255, 255, 255))
-                img = Image.alpha_composite(white, img.convert("RGBA"))
-            pixels = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except DatasetError:
-        raise
-    except (
-        OSError,
-        UnidentifiedImageError,
-        SyntaxError,
-        ValueError,
-        Image.DecompressionBombError,
-    ) as err:
+            return rgb_pixels(img, grayscale=False)
+    except GrayscaleError as err:
         raise DatasetError(
-            f"{path} is corrupt, truncated or not an image ({type(err).__name__}: {err}): "
+            f"{err}; images must be colour: re-render it in RGB or convert it, e.g. "
+            "Image.open(p).convert('RGB').save(p)"
+        ) from None
+    except ImageFileError as err:
+        cause = err.cause or err
+        raise DatasetError(
+            f"{path} is corrupt, truncated or not an image ({type(cause).__name__}: {cause}): "
             f"regenerate the dataset, or delete the file and its entry in {PARAMS_FILE}"
         ) from None
-    return pixels
 
 
 def _number(value: Any, field: str, params: Path, stem: str) -> float:

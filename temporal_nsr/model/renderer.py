@@ -19,7 +19,7 @@ class RenderOutput(NamedTuple):
     """What one forward pass produces."""
 
     image: Tensor  # (B, 3, S, S) in [0, 1], the rendered target view
-    latent: Tensor  # (B, K, C, D, H, W) all time-offset scenes of the source images
+    latent: Tensor | None  # (B, K, C, D, H, W) all time-offset scenes; None: conditioned lift
 
 
 class SceneRenderer(nn.Module):
@@ -80,7 +80,7 @@ class SceneRenderer(nn.Module):
         if self.encoder.conditioned:
             return self.encoder.scene_at(images, dt), None
         latent = self.encode(images)
-        return self._select_slot(latent, dt), latent
+        return self.select_slot(latent, dt, check=False), latent
 
     def check_offsets(self, dt: Tensor) -> None:
         """Raise ValueError unless every |dt| <= max_offset (NaN included).
@@ -96,25 +96,26 @@ class SceneRenderer(nn.Module):
                 f"got {dt[bad].tolist()}"
             )
 
-    def select_slot(self, latent: Tensor, dt: Tensor) -> Tensor:
+    def select_slot(self, latent: Tensor, dt: Tensor, *, check: bool = True) -> Tensor:
         """Scene of each item moved by its time offset.
 
         Args:
-            latent: (B, K, C, D, H, W) time-offset scenes.
+            latent: (B, K, C, D, H, W) time-offset scenes (any (B, K, ...) per-slot tensor).
             dt: (B,) offsets in time steps. Integer dtypes pick slot dt + max_offset;
                 floating dtypes linearly interpolate the two neighbouring slots (an
                 integral float value returns that slot exactly).
+            check: raise for |dt| > max_offset; False leaves the range to the caller (an
+                exported graph cannot raise; beyond the bound it extrapolates linearly from
+                the two end slots).
 
         Returns:
             (B, C, D, H, W) selected scenes.
 
         Raises:
-            ValueError: if some |dt| > max_offset.
+            ValueError: if some |dt| > max_offset and ``check``.
         """
-        self.check_offsets(dt)
-        return self._select_slot(latent, dt)
-
-    def _select_slot(self, latent: Tensor, dt: Tensor) -> Tensor:
+        if check:
+            self.check_offsets(dt)
         batch = torch.arange(latent.shape[0], device=latent.device)
         dt = dt.to(latent.device)
         if not dt.is_floating_point():
@@ -123,7 +124,8 @@ class SceneRenderer(nn.Module):
         position = dt.to(latent.dtype) + self.max_offset  # in [0, K - 1]
         lower = position.floor().clamp(0, max(latent.shape[1] - 2, 0)).long()
         upper = (lower + 1).clamp(max=latent.shape[1] - 1)
-        weight = (position - lower).view(-1, 1, 1, 1, 1)  # 0 at slot lower, 1 at upper
+        # (B,) -> (B, 1, ..., 1): 0 at slot lower, 1 at upper
+        weight = (position - lower).view(-1, *[1] * (latent.dim() - 2))
         # (1 - w) a + w b (not a + w (b - a)) returns a slot exactly at w = 0 or 1.
         return (1 - weight) * latent[batch, lower] + weight * latent[batch, upper]
 
@@ -140,6 +142,36 @@ class SceneRenderer(nn.Module):
         """
         return self.decoder(self.rotation(scene, source_pose, target_pose))
 
+    def novel_view(
+        self,
+        latent: Tensor,
+        dt: Tensor,
+        source_pose: Tensor,
+        target_pose: Tensor,
+        *,
+        check: bool = True,
+    ) -> Tensor:
+        """The one path from a latent to images: take slot dt, rotate it, decode it.
+
+        Training (``forward``), evaluation, export, ``render_views`` and so every inference
+        caller go through here.
+
+        Args:
+            latent: (B, K, C, D, H, W) latents, from ``encode``.
+            dt: (B,) time offsets, |dt| <= max_offset; int picks a slot, float interpolates.
+            source_pose: (B, 2) azimuth, elevation in degrees of the encoded images.
+            target_pose: (B, 2) azimuth, elevation in degrees to render at.
+            check: see ``select_slot``; False when the caller checked dt already.
+
+        Returns:
+            (B, 3, S, S) images in [0, 1].
+
+        Raises:
+            ValueError: some |dt| > max_offset and ``check``.
+        """
+        scene = self.select_slot(latent, dt, check=check)  # (B, C, D, H, W)
+        return self.render(scene, source_pose, target_pose)
+
     def forward(
         self, images: Tensor, source_pose: Tensor, target_pose: Tensor, dt: Tensor
     ) -> RenderOutput:
@@ -153,11 +185,10 @@ class SceneRenderer(nn.Module):
                 interpolates.
 
         Returns:
-            ``RenderOutput`` with the (B, 3, S, S) renders and the (B, K, C, D, H, W) latent.
+            ``RenderOutput`` with the (B, 3, S, S) renders and the (B, K, C, D, H, W) latent
+            (None for a conditioned lift, which computes only the scene at dt).
         """
-        self.check_offsets(dt)
-        latent = self.encode(images)
-        scene = self._select_slot(latent, dt)
+        scene, latent = self.scenes(images, dt)  # checks dt before any network work
         return RenderOutput(self.render(scene, source_pose, target_pose), latent)
 
     def render_views(
@@ -191,6 +222,8 @@ class SceneRenderer(nn.Module):
             poses, offsets = target_poses[start : start + step], dt[start : start + step]
             m = poses.shape[0]
             # (K, C, D, H, W) -> (m, K, C, D, H, W) without copying; then one slot each.
-            scene = self._select_slot(latent.expand(m, *latent.shape), offsets)
-            views.append(self.render(scene, source_pose.expand(m, 2), poses))
+            batch = latent.expand(m, *latent.shape)
+            views.append(
+                self.novel_view(batch, offsets, source_pose.expand(m, 2), poses, check=False)
+            )
         return torch.cat(views) if len(views) > 1 else views[0]

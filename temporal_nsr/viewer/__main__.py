@@ -1,0 +1,31 @@
+"""The viewer command: serve conf/viewer.yaml's model until Ctrl-C (see the package docstring)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from temporal_nsr.acceleration import keep_freed_memory
+from temporal_nsr.inference import CheckpointError, RunError
+from temporal_nsr.viewer import ViewerError, viewer
+
+os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[2]))
+
+
+@hydra.main(config_path="../../conf", config_name="viewer", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    keep_freed_memory()  # a long-lived process rendering same-sized views (docs/design.md)
+    try:
+        viewer(
+            cfg,
+            on_start=lambda url: print(f"viewer running on {url} (Ctrl-C stops it)", flush=True),
+        )
+    except (RunError, CheckpointError, ViewerError) as error:
+        raise SystemExit(f"viewer: {error}") from None
+
+
+if __name__ == "__main__":
+    main()
