@@ -16,13 +16,14 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from omegaconf import OmegaConf
 
-from temporal_nsr.config import CONF_DIR
-
+# temporal_nsr.config.CONF_DIR, named again so that generating data does not import torch.
+CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
 SCHEDULES = ("sine", "linear", "sine_twist")
 BACKENDS = ("embree", "blender")
 

@@ -9,6 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from temporal_nsr.config import CONF_DIR, compose_config
+from temporal_nsr.data.synthetic import config
 from temporal_nsr.data.synthetic.config import GeneratorConfig, resolve_config
 from temporal_nsr.data.synthetic.generator import generate_dataset
 from tests.conftest import TINY_GENERATOR
@@ -46,6 +47,7 @@ def test_defaults_are_the_yaml_of_the_generate_command() -> None:
     assert resolve_config({}) == resolve_config(generator)  # the library's defaults
     assert set(generator) == {f.name for f in fields(GeneratorConfig)}
     assert cfg.force is False
+    assert config.CONF_DIR == CONF_DIR  # the generator reads the folder that Hydra composes
     blender = OmegaConf.load(CONF_DIR / "backend" / "blender.yaml")
     assert resolve_config({"backend": {"name": "blender"}}).to_dict()["backend"] == dict(blender)
 
