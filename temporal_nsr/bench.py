@@ -151,7 +151,7 @@ def bench_peak(quick: bool) -> dict[str, Any]:
 
 def bench_generate(quick: bool) -> dict[str, Any]:
     """Ground-truth dataset generation at 128 px (the full default dataset unless quick)."""
-    from temporal_nsr.data.generate import generate_dataset
+    from temporal_nsr.data.synthetic.generator import generate_dataset
 
     gen = default_generator(views_per_timestep=10 if quick else 200)
     with tempfile.TemporaryDirectory() as tmp:
@@ -165,7 +165,7 @@ def bench_generate(quick: bool) -> dict[str, Any]:
 def bench_pairs(quick: bool, num_workers: int) -> dict[str, Any]:
     """Train-loader pairs/s at 128 px, batch 8 pairs, from the memory-mapped cache."""
     from temporal_nsr.data.datamodule import ViewPairDataModule
-    from temporal_nsr.data.generate import generate_dataset
+    from temporal_nsr.data.synthetic.generator import generate_dataset
 
     gen = default_generator(
         num_timesteps=6, views_per_timestep=40, val_timesteps=[4], test_timesteps=[5]

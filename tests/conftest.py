@@ -28,7 +28,7 @@ TINY_GENERATOR = {
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Generated once per test run; tests must not modify it."""
-    from temporal_nsr.data.generate import generate_dataset
+    from temporal_nsr.data.synthetic.generator import generate_dataset
 
     root = tmp_path_factory.mktemp("data") / "tiny"
     generate_dataset(root, TINY_GENERATOR, progress=False)

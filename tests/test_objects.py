@@ -15,8 +15,10 @@ from PIL import Image
 from temporal_nsr.config import compose_config
 from temporal_nsr.data.datamodule import ViewPairDataModule
 from temporal_nsr.data.dataset import RenderedViews
-from temporal_nsr.data.generate import generate_dataset, object_specs, resolve_config
 from temporal_nsr.data.sampler import FixedPairs, SameObjectPairSampler
+from temporal_nsr.data.synthetic.config import resolve_config
+from temporal_nsr.data.synthetic.generator import generate_dataset
+from temporal_nsr.data.synthetic.objects import object_specs
 from temporal_nsr.evaluate import evaluate, object_names, other_object_sources, protocol_pairs
 from tests.conftest import EXPERIMENTS, TINY_GENERATOR
 
@@ -161,10 +163,8 @@ def test_many_object_experiments_hold_objects_out() -> None:
     for experiment in ("bend_many_cpu", "bend_many_linear_cpu", "enr_many_cpu"):
         cfg = compose_config([f"experiment={experiment}", "logger=none"])
         generator = resolve_config(OmegaConf.to_container(cfg.data.generator, resolve=True))
-        assert generator["num_objects"] >= 8 + len(generator["val_objects"]) + len(
-            generator["test_objects"]
-        )
-        assert generator["val_objects"] and generator["test_objects"]
+        assert generator.num_objects >= 8 + len(generator.val_objects) + len(generator.test_objects)
+        assert generator.val_objects and generator.test_objects
         assert cfg.data.image_size == 64 and cfg.trainer.max_time == "00:00:19:00"
     linear = compose_config(["experiment=bend_many_linear_cpu", "logger=none"]).data.generator
     specs = object_specs(resolve_config(OmegaConf.to_container(linear, resolve=True)))

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +27,11 @@ import numpy as np
 from omegaconf import OmegaConf
 from PIL import Image, ImageDraw
 
-from temporal_nsr.atomic import write_text
-from temporal_nsr.data.blender import BlenderRunner
-from temporal_nsr.data.generate import PARAMS_FILE, generate_dataset, read_manifest, resolve_config
+from temporal_nsr.atomic import atomic_file, write_text
+from temporal_nsr.data.synthetic.blender import BlenderBackend
+from temporal_nsr.data.synthetic.config import EmbreeSettings, resolve_config
+from temporal_nsr.data.synthetic.generator import generate_dataset
+from temporal_nsr.data.synthetic.writer import PARAMS_FILE, read_manifest
 
 # The CLI's default comparison: 3 objects x 20 timesteps x 8 views at 128 px (480 image pairs).
 DEFAULT_OVERRIDES = ["data.generator.views_per_timestep=8", "data.generator.num_objects=3"]
@@ -132,16 +133,17 @@ def compare_backends(
             not hold the same files and labels.
     """
     cfg = resolve_config(generator)
-    if cfg["backend"]["name"] != "blender":
+    if cfg.backend.name != "blender":
         raise ValueError("compare_backends needs the Blender backend: pass backend=blender.")
     workdir = Path(workdir)
     embree_root, blender_root = workdir / "embree", workdir / "blender"
     start = time.perf_counter()
-    generate_dataset(embree_root, {**cfg, "backend": {"name": "embree"}}, progress=progress)
+    embree = replace(cfg, backend=EmbreeSettings(name="embree"))
+    generate_dataset(embree_root, embree, progress=progress)
     embree_seconds = time.perf_counter() - start
-    runner = BlenderRunner(cfg["backend"])
+    blender = BlenderBackend(cfg.backend)
     start = time.perf_counter()
-    generate_dataset(blender_root, cfg, progress=progress, runner=runner)
+    generate_dataset(blender_root, cfg, progress=progress, backend=blender)
     blender_seconds = time.perf_counter() - start
 
     records = []
@@ -154,7 +156,7 @@ def compare_backends(
         for stem, label in params.items():
             a = _load(embree_root / folder / f"{stem}.png")[None]
             b = _load(blender_root / folder / f"{stem}.png")[None]
-            both = silhouettes(a, cfg["background"])[0] & silhouettes(b, cfg["background"])[0]
+            both = silhouettes(a, cfg.background)[0] & silhouettes(b, cfg.background)[0]
             diff = np.abs(a[0].astype(np.int16) - b[0].astype(np.int16))[both]
             records.append(
                 {
@@ -162,18 +164,18 @@ def compare_backends(
                     "object": folder.parts[1],
                     "stem": stem,
                     **label,
-                    "iou": float(silhouette_iou(a, b, cfg["background"])[0]),
+                    "iou": float(silhouette_iou(a, b, cfg.background)[0]),
                     "colour_diff": float(diff.mean()) if diff.size else float("nan"),
                 }
             )
     return Comparison(
         records=records,
-        background=cfg["background"],
+        background=list(cfg.background),
         embree_root=embree_root,
         blender_root=blender_root,
         embree_seconds=embree_seconds,
         blender_seconds=blender_seconds,
-        blender_timings=runner.timings,
+        blender_timings=blender.timings,
         generated_by={
             name: (read_manifest(root) or {}).get("generated_by", "?")
             for name, root in (("embree", embree_root), ("blender", blender_root))
@@ -225,9 +227,8 @@ def comparison_figure(comparison: Comparison, path: Path, examples: int = 8) -> 
             canvas.paste(Image.fromarray(image), (left + c * (size + pad), y))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    canvas.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        canvas.save(tmp, format="PNG")
     return path
 
 

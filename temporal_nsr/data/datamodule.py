@@ -49,8 +49,8 @@ class ViewPairDataModule(LightningDataModule):
         val_pairs: size of the fixed validation and test pair lists; None = one per image.
         static: treat every (object, timestep) as its own static object at timestep 0.
         seed: seeds every pair draw.
-        generator: generator config that ``prepare_data`` passes to
-            ``temporal_nsr.data.generate.ensure_dataset``; None = the data must exist at root.
+        generator: generator config that ``prepare_data`` passes to ``ensure_dataset`` of
+            `temporal_nsr.data.synthetic.generator`; None = the data must exist at root.
         same_time_fraction: extra share of dt = 0 training pairs in the first epoch (see
             ``SameObjectPairSampler``); 0 is the plain uniform draw.
         same_time_epochs: epochs over which that share falls to 0; None keeps it constant.
@@ -85,7 +85,7 @@ class ViewPairDataModule(LightningDataModule):
 
     def prepare_data(self) -> None:
         if self.hparams.generator is not None:
-            from temporal_nsr.data.generate import ensure_dataset
+            from temporal_nsr.data.synthetic.generator import ensure_dataset
 
             ensure_dataset(self.root, _plain(self.hparams.generator))
         elif not self.root.is_dir():

@@ -57,7 +57,7 @@ def write_examples(out_dir: Path | str = EXAMPLES_DIR) -> list[Path]:
         The files written, in ``EXAMPLES`` order.
     """
     from temporal_nsr.config import compose_config
-    from temporal_nsr.data.generate import generate_dataset
+    from temporal_nsr.data.synthetic.generator import generate_dataset
 
     cfg = compose_config([], config_name="generate")
     base = OmegaConf.to_container(cfg.data.generator, resolve=True)

@@ -1,25 +1,22 @@
-"""Generates ground-truth views with a real Blender (Cycles on the CPU) in a subprocess.
+"""The Blender backend: generates ground-truth views with a real Blender (Cycles on the CPU).
 
-The Blender backend of `temporal_nsr.data.generate` (``backend=blender``). Blender runs as its
-own process, ``blender -b --factory-startup --python blender_scene.py -- job.json``, once per
-(object, timestep): its Python, its numpy (if any) and its add-ons never meet the project's
-environment, and ``bpy`` is never imported here. This module only writes the job file, starts
-Blender, reads back its PNGs and turns every way it can fail into a `BlenderError` whose message
-says what to do. The scene itself (SimpleDeform modifiers, materials, sun, world, camera with a
-Track To constraint) is built by `temporal_nsr/data/blender_scene.py`.
+``backend=blender``. Blender runs as its own process, ``blender -b --factory-startup --python
+blender_scene.py -- job.json``, once per scene (object, timestep): its Python, its numpy (if
+any) and its add-ons never meet the project's environment, and ``bpy`` is never imported here.
+This module only writes the job file, starts Blender, reads back its PNGs and turns every way
+it can fail into a `BlenderError` whose message says what to do. The scene itself
+(SimpleDeform modifiers, materials, sun, world, camera with a Track To constraint) is built by
+`temporal_nsr/data/synthetic/blender_scene.py`.
 
-Backend settings (``conf/backend/blender.yaml``; they go into the dataset manifest, so a
-changed value regenerates the dataset):
-
-* ``executable``: a Blender on PATH or a path to one (Debian/Ubuntu: ``apt-get install blender``);
-* ``samples``: Cycles samples per pixel (16);
-* ``max_bounces``: Cycles light bounces; 0 is direct light only (sun with shadows plus the
-  ambient sky), the Embree generator's lighting model; more adds inter-reflections.
+Settings (`BlenderSettings`; defaults in ``conf/backend/blender.yaml``; they go into the
+dataset manifest, so a changed value regenerates the dataset): ``executable`` (a Blender on
+PATH or a path to one; Debian/Ubuntu: ``apt-get install blender``), ``samples`` (Cycles samples
+per pixel) and ``max_bounces`` (Cycles light bounces; 0 is direct light only, the Embree
+backend's lighting model; more adds inter-reflections).
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
@@ -34,46 +31,21 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from temporal_nsr.data.synthetic.backend import Scene
+from temporal_nsr.data.synthetic.config import BlenderSettings
+from temporal_nsr.data.synthetic.geometry import bar_mesh
+
 log = logging.getLogger(__name__)
 
 SCRIPT = Path(__file__).with_name("blender_scene.py")
 # Cycles X (tile and sampling settings of Blender 3.0) is the oldest Cycles the script drives.
 MIN_BLENDER_VERSION = (3, 0)
-BLENDER_DEFAULTS: dict[str, Any] = {"executable": "blender", "samples": 16, "max_bounces": 0}
 MARKER = "temporal_nsr:"  # blender_scene.py prefixes its own one-line errors with this
 _TAIL_LINES = 15
 
 
 class BlenderError(RuntimeError):
     """Blender is missing, too old or failed; the message names the fix."""
-
-
-def resolve_blender(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Fill and validate the Blender backend settings (``backend.*``; ``name`` is dropped).
-
-    Raises:
-        ValueError: naming the offending ``backend.<key>``.
-    """
-    cfg = {k: v for k, v in cfg.items() if k != "name"}
-    unknown = sorted(set(cfg) - set(BLENDER_DEFAULTS))
-    if unknown:
-        raise ValueError(
-            f"Unknown Blender backend key(s) {['backend.' + k for k in unknown]}; known keys are "
-            f"{['backend.' + k for k in ['name', *BLENDER_DEFAULTS]]}."
-        )
-    out = copy.deepcopy(BLENDER_DEFAULTS)
-    out.update(cfg)
-    if not isinstance(out["executable"], str) or not out["executable"].strip():
-        raise ValueError(
-            f"backend.executable must be a command or path, got {out['executable']!r}; "
-            "e.g. backend.executable=/usr/bin/blender."
-        )
-    for key, low in (("samples", 1), ("max_bounces", 0)):
-        value = out[key]
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"backend.{key} must be an integer >= {low}, got {value!r}.")
-        out[key] = int(value)
-    return out
 
 
 def find_blender(executable: str) -> str:
@@ -101,20 +73,47 @@ def _tail(path: Path, lines: int = _TAIL_LINES) -> str:
     return "\n".join(kept[-lines:])
 
 
-class BlenderRunner:
-    """Runs Blender jobs: one process per call, all views of one scene in that process.
+def job_scene(scene: Scene) -> dict[str, Any]:
+    """The job file's description of a scene: mesh, colours, angles and image settings.
+
+    The mesh is undeformed: Blender applies the twist and the bend with its own modifiers.
+    """
+    obj, cfg = scene.obj, scene.config
+    vertices, faces, underside = bar_mesh(obj.length, obj.width, obj.height, cfg.bar.segments)
+    return {
+        "vertices": vertices.tolist(),  # (V, 3)
+        "faces": faces.tolist(),  # (F, 3)
+        "underside": underside.tolist(),  # (F,)
+        "top_color": list(obj.top_color),
+        "bottom_color": list(obj.bottom_color),
+        "bend_deg": scene.bend_deg,
+        "twist_deg": scene.twist_deg,
+        "seed": cfg.seed,
+        "image_size": cfg.image_size,
+        "camera_radius": cfg.camera_radius,
+        "fov_deg": cfg.fov_deg,
+        "light_direction": list(cfg.light_direction),
+        "ambient": cfg.ambient,
+        "background": list(cfg.background),
+    }
+
+
+class BlenderBackend:
+    """Runs Blender jobs: one process per scene, all views of that scene in that process.
 
     Args:
-        settings: resolved backend settings (see `resolve_blender`).
+        settings: the config's ``backend`` (`BlenderSettings`).
         threads: Cycles CPU threads; default: the cores this process may use.
 
     Raises:
         BlenderError: the executable is missing (checked here, before any work).
     """
 
-    def __init__(self, settings: Mapping[str, Any], threads: int | None = None) -> None:
-        self.settings = resolve_blender(settings)
-        self.executable = find_blender(self.settings["executable"])
+    max_workers = 1  # one Blender at a time; Cycles itself uses every core
+
+    def __init__(self, settings: BlenderSettings, threads: int | None = None) -> None:
+        self.settings = settings
+        self.executable = find_blender(settings.executable)
         if threads is None:
             threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
         self.threads = threads or os.cpu_count() or 1
@@ -122,51 +121,42 @@ class BlenderRunner:
         # Per job: {"views", "wall_seconds" (whole process), "setup_seconds", "views_seconds"}.
         self.timings: list[dict[str, float]] = []
 
-    def images(
-        self,
-        scene: Mapping[str, Any],
-        azimuth_deg: np.ndarray,
-        elevation_deg: np.ndarray,
-        label: str = "a scene",
-    ) -> np.ndarray:
-        """Generate every view of one scene in one Blender process.
+    def generated_by(self) -> str:
+        return f"Blender {self.version} (Cycles, CPU)"
+
+    def render(self, scene: Scene, poses_deg: np.ndarray) -> np.ndarray:
+        """Generate every view of one scene in one Blender process (start-up costs ~1 s).
 
         Args:
-            scene: the scene description that `temporal_nsr.data.generate` builds: undeformed
-                ``vertices`` (V, 3), ``faces`` (F, 3), ``underside`` (F,), ``top_color``,
-                ``bottom_color``, ``bend_deg``, ``twist_deg``, ``image_size``, ``camera_radius``,
-                ``fov_deg``, ``light_direction``, ``ambient``, ``background``, ``seed``.
-            azimuth_deg: (N,) camera azimuths in degrees.
-            elevation_deg: (N,) camera elevations in degrees.
-            label: what the job is, for error messages (e.g. ``bar_000 t=3``).
+            scene: the object, its deformation and the image settings.
+            poses_deg: (N, 2) camera azimuth, elevation in degrees.
 
         Returns:
             (N, S, S, 3) uint8 images.
         """
         with tempfile.TemporaryDirectory(prefix="temporal_nsr-blender-") as scratch:
             scratch = Path(scratch)
-            poses = enumerate(zip(azimuth_deg, elevation_deg, strict=True))
             views = [
                 {
                     "azimuth": float(az),
                     "elevation": float(el),
                     "path": str(scratch / f"{i:05d}.png"),
                 }
-                for i, (az, el) in poses
+                for i, (az, el) in enumerate(np.asarray(poses_deg, dtype=np.float64).reshape(-1, 2))
             ]
-            self._run(scene, views, scratch, label)
-            size = int(scene["image_size"])
+            self._run(job_scene(scene), views, scratch, scene.label)
+            size = scene.config.image_size
             out = np.empty((len(views), size, size, 3), dtype=np.uint8)
             for i, view in enumerate(views):
-                out[i] = self._read(Path(view["path"]), size, label)
+                out[i] = self._read(Path(view["path"]), size, scene.label)
         return out
 
-    def deformed_vertices(self, scene: Mapping[str, Any]) -> np.ndarray:
+    def deformed_vertices(self, scene: Scene) -> np.ndarray:
         """(V, 3) vertices after Blender's modifiers and the re-centring, world units."""
         with tempfile.TemporaryDirectory(prefix="temporal_nsr-blender-") as scratch:
             scratch = Path(scratch)
             dump = scratch / "mesh.json"
-            self._run(scene, [], scratch, "the mesh", dump_mesh=dump)
+            self._run(job_scene(scene), [], scratch, "the mesh", dump_mesh=dump)
             return np.asarray(json.loads(dump.read_text())["vertices"], dtype=np.float64)
 
     def _run(
@@ -178,9 +168,9 @@ class BlenderRunner:
         dump_mesh: Path | None = None,
     ) -> None:
         job = {
-            **{k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in scene.items()},
-            "samples": self.settings["samples"],
-            "max_bounces": self.settings["max_bounces"],
+            **scene,
+            "samples": self.settings.samples,
+            "max_bounces": self.settings.max_bounces,
             "threads": self.threads,
             "min_blender_version": list(MIN_BLENDER_VERSION),
             "views": views,

@@ -12,32 +12,32 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from embreex import rtcore
 from PIL import Image
 
 from temporal_nsr.config import compose_config
-from temporal_nsr.data import blender
-from temporal_nsr.data.blender import BlenderError, BlenderRunner
 from temporal_nsr.data.compare_backends import main as compare_main
 from temporal_nsr.data.compare_backends import silhouette_iou
-from temporal_nsr.data.generate import (
-    _Caster,
-    bar_mesh,
-    blender_scene,
+from temporal_nsr.data.synthetic import blender
+from temporal_nsr.data.synthetic.blender import BlenderBackend, BlenderError
+from temporal_nsr.data.synthetic.config import resolve_config
+from temporal_nsr.data.synthetic.embree import EmbreeBackend, scene_triangles
+from temporal_nsr.data.synthetic.generator import (
     ensure_dataset,
     generate_dataset,
-    object_specs,
-    object_triangles,
-    resolve_config,
+    make_backend,
+    object_scene,
 )
+from temporal_nsr.data.synthetic.geometry import bar_mesh
+from temporal_nsr.data.synthetic.objects import object_specs
 from tests.conftest import TINY_GENERATOR
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 needs_blender = pytest.mark.skipif(
     shutil.which("blender") is None, reason="needs Blender (make system-deps: apt-get install)"
 )
@@ -68,8 +68,8 @@ def _assert_untouched(root: Path, before: dict[str, bytes]) -> None:
 
 
 def test_backend_defaults_to_embree_and_fills_blender_settings() -> None:
-    assert resolve_config(TINY_GENERATOR)["backend"] == {"name": "embree"}
-    assert resolve_config(_blender(samples=4))["backend"] == {
+    assert resolve_config(TINY_GENERATOR).to_dict()["backend"] == {"name": "embree"}
+    assert resolve_config(_blender(samples=4)).to_dict()["backend"] == {
         "name": "blender",
         "executable": "blender",
         "samples": 4,
@@ -161,12 +161,13 @@ def test_blender_modifiers_match_the_bend_and_twist_formulas() -> None:
     cfg = resolve_config(
         {**_blender(), "schedule": "sine_twist", "num_objects": 2, "bar": {"segments": 6}}
     )
-    runner = BlenderRunner(cfg["backend"])
+    backend = make_backend(cfg.backend)
+    assert isinstance(backend, BlenderBackend)  # backend.name picks it
     for obj, t in ((0, 3), (1, 5)):  # 99 and 105 degrees of bend, 54 and 90 of twist
         spec = object_specs(cfg)[obj]
-        vertices = runner.deformed_vertices(blender_scene(spec, t, cfg))
+        vertices = backend.deformed_vertices(object_scene(cfg, spec, t))
         _, faces, _ = bar_mesh(spec.length, spec.width, spec.height, 6)
-        expected, _ = object_triangles(spec, t, cfg)
+        expected, _ = scene_triangles(object_scene(cfg, spec, t))
         np.testing.assert_allclose(vertices[faces], expected, atol=1e-4)
 
 
@@ -191,7 +192,7 @@ def test_blender_and_embree_silhouettes_agree(tmp_path: Path) -> None:
     left, right = (json.loads((root / "manifest.json").read_text()) for root in (embree, other))
     generator = {**left["config"], "backend": right["config"]["backend"]}
     assert left["config"]["backend"] == {"name": "embree"}
-    assert right["config"]["backend"] == resolve_config(_blender())["backend"]
+    assert right["config"]["backend"] == resolve_config(_blender()).to_dict()["backend"]
     assert right["generated_by"].startswith("Blender ")
     for key in ("splits", "objects", "bend_angle_deg"):
         assert left[key] == right[key]
@@ -214,12 +215,12 @@ def test_pixel_coverage_agrees_to_a_fraction_of_a_pixel() -> None:
     spec, t = object_specs(cfg)[0], 15
     azimuth = np.array([2.2, 45.0, 90.0, 200.0, 300.0, 0.0])
     elevation = np.array([20.6, 30.0, -20.0, 60.0, -70.0, 0.0])
-    fine = {**cfg, "image_size": 4 * 64}
-    triangles, albedo = object_triangles(spec, t, fine)
-    embree = _Caster(rtcore.EmbreeDevice(), triangles, albedo, fine).images(azimuth, elevation)
+    poses = np.stack([azimuth, elevation], axis=-1)
+    fine = replace(cfg, image_size=4 * 64)
+    embree = EmbreeBackend().render(object_scene(fine, spec, t), poses)
     # (N, 4S, 4S, 3) -> (N, S, 4, S, 4): mean over each 4 x 4 block of 2 x 2 supersamples
     embree = embree.reshape(len(azimuth), 64, 4, 64, 4, 3).mean(axis=(2, 4, 5))
-    other = BlenderRunner(cfg["backend"]).images(blender_scene(spec, t, cfg), azimuth, elevation)
+    other = BlenderBackend(cfg.backend).render(object_scene(cfg, spec, t), poses)
     ys, xs = np.mgrid[0:64, 0:64]
     for a, b in zip(1 - embree / 255, 1 - other.mean(axis=-1) / 255, strict=True):
         assert b.sum() == pytest.approx(a.sum(), rel=0.01)
@@ -239,9 +240,9 @@ def test_silhouette_iou_counts_any_non_background_pixel() -> None:
 @needs_blender
 def test_blender_output_is_deterministic_across_thread_counts() -> None:
     cfg = resolve_config({**_blender(), "image_size": 32})
-    scene = blender_scene(object_specs(cfg)[0], 2, cfg)
-    azimuth, elevation = np.array([30.0, 250.0]), np.array([20.0, -60.0])
-    one = BlenderRunner(cfg["backend"], threads=1).images(scene, azimuth, elevation)
-    two = BlenderRunner(cfg["backend"], threads=2).images(scene, azimuth, elevation)
+    scene = object_scene(cfg, object_specs(cfg)[0], 2)
+    poses = np.array([[30.0, 20.0], [250.0, -60.0]])
+    one = BlenderBackend(cfg.backend, threads=1).render(scene, poses)
+    two = BlenderBackend(cfg.backend, threads=2).render(scene, poses)
     np.testing.assert_array_equal(one, two)
     assert (one != 255).any(axis=-1).mean() > 0.02  # the bar is in the picture

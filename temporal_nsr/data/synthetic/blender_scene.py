@@ -1,13 +1,14 @@
 """Generates the views of one (object, timestep) inside Blender; runs in Blender's own Python.
 
-Never imported by temporal_nsr (``bpy`` exists only inside Blender). `temporal_nsr.data.blender`
-runs it as::
+Never imported by temporal_nsr (``bpy`` exists only inside Blender).
+`temporal_nsr.data.synthetic.blender` runs it as::
 
     blender -b --factory-startup --python-exit-code 1 --python blender_scene.py -- job.json
 
-The job file (JSON, written by `temporal_nsr.data.blender`) holds the undeformed mesh, its face
-colours, the bend and twist angles, camera, light and Cycles settings, and one output path per
-view. The scene follows the conventions of `temporal_nsr.data.generate` (world Z up):
+The job file (JSON, written by `temporal_nsr.data.synthetic.blender`) holds the undeformed mesh,
+its face colours, the bend and twist angles, camera, light and Cycles settings, and one output
+path per view. The scene follows the conventions of `temporal_nsr.data.synthetic.geometry` and
+`temporal_nsr.data.synthetic.embree` (world Z up):
 
 * The mesh gets real SimpleDeform modifiers: "Twist" about x, then "Bend" about y. Blender's
   bend turns the object's x axis about its z axis (ends rise towards +y); the bend's ``origin``
@@ -254,4 +255,4 @@ def main():
 try:
     main()
 except KeyError as error:
-    fail(f"job file lacks key {error}; regenerate it with temporal_nsr.data.blender")
+    fail(f"job file lacks key {error}; regenerate it with temporal_nsr.data.synthetic.blender")

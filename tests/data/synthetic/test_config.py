@@ -1,0 +1,62 @@
+"""The generator config: defaults from the YAML only, one-line errors naming the key."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from temporal_nsr.config import CONF_DIR, compose_config
+from temporal_nsr.data.synthetic import config
+from temporal_nsr.data.synthetic.config import GeneratorConfig, resolve_config
+from temporal_nsr.data.synthetic.generator import generate_dataset
+from tests.conftest import TINY_GENERATOR
+
+
+def _tiny(**overrides: object) -> dict[str, object]:
+    return {**TINY_GENERATOR, **overrides}
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"schedule": "cosine"}, "'schedule'"),
+        ({"val_timesteps": [6]}, "'val_timesteps'"),
+        ({"test_timesteps": [-1]}, "'test_timesteps'"),
+        ({"test_timesteps": [4]}, "both 'val_timesteps' and 'test_timesteps'"),
+        ({"val_timesteps": [0, 1, 2], "test_timesteps": [3, 4, 5]}, "train split is empty"),
+        ({"image_size": 4}, "'image_size'"),
+        ({"views_per_timestep": 0}, "'views_per_timestep'"),
+        ({"num_objects": 0}, "'num_objects'"),
+        ({"camera_radius": 3.0}, "'camera_radius'"),
+        ({"shedule": "sine"}, "Unknown generator key"),
+        ({"bar": {"length": -1.0}}, "'bar.length'"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path: Path, override: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        generate_dataset(tmp_path / "d", _tiny(**override), progress=False)
+    assert not (tmp_path / "d").exists()
+
+
+def test_defaults_are_the_yaml_of_the_generate_command() -> None:
+    cfg = compose_config([], config_name="generate")
+    generator = OmegaConf.to_container(cfg.data.generator, resolve=True)
+    assert resolve_config({}) == resolve_config(generator)  # the library's defaults
+    assert set(generator) == {f.name for f in fields(GeneratorConfig)}
+    assert cfg.force is False
+    assert config.CONF_DIR == CONF_DIR  # the generator reads the folder that Hydra composes
+    blender = OmegaConf.load(CONF_DIR / "backend" / "blender.yaml")
+    assert resolve_config({"backend": {"name": "blender"}}).to_dict()["backend"] == dict(blender)
+
+
+def test_manifest_config_resolves_to_itself() -> None:
+    """A manifest's ``config`` is a complete config: resolving it changes nothing."""
+    cfg = resolve_config({**TINY_GENERATOR, "val_objects": [1], "test_timesteps": [5, 2]})
+    assert cfg.test_timesteps == (2, 5) and isinstance(cfg.bar.top_color, tuple)
+    assert resolve_config(cfg.to_dict()) == cfg
+    assert resolve_config(cfg) is cfg
+    with pytest.raises(ValueError, match="Generator key 'bar.segments' must be an integer"):
+        resolve_config({**TINY_GENERATOR, "bar": {"segments": 2.5}})
