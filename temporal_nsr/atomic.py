@@ -9,10 +9,15 @@ from pathlib import Path
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a hidden sibling, then rename it over ``path``."""
+    """Write ``text`` (UTF-8) to a hidden sibling, then rename it over ``path``."""
+    write_bytes(path, text.encode())
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to a hidden sibling, then rename it over ``path``."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
+    tmp.write_bytes(data)
     os.replace(tmp, path)
 
 
