@@ -221,13 +221,18 @@ class BendEstimator:
     def _search(
         self, blurred: Tensor, views: list[View], candidates: list[list[tuple[float, float]]]
     ) -> list[tuple[int, Tensor]]:
-        """Per image, the index of its nearest candidate (bend, twist) and all distances."""
+        """Per image, the index of its nearest candidate (bend, twist) and all distances.
+
+        Equally near candidates (a view that does not show the bend, e.g. from straight above,
+        gives identical images over a range of angles) resolve to the middle one.
+        """
         self._ensure({(v, b, w) for v, c in zip(views, candidates, strict=True) for b, w in c})
         out = []
         for image, view, options in zip(blurred, views, candidates, strict=True):
             refs = torch.stack([self._references[(view, b, w)] for b, w in options])
             distance = (refs - image).abs().flatten(1).mean(1)  # (G,)
-            out.append((int(distance.argmin()), distance))
+            ties = torch.nonzero(distance == distance.min()).flatten()
+            out.append((int(ties[len(ties) // 2]), distance))
         return out
 
     def _line(
