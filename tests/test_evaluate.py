@@ -1,6 +1,7 @@
 """The evaluation entry point on a tiny trained run: outputs, determinism, options."""
 
 import csv
+import importlib.util
 import json
 from pathlib import Path
 
@@ -42,11 +43,17 @@ def test_evaluation_is_deterministic_and_complete(tiny_run: Path, tmp_path: Path
     assert len(saved["checkpoint_sha256"]) == 64
     assert saved["data_manifest"]["complete"] is True
     assert saved["bend_estimator"]["bend_step_deg"] == 5.0
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (eval_dir / "slots_bend.png").is_file()
     strip = saved["splits"]["val"]["slots_bend"]
     assert strip["dt"] == [-2, -1, 0, 1, 2] and len(strip["estimated_bend_deg"]) == 5
     assert strip["true_bend_deg"][-1] is None  # val is timestep 4 of 0..5: t = 6 does not exist
     table = (eval_dir / "results.md").read_text()
-    assert "| val | pairs | model | static |" in table and "| same_time | 8 (8) |" in table
+    assert (
+        "| val | pairs | model | static |" in table
+        and "| val: IoU / bend error (deg) | pairs |" in table
+    )
+    assert "| same_time | 8 (8) |" in table
 
 
 def test_every_predictor_is_scored_on_the_same_pairs(tiny_run: Path, tmp_path: Path) -> None:

@@ -114,12 +114,12 @@ def split_tables(summary: dict[str, Any], split: str) -> list[str]:
     parts += [
         (f"{split}, {kind} objects", part) for kind, part in summary.get("by_objects", {}).items()
     ]
-    shape = ["iou", "bend_error_deg"]
+    shape, title = ["iou", "bend_error_deg"], "IoU / bend error (deg)"
     if any("bend_twist_error_deg" in c.get("model", {}) for c in summary["by_setting"].values()):
-        shape.append("bend_twist_error_deg")
+        shape, title = [*shape, "bend_twist_error_deg"], title + " / twist error (deg)"
     tables = []
     for label, part in parts:
-        tables += [markdown_table(part, label), markdown_table(part, label, shape)]
+        tables += [markdown_table(part, label), markdown_table(part, f"{label}: {title}", shape)]
     return tables
 
 
