@@ -136,16 +136,10 @@ def evaluate_split(
             stop = start + options.batch_size
             chunk = table[start:stop]
             pair = gather_pairs(pools, chunk, device)
-            predictions = predict(
-                model,
-                baseline,
-                pair,
-                gather_pairs(pools, table[shuffled[start:stop]], device),
-                None
-                if other_object is None
-                else gather_pairs(pools, other_object[start:stop], device),
-                mean_image,
-            )
+            foreign = gather_pairs(pools, table[shuffled[start:stop]], device)
+            alien = None if other_object is None else other_object[start:stop]
+            alien = None if alien is None else gather_pairs(pools, alien, device)
+            predictions = predict(model, baseline, pair, foreign, alien, mean_image)
             scores = {
                 k: (*per_image_scores(v, pair.target),
                     silhouette_iou(v, pair.target, background, options.iou_tolerance))
