@@ -1,5 +1,7 @@
-"""The evaluation protocol on a tiny trained run."""
+"""The evaluation entry point on a tiny trained run: outputs, determinism, options."""
 
+import csv
+import importlib.util
 import json
 from pathlib import Path
 
@@ -16,32 +18,82 @@ def _eval_cfg(run_dir: Path, **extra):
     return compose_config(overrides, config_name="evaluate")
 
 
-def test_evaluation_is_deterministic_and_complete(tiny_run: Path) -> None:
-    first = evaluate(_eval_cfg(tiny_run))
-    again = evaluate(_eval_cfg(tiny_run))
-    assert first["splits"] == again["splits"]
+def _pair_rows(out_dir: Path, split: str = "val") -> list[dict[str, str]]:
+    with (out_dir / f"pairs_{split}.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_evaluation_is_deterministic_and_complete(tiny_run: Path, tmp_path: Path) -> None:
+    first = evaluate(_eval_cfg(tiny_run))  # default folder: <run_dir>/eval
+    again = evaluate(_eval_cfg(tiny_run, out_dir=tmp_path))
+    assert first["splits"] == again["splits"]  # bend and IoU included
     val = first["splits"]["val"]["by_setting"]
     # val holds one timestep, so "other held-out timestep" has no pairs; the others do.
     assert set(val) >= {"same_time", "train_time", "all_dt_nonzero"}
     for cell in val.values():
-        assert {"model", "copy", "mean", "shuffled_source"} <= set(cell)
+        assert {"model", "static", "copy", "mean", "shuffled_source"} <= set(cell)
+        assert cell["bend_pairs"] == cell["pairs"]  # the tiny splits are under bend_targets
+        for scores in (v for v in cell.values() if isinstance(v, dict)):
+            assert set(scores) == {"psnr", "ssim", "iou", "bend_error_deg"}
     eval_dir = tiny_run / "eval"
     for name in ("results.json", "results.md", "pairs_val.csv", "pairs_test.csv"):
         assert (eval_dir / name).is_file()
+        assert (eval_dir / name).read_bytes() == (tmp_path / name).read_bytes()
     saved = json.loads((eval_dir / "results.json").read_text())
     assert len(saved["checkpoint_sha256"]) == 64
     assert saved["data_manifest"]["complete"] is True
+    assert saved["bend_estimator"]["bend_step_deg"] == 5.0
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (eval_dir / "slots_bend.png").is_file()
+    strip = saved["splits"]["val"]["slots_bend"]
+    assert strip["dt"] == [-2, -1, 0, 1, 2] and len(strip["estimated_bend_deg"]) == 5
+    assert strip["true_bend_deg"][-1] is None  # val is timestep 4 of 0..5: t = 6 does not exist
+    table = (eval_dir / "results.md").read_text()
+    assert (
+        "| val | pairs | model | static |" in table
+        and "| val: IoU / bend error (deg) | pairs |" in table
+    )
+    assert "| same_time | 8 (8) |" in table
 
 
-def test_every_predictor_is_scored_on_the_same_pairs(tiny_run: Path) -> None:
-    evaluate(_eval_cfg(tiny_run, baseline_run_dir=tiny_run))
-    rows = (tiny_run / "eval" / "pairs_val.csv").read_text().splitlines()[1:]
+def test_every_predictor_is_scored_on_the_same_pairs(tiny_run: Path, tmp_path: Path) -> None:
+    evaluate(_eval_cfg(tiny_run, baseline_run_dir=tiny_run, out_dir=tmp_path))
     pairs: dict[str, set] = {}
-    for row in rows:
-        _, setting, source, pool, target, dt, predictor, *_ = row.split(",")
-        pairs.setdefault(predictor, set()).add((setting, source, pool, target, dt))
-    assert set(pairs) == {"model", "copy", "mean", "shuffled_source", "other_object", "baseline"}
+    for row in _pair_rows(tmp_path):
+        key = (row["setting"], row["source"], row["source_pool"], row["target"], row["dt"])
+        pairs.setdefault(row["predictor"], set()).add(key)
+    expected = {"model", "static", "copy", "mean", "shuffled_source", "other_object", "baseline"}
+    assert set(pairs) == expected
     assert all(p == pairs["model"] for p in pairs.values())
+
+
+def test_static_is_the_model_at_dt_zero(tiny_run: Path, tmp_path: Path) -> None:
+    evaluate(_eval_cfg(tiny_run, out_dir=tmp_path))
+    rows = _pair_rows(tmp_path)
+    metrics = ("psnr", "ssim", "iou", "bend_error_deg")
+    by_pair: dict[tuple, dict[str, tuple]] = {}
+    for row in rows:
+        key = (row["setting"], row["source"], row["source_pool"], row["target"])
+        by_pair.setdefault(key, {})[row["predictor"]] = tuple(row[m] for m in metrics)
+    dt = {(r["setting"], r["source"], r["source_pool"], r["target"]): r["dt"] for r in rows}
+    assert any(d != "0" for d in dt.values())
+    for key, scores in by_pair.items():
+        if dt[key] == "0":
+            assert scores["static"] == scores["model"]
+
+
+def test_bend_targets_caps_the_pairs_with_a_bend_estimate(tiny_run: Path, tmp_path: Path) -> None:
+    results = evaluate(_eval_cfg(tiny_run, out_dir=tmp_path, bend_targets=3))
+    rows = _pair_rows(tmp_path)
+    assert len({r["target"] for r in rows if r["bend_error_deg"]}) == 3
+    assert all(r["iou"] for r in rows)  # IoU is scored on every pair
+    cell = results["splits"]["val"]["by_setting"]["same_time"]
+    assert 0 < cell["bend_pairs"] < cell["pairs"]
+    none = evaluate(_eval_cfg(tiny_run, out_dir=tmp_path, bend_targets=0))
+    cell = none["splits"]["val"]["by_setting"]["same_time"]
+    assert "bend_pairs" not in cell and "bend_error_deg" not in cell["model"]
+    with pytest.raises(ValueError, match="bend_targets=-1"):
+        evaluate(_eval_cfg(tiny_run, bend_targets=-1))
 
 
 def test_identical_images_have_capped_psnr() -> None:
@@ -56,10 +108,9 @@ def test_missing_run_folder_is_a_clear_error(tmp_path: Path) -> None:
         evaluate(_eval_cfg(tmp_path / "nope"))
 
 
-def test_enr_protocol_uses_one_fixed_source_per_object(tiny_run: Path) -> None:
-    results = evaluate(_eval_cfg(tiny_run, protocol="enr"))
+def test_enr_protocol_uses_one_fixed_source_per_object(tiny_run: Path, tmp_path: Path) -> None:
+    results = evaluate(_eval_cfg(tiny_run, protocol="enr", out_dir=tmp_path))
     cell = results["splits"]["val"]["by_setting"]["enr_fixed_source"]
     assert cell["pairs"] == 2 * (4 - 1)  # 2 objects x (4 views - the source)
-    rows = (tiny_run / "eval" / "pairs_val.csv").read_text().splitlines()[1:]
-    sources = {row.split(",")[2] for row in rows}
+    sources = {row["source"] for row in _pair_rows(tmp_path)}
     assert len(sources) == 2

@@ -1,0 +1,63 @@
+"""Per-image scores of a prediction against its target: PSNR, SSIM and silhouette IoU.
+
+Identical prediction and target have infinite PSNR; per-image PSNR is capped at
+`PSNR_CAP_DB` (MSE floor 1e-10) so means stay finite, and the cap is recorded in the JSON.
+
+Silhouette IoU compares foregrounds: a pixel is foreground when some channel differs from the
+dataset's background colour (the generator config's ``background``, white by default) by more
+than ``tolerance`` (0.1 by default, about 25 of 255 levels: well above the 8 levels of grey a
+model paints over a white background, well below the bar's darkest shadow against white).
+An image with no foreground pixel (a blank render) scores 0 against any target.
+
+The bend-angle error, the fourth metric, needs the generator and lives in `bend`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from torchmetrics.functional.classification import binary_jaccard_index
+from torchmetrics.functional.image import structural_similarity_index_measure
+
+PSNR_CAP_DB = 100.0
+WHITE = (1.0, 1.0, 1.0)
+
+
+def per_image_scores(prediction: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """(B,) PSNR in dB (capped at PSNR_CAP_DB) and (B,) SSIM of images in [0, 1]."""
+    mse = (prediction - target).pow(2).flatten(1).mean(1).clamp_min(10 ** (-PSNR_CAP_DB / 10))
+    psnr = -10 * torch.log10(mse)
+    ssim = structural_similarity_index_measure(prediction, target, data_range=1.0, reduction="none")
+    return psnr, ssim
+
+
+def foreground(images: Tensor, background: Sequence[float], tolerance: float) -> Tensor:
+    """Silhouettes of images on a uniform background.
+
+    Args:
+        images: (B, 3, S, S) in [0, 1].
+        background: RGB background colour in [0, 1].
+        tolerance: largest per-channel difference from the background still counted as it.
+
+    Returns:
+        (B, S, S) bool, True where some channel differs from the background by > tolerance.
+    """
+    colour = torch.as_tensor(background, dtype=images.dtype, device=images.device)
+    return ((images - colour.view(1, 3, 1, 1)).abs() > tolerance).any(dim=1)
+
+
+def silhouette_iou(
+    prediction: Tensor, target: Tensor, background: Sequence[float], tolerance: float
+) -> Tensor:
+    """(B,) intersection over union of the foregrounds of (B, 3, S, S) images in [0, 1]."""
+    pred = foreground(prediction, background, tolerance).long()
+    true = foreground(target, background, tolerance).long()
+    # One image at a time: the functional metric reduces over everything it is given.
+    return torch.stack(
+        [
+            binary_jaccard_index(p, t, validate_args=False, zero_division=0.0)
+            for p, t in zip(pred.cpu(), true.cpu(), strict=True)
+        ]
+    )

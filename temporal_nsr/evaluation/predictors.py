@@ -1,0 +1,190 @@
+"""The predictors scored on every protocol pair: the model, its controls and the baselines.
+
+* `model`: the trained model rendering the target from the pair's source, dt = t_y - t_x later;
+* `static`: the same model and source rendered at dt = 0 for every target (it ignores time), so
+  ``model - static`` on dt != 0 is what the time axis contributes;
+* `shuffled_source`: the model fed the source image and pose of another pair of the same
+  setting whose source shows another object or timestep (`foreign_sources`): if it scores like
+  `model`, the model ignores what its input shows and paints a pose-conditioned average;
+* `other_object`: the model fed the image and pose of ANOTHER object at the source's timestep
+  (`other_object_sources`): if it scores like `model`, the render does not follow this object's
+  shape and colour; present when the data hold two or more objects;
+* `baseline`: a rotation-only model (``baseline_run_dir``), which can only render the source
+  time, so it is asked for dt = 0;
+* `copy`: the source image itself; `mean`: the mean training image.
+
+Every network call goes through `novel_view`, the one place that turns a latent into a render.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from temporal_nsr.batch import ViewPair
+from temporal_nsr.data.dataset import RenderedViews
+from temporal_nsr.evaluation.protocol import object_names, shared_codes
+from temporal_nsr.model.renderer import SceneRenderer
+
+# Column order of the markdown tables.
+PREDICTORS = ("model", "static", "shuffled_source", "other_object", "baseline", "copy", "mean")
+
+
+def novel_view(
+    renderer: SceneRenderer, latent: Tensor, dt: Tensor, source_pose: Tensor, target_pose: Tensor
+) -> Tensor:
+    """Render encoded sources at target poses, dt time steps later.
+
+    Args:
+        renderer: the network.
+        latent: (B, K, C, D, H, W) ``renderer.encode`` of the source images.
+        dt: (B,) int64 time offsets, |dt| <= max_offset.
+        source_pose: (B, 2) azimuth, elevation in degrees of the sources.
+        target_pose: (B, 2) azimuth, elevation in degrees to render at.
+
+    Returns:
+        (B, 3, S, S) float32 renders in [0, 1].
+    """
+    return renderer.novel_view(latent, dt, source_pose, target_pose).float().clamp(0, 1)
+
+
+def foreign_sources(table: np.ndarray, pools: tuple[RenderedViews, RenderedViews]) -> np.ndarray:
+    """For each protocol row, another row whose source shows another (object, timestep).
+
+    Rows are sorted by their source's (object, timestep) and each takes the row half the list
+    further on, so with two or more equally common groups every row gets a source from another
+    group (a group holding more than half the rows keeps some of its own).
+
+    Returns:
+        (N,) row indices into ``table``.
+    """
+    key = np.array([(pools[p].object_id[s], pools[p].timestep[s]) for s, p, _ in table])
+    order = np.lexsort(key.T[::-1]) if len(table) else np.zeros(0, dtype=np.int64)
+    foreign = np.empty(len(table), dtype=np.int64)
+    foreign[order] = np.roll(order, len(table) // 2)
+    return foreign
+
+
+def other_object_sources(
+    table: np.ndarray, pools: tuple[RenderedViews, RenderedViews], seed: int
+) -> np.ndarray | None:
+    """For each protocol row, a seeded source image of ANOTHER object at the source's timestep.
+
+    Looked for first in the source's own pool, then in the other pool; failing both, at the
+    nearest timestep that another object has. Object identity is the folder name, so in static
+    mode too the replacement shows another physical object, not the same one at another time.
+
+    Args:
+        table: (N, 3) protocol rows (source index, source pool, target index).
+        pools: (split, train) views; pool 0 is the split.
+        seed: fixes the choice.
+
+    Returns:
+        (N, 3) rows (source index, source pool, target index) of the replacement sources, or
+        None when the two pools show one object only.
+    """
+    obj = shared_codes(object_names(pools[0]), object_names(pools[1]))
+    time = (pools[0].original_timestep, pools[1].original_timestep)
+    if len(np.unique(np.concatenate(obj))) < 2:
+        return None
+    rng = np.random.default_rng([seed, 1])
+    out = np.empty_like(table)
+    for r, (s, p, y) in enumerate(table):
+        o, t = obj[p][s], time[p][s]
+        order = (p, 1 - p)
+        candidates = [np.flatnonzero((time[q] == t) & (obj[q] != o)) for q in order]
+        if not any(len(c) for c in candidates):
+            # No other object at this timestep: take the nearest timestep that has one.
+            gaps = [
+                np.where(obj[q] != o, np.abs(time[q] - t), np.iinfo(np.int64).max) for q in order
+            ]
+            nearest = min(g.min() for g in gaps)
+            candidates = [np.flatnonzero(g == nearest) for g in gaps]
+        q = 0 if len(candidates[0]) else 1
+        out[r] = (int(rng.choice(candidates[q])), order[q], y)
+    return out
+
+
+def gather_pairs(
+    pools: tuple[RenderedViews, RenderedViews], rows: np.ndarray, device: str
+) -> ViewPair:
+    """The ViewPair batch of protocol rows (source index, source pool, target index).
+
+    ``object_id`` is the target's (split) object id; times are the datasets' timesteps.
+    """
+    split = pools[0]
+    targets = rows[:, 2]
+    pair = ViewPair(
+        source=torch.stack([pools[p].image(int(s)) for s, p, _ in rows]),
+        target=torch.stack([split.image(int(y)) for y in targets]),
+        source_pose=torch.stack([torch.from_numpy(pools[p].pose[s].copy()) for s, p, _ in rows]),
+        target_pose=torch.from_numpy(split.pose[targets].copy()),
+        source_time=torch.tensor([int(pools[p].timestep[s]) for s, p, _ in rows]),
+        target_time=torch.from_numpy(split.timestep[targets].copy()),
+        object_id=torch.from_numpy(split.object_id[targets].copy()),
+    )
+    return ViewPair(*(field.to(device) for field in pair))
+
+
+@torch.inference_mode()
+def predict(
+    model: SceneRenderer,
+    baseline: SceneRenderer | None,
+    pair: ViewPair,
+    shuffled: ViewPair,
+    other_object: ViewPair | None,
+    mean_image: Tensor,
+) -> dict[str, Tensor]:
+    """Every predictor's image for a batch of protocol pairs.
+
+    Args:
+        model: the trained network.
+        baseline: a rotation-only network, or None.
+        pair: the protocol pairs; only ``shuffled`` / ``other_object`` sources replace its own.
+        shuffled: pairs whose sources feed `shuffled_source` (their targets are ignored).
+        other_object: pairs whose sources feed `other_object`, or None (one object only).
+        mean_image: (3, S, S) mean training image.
+
+    Returns:
+        predictor name -> (B, 3, S, S) images in [0, 1], in `PREDICTORS` order.
+    """
+    dt, still = pair.dt, torch.zeros_like(pair.dt)
+    latent = model.encode(pair.source)
+    out = {
+        "model": novel_view(model, latent, dt, pair.source_pose, pair.target_pose),
+        "static": novel_view(model, latent, still, pair.source_pose, pair.target_pose),
+        "shuffled_source": novel_view(
+            model, model.encode(shuffled.source), dt, shuffled.source_pose, pair.target_pose
+        ),
+    }
+    if other_object is not None:
+        out["other_object"] = novel_view(
+            model, model.encode(other_object.source), dt, other_object.source_pose, pair.target_pose
+        )
+    if baseline is not None:
+        out["baseline"] = novel_view(
+            baseline, baseline.encode(pair.source), still, pair.source_pose, pair.target_pose
+        )
+    out["copy"] = pair.source
+    out["mean"] = mean_image.expand_as(pair.target)
+    return out
+
+
+@torch.inference_mode()
+def slot_strip(model: SceneRenderer, pair: ViewPair) -> tuple[Tensor, Tensor]:
+    """The render of every slot of ONE source, at the source's own view.
+
+    Args:
+        model: the trained network.
+        pair: a batch of one pair; only its source, source pose and source time are used.
+
+    Returns:
+        (K,) int64 offsets dt = -max_offset..max_offset and (K, 3, S, S) renders in [0, 1].
+    """
+    m = model.max_offset
+    dt = torch.arange(-m, m + 1, device=pair.source.device)
+    latent = model.encode(pair.source[:1])  # (1, K, C, D, H, W)
+    latent = latent.expand(len(dt), *latent.shape[1:])  # one copy per slot, no memory
+    pose = pair.source_pose[:1].expand(len(dt), 2)
+    return dt.cpu(), novel_view(model, latent, dt, pose, pose).cpu()

@@ -1,0 +1,258 @@
+"""Evaluation outputs: summaries, tables and figures of scored pairs, written atomically.
+
+Writes into the evaluation folder:
+
+* ``results.json``: run metadata and, per split, ``splits/<split>/by_setting/<setting>/
+  <predictor>/<metric>`` (and ``by_abs_dt/<|dt|>/...``, ``by_objects/<seen|unseen>/...``),
+  metrics ``psnr``, ``ssim``, ``iou``, ``bend_error_deg`` (``bend_twist_error_deg`` for
+  sine_twist); a cell's ``pairs`` counts its pairs, ``bend_pairs`` those with a bend estimate;
+  ``splits/<split>/slots_bend``: the estimated bend of every slot of one source;
+* ``pairs_<split>.csv``: one row per (pair, predictor);
+* ``results.md``: per split a PSNR / SSIM table and an IoU / bend-error table;
+* ``figure_<split>.png`` (rows: source, target, model), ``figure_<split>_unseen.png`` for a
+  split with unseen objects (rows: source, target, model, render from another object's image);
+* ``slots_bend.png``: estimated vs true bend along the slot strip, one panel per split.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from temporal_nsr.atomic import write_bytes, write_text
+from temporal_nsr.callbacks import image_grid, to_uint8
+from temporal_nsr.evaluation.predictors import PREDICTORS
+from temporal_nsr.evaluation.protocol import SETTINGS
+
+log = logging.getLogger(__name__)
+
+METRICS = ("psnr", "ssim", "iou", "bend_error_deg", "bend_twist_error_deg")
+_FORMATS = {"psnr": ".2f", "ssim": ".3f", "iou": ".3f"}  # bend errors: ".1f"
+NOTE = (
+    "PSNR (dB) / SSIM, then silhouette IoU / bend-angle error (degrees; sine_twist: then twist "
+    "error), mean over target images; rows: protocol setting, then |dt|; pairs (with a bend "
+    "estimate). `static`: the model at dt = 0. `other_object`: the model given another object's "
+    "image at the source's timestep. Figure rows: source, target, model (`_unseen` figures: then "
+    "the render from another object's image)."
+)
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean of every metric per setting, per |dt| and over all dt != 0 pairs, per predictor.
+
+    A metric missing from a row (None: no bend estimate for that pair) is left out of its mean.
+    """
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[("setting", row["setting"])].append(row)
+        groups[("abs_dt", str(abs(row["dt"])))].append(row)
+        if row["dt"] != 0:
+            groups[("setting", "all_dt_nonzero")].append(row)
+    out: dict[str, Any] = {"by_setting": {}, "by_abs_dt": {}}
+    for (kind, key), members in sorted(groups.items(), key=lambda kv: (kv[0][0], _num(kv[0][1]))):
+        per: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for row in members:
+            for metric in METRICS:
+                if row.get(metric) is not None:
+                    per[row["predictor"]][metric].append(row[metric])
+        cell: dict[str, Any] = {"pairs": len(per["model"]["psnr"])}
+        if per["model"]["bend_error_deg"]:
+            cell["bend_pairs"] = len(per["model"]["bend_error_deg"])
+        for name, values in per.items():
+            cell[name] = {m: float(np.mean(values[m])) for m in METRICS if values[m]}
+        out[f"by_{kind}"][key] = cell
+    return out
+
+
+def _num(key: str) -> tuple[int, Any]:
+    return (0, int(key)) if key.isdigit() else (1, SETTINGS.index(key) if key in SETTINGS else 9)
+
+
+def markdown_table(
+    summary: dict[str, Any], split: str, metrics: Sequence[str] = ("psnr", "ssim")
+) -> str:
+    """A README table: the metrics of every predictor, per setting and per |dt|.
+
+    Cells join the metrics with " / " (a missing one is "-"); with bend metrics the pairs
+    column also gives the pairs with a bend estimate, in parentheses.
+    """
+    first = next(iter(summary["by_setting"].values()))
+    predictors = [p for p in PREDICTORS if p in first]
+    head = "| " + split + " | pairs | " + " | ".join(predictors) + " |"
+    lines = [head, "|" + "---|" * (len(predictors) + 2)]
+    for kind, label in (("by_setting", "{}"), ("by_abs_dt", "\\|dt\\| = {}")):
+        for key, cell in summary[kind].items():
+            values = " | ".join(
+                " / ".join(
+                    f"{cell[p][m]:{_FORMATS.get(m, '.1f')}}" if m in cell[p] else "-"
+                    for m in metrics
+                )
+                for p in predictors
+            )
+            pairs = str(cell["pairs"])
+            if any(m.startswith("bend") for m in metrics):
+                pairs += f" ({cell.get('bend_pairs', 0)})"
+            lines.append(f"| {label.format(key)} | {pairs} | {values} |")
+    return "\n".join(lines)
+
+
+def split_tables(summary: dict[str, Any], split: str) -> list[str]:
+    """The markdown tables of one split: all objects, then seen / unseen ones when mixed."""
+    everything_unseen = not summary["objects"]["seen"]
+    parts = [(f"{split}, unseen objects" if everything_unseen else split, summary)]
+    parts += [
+        (f"{split}, {kind} objects", part) for kind, part in summary.get("by_objects", {}).items()
+    ]
+    shape, title = ["iou", "bend_error_deg"], "IoU / bend error (deg)"
+    if any("bend_twist_error_deg" in c.get("model", {}) for c in summary["by_setting"].values()):
+        shape, title = [*shape, "bend_twist_error_deg"], title + " / twist error (deg)"
+    tables = []
+    for label, part in parts:
+        tables += [markdown_table(part, label), markdown_table(part, f"{label}: {title}", shape)]
+    return tables
+
+
+class ExampleFigures:
+    """Collects the example pictures of one split while its pairs are scored.
+
+    ``figure_<split>``: up to ``count`` pairs with dt != 0, in protocol order (rows: source,
+    target, model). ``figure_<split>_unseen``: pairs with dt != 0 whose target object is unseen,
+    ordered by target (object, then time and view) and picked evenly along that order, so the
+    columns span objects and timesteps (rows: source, target, model[, other object]).
+    """
+
+    def __init__(
+        self, split: str, pairs: dict[str, np.ndarray], seen: np.ndarray, count: int
+    ) -> None:
+        self.split, self.count = split, count
+        candidates = sorted(
+            (int(pairs[setting][r, 2]), setting, r)
+            for setting in ("other_heldout", "train_time")
+            if setting in pairs
+            for r in range(len(pairs[setting]))
+            if not seen[pairs[setting][r, 2]]
+        )
+        self.picks: dict[tuple[str, int], int] = {}
+        if candidates and count > 0:
+            chosen = np.linspace(0, len(candidates) - 1, min(count, len(candidates))).round()
+            self.picks = {candidates[int(i)][1:]: c for c, i in enumerate(np.unique(chosen))}
+        self.unseen: dict[int, Tensor] = {}
+        self.rows: list[Tensor] = []
+
+    def add(
+        self,
+        setting: str,
+        start: int,
+        source: Tensor,
+        target: Tensor,
+        predictions: dict[str, Tensor],
+    ) -> None:
+        """Take examples from a batch of protocol rows ``start``.. of ``setting``."""
+        for b in range(len(source)):
+            pick = self.picks.get((setting, start + b))
+            if pick is not None:
+                shown = [source[b], target[b], predictions["model"][b]]
+                if "other_object" in predictions:
+                    shown.append(predictions["other_object"][b])
+                self.unseen[pick] = torch.stack(shown).cpu()
+        taken = sum(len(r) for r in self.rows)
+        if setting != "same_time" and taken < self.count:
+            n = min(self.count - taken, len(source), 4)
+            self.rows.append(
+                torch.stack([source[:n], target[:n], predictions["model"][:n]], 1).cpu()
+            )
+
+    def figures(self) -> dict[str, Tensor]:
+        """File stem (``<split>``, ``<split>_unseen``) -> (3, H, W) image in [0, 1]."""
+        out: dict[str, Tensor] = {}
+        if self.rows:
+            triples = torch.cat(self.rows)  # (N, 3 [source, target, model], 3, S, S)
+            out[self.split] = image_grid([triples[:, 0], triples[:, 1], triples[:, 2]])
+        if self.unseen:
+            # (N, R, 3, S, S), R rows: source, target, model[, other object]; one column per pick.
+            shown = torch.stack([self.unseen[k] for k in sorted(self.unseen)])
+            out[f"{self.split}_unseen"] = image_grid(list(shown.unbind(1)))
+        return out
+
+
+def _png(image: Tensor) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(to_uint8(image)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_pairs_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """One CSV row per (pair, predictor); a missing metric is an empty field."""
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
+
+
+def plot_slots_bend(path: Path, strips: dict[str, dict[str, Any]]) -> bool:
+    """Plot estimated against true bend along each split's slot strip; False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed: %s not written (the numbers are in "
+                    "results.json, splits/<split>/slots_bend)", path.name)  # fmt: skip
+        return False
+    figure, axes = plt.subplots(1, len(strips), figsize=(4.5 * len(strips), 3.6), squeeze=False)
+    for ax, (split, strip) in zip(axes[0], strips.items(), strict=True):
+        times = np.asarray(strip["timestep"]) + np.asarray(strip["dt"])
+        true = np.array([np.nan if v is None else v for v in strip["true_bend_deg"]])
+        ax.plot(times, true, "k--", label="true schedule")
+        ax.plot(times, strip["estimated_bend_deg"], "o-", color="tab:blue", label="slot render")
+        ax.axvline(strip["timestep"], color="grey", lw=0.8)
+        ax.set(xlabel="timestep t_source + dt", ylabel="bend (degrees)",
+               title=f"{split}: {strip['object']}, source t = {strip['timestep']}")  # fmt: skip
+        ax.legend(fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    write_bytes(path, buffer.getvalue())
+    return True
+
+
+def write_outputs(
+    out_dir: Path,
+    results: dict[str, Any],
+    rows: dict[str, list[dict[str, Any]]],
+    figures: dict[str, Tensor],
+) -> None:
+    """Write results.json, results.md, pairs_<split>.csv, the figures and slots_bend.png.
+
+    Args:
+        out_dir: the evaluation folder (created if missing).
+        results: run metadata with ``splits``: split -> summary (see `summarise`).
+        rows: split -> per-pair rows.
+        figures: file stem -> (3, H, W) image in [0, 1].
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tables = []
+    for split, summary in results["splits"].items():
+        tables += split_tables(summary, split)
+        write_pairs_csv(out_dir / f"pairs_{split}.csv", rows[split])
+    for name, figure in figures.items():
+        write_bytes(out_dir / f"figure_{name}.png", _png(figure))
+    strips = {s: v["slots_bend"] for s, v in results["splits"].items() if v.get("slots_bend")}
+    if strips:
+        plot_slots_bend(out_dir / "slots_bend.png", strips)
+    write_text(out_dir / "results.md", NOTE + "\n\n" + "\n\n".join(tables) + "\n")
+    write_text(out_dir / "results.json", json.dumps(results, indent=2))

@@ -1,0 +1,38 @@
+"""Summaries and figures of scored pairs."""
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from temporal_nsr.evaluation.report import markdown_table, plot_slots_bend, summarise
+
+
+def _row(predictor: str, dt: int, psnr: float, bend: float | None) -> dict:
+    return {"setting": "same_time" if dt == 0 else "train_time", "dt": dt,
+            "predictor": predictor, "psnr": psnr, "ssim": 0.5, "iou": 1.0,
+            "bend_error_deg": bend}  # fmt: skip
+
+
+def test_a_missing_bend_estimate_is_left_out_of_the_mean() -> None:
+    rows = [_row("model", 0, 20.0, 4.0), _row("model", 0, 30.0, None),
+            _row("model", 1, 10.0, None)]  # fmt: skip
+    summary = summarise(rows)
+    same = summary["by_setting"]["same_time"]
+    assert same["pairs"] == 2 and same["bend_pairs"] == 1
+    assert same["model"] == {"psnr": 25.0, "ssim": 0.5, "iou": 1.0, "bend_error_deg": 4.0}
+    later = summary["by_abs_dt"]["1"]
+    assert "bend_pairs" not in later and "bend_error_deg" not in later["model"]
+    summary["objects"] = {"seen": ["bar_000"], "unseen": []}
+    table = markdown_table(summary, "val", ["iou", "bend_error_deg"])
+    assert "| same_time | 2 (1) | 1.000 / 4.0 |" in table
+    assert "| train_time | 1 (0) | 1.000 / - |" in table
+
+
+def test_slots_bend_plot(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    strip = {"object": "bar_000", "timestep": 4, "dt": [-2, -1, 0, 1, 2],
+             "estimated_bend_deg": [100.0, 120.0, 104.0, 40.0, 10.0],
+             "true_bend_deg": [105.0, 140.0, 105.0, 35.0, None]}  # fmt: skip
+    assert plot_slots_bend(tmp_path / "slots_bend.png", {"val": strip, "test": strip})
+    assert Image.open(tmp_path / "slots_bend.png").size == (900, 360)
