@@ -84,7 +84,8 @@ FIX_FORMAT = (
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file that cannot be used; the message names the file, the layer, the fix."""
+    """A run folder or checkpoint file that cannot be used (``temporal_nsr.runs``, ``ckpt=``,
+    ``init_from=``, ``ckpt_path=``); the one-line message names the file, the layer, the fix."""
 
 
 class EnrModel(NamedTuple):
@@ -95,8 +96,14 @@ class EnrModel(NamedTuple):
     enr_names: dict[str, str]  # our key -> the file's key, for messages
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint file onto the CPU, tensors and plain containers only.
+def read_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
+    """Load a checkpoint file onto the CPU, tensors and plain containers only: the one reader
+    of every checkpoint (run folders, ``ckpt=``, ``init_from=``, a resumed training state).
+
+    Args:
+        path: the file.
+        mmap: map tensors instead of reading them (cheap when only the step is wanted);
+            files of torch's legacy format are read whole.
 
     Raises:
         CheckpointError: no such file, not a torch file, a file that needs arbitrary code to
@@ -106,7 +113,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = _load(path, mmap)
     except pickle.UnpicklingError as error:
         if "unsupported global" in str(error).lower():
             raise CheckpointError(
@@ -121,6 +128,16 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path} holds a {type(checkpoint).__name__}, not a dict; {FIX_FORMAT}"
         )
     return checkpoint
+
+
+def _load(path: Path, mmap: bool) -> Any:
+    if mmap:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as error:
+            if "zipfile" not in str(error):
+                raise
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def checkpoint_format(checkpoint: Mapping[str, Any], path: str | Path) -> str:

@@ -69,15 +69,9 @@ from temporal_nsr.atomic import write_text
 from temporal_nsr.callbacks import image_grid, to_uint8
 from temporal_nsr.checkpointing import sha256_file
 from temporal_nsr.data.dataset import DatasetError, RenderedViews
-from temporal_nsr.inference import (
-    CheckpointError,
-    Run,
-    RunError,
-    load_checkpoint,
-    load_model,
-    load_run,
-)
-from temporal_nsr.lit_module import TemporalNSRModule
+from temporal_nsr.enr_checkpoint import CheckpointError
+from temporal_nsr.model.renderer import SceneRenderer
+from temporal_nsr.runs import Run, load_checkpoint, load_model, load_run
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
 
@@ -275,9 +269,8 @@ def _stack(views: RenderedViews, indices: np.ndarray) -> Tensor:
 
 
 @torch.inference_mode()
-def _render(module: TemporalNSRModule, source: Tensor, src_pose: Tensor, tgt_pose: Tensor,
+def _render(renderer: SceneRenderer, source: Tensor, src_pose: Tensor, tgt_pose: Tensor,
             dt: Tensor) -> Tensor:  # fmt: skip
-    renderer = module.renderer
     scene = renderer.select_slot(renderer.encode(source), dt)
     return renderer.render(scene, src_pose, tgt_pose).float().clamp(0, 1)
 
@@ -297,9 +290,9 @@ def evaluate_split(
     }
     split, train = views[split_name], views["train"]
     mean_image = train.mean_image().to(device)  # (3, S, S)
-    max_offset = run.module.max_offset
+    max_offset = run.renderer.max_offset
     if cfg.protocol not in PROTOCOLS:
-        raise RunError(f"protocol={cfg.protocol!r}: use one of {PROTOCOLS}")
+        raise CheckpointError(f"protocol={cfg.protocol!r}: use one of {PROTOCOLS}")
     if cfg.protocol == "enr":
         pairs = enr_pairs(split)
     else:
@@ -327,20 +320,20 @@ def evaluate_split(
             dt = tgt_time - src_time
             shuf_source, shuf_pose, _ = _gather_sources(pools, other, device)
             predictions = {
-                "model": _render(run.module, source, src_pose, tgt_pose, dt),
+                "model": _render(run.renderer, source, src_pose, tgt_pose, dt),
                 "copy": source,
                 "mean": mean_image.expand_as(target),
-                "shuffled_source": _render(run.module, shuf_source, shuf_pose, tgt_pose, dt),
+                "shuffled_source": _render(run.renderer, shuf_source, shuf_pose, tgt_pose, dt),
             }
             if other_object is not None:
                 alien = other_object[start : start + cfg.batch_size]
                 alien_source, alien_pose, _ = _gather_sources(pools, alien, device)
                 predictions["other_object"] = _render(
-                    run.module, alien_source, alien_pose, tgt_pose, dt
+                    run.renderer, alien_source, alien_pose, tgt_pose, dt
                 )
             if baseline is not None:
                 predictions["baseline"] = _render(
-                    baseline.module, source, src_pose, tgt_pose, torch.zeros_like(dt)
+                    baseline.renderer, source, src_pose, tgt_pose, torch.zeros_like(dt)
                 )
             scores = {k: per_image_scores(v, target) for k, v in predictions.items()}
             for b, (s, p, y) in enumerate(chunk):
@@ -456,15 +449,15 @@ def _load_model(cfg: DictConfig, device: str) -> Run:
     data = cfg.get("data")
     if data is None:
         if "root" not in run.cfg.data:
-            raise RunError(
+            raise CheckpointError(
                 f"ckpt={ckpt} is an original ENR file and names no dataset: add data=bend "
                 "data.root=<dataset folder with train/ and the splits> (data.static=true for "
                 "a static dataset such as ENR's chairs)"
             )
         return run
-    size = run.module.renderer.encoder.image_size
+    size = run.renderer.encoder.image_size
     if data.image_size != size:
-        raise RunError(
+        raise CheckpointError(
             f"data.image_size={data.image_size} but the model takes {size} px: set "
             f"data.image_size={size} and use a dataset of that size"
         )
@@ -482,7 +475,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     max_views = cfg.get("max_views")
     if max_views is not None and (not isinstance(max_views, int) or isinstance(max_views, bool)
                                   or max_views < 1):  # fmt: skip
-        raise RunError(f"max_views={max_views!r}: use a positive integer or null (all views)")
+        raise CheckpointError(
+            f"max_views={max_views!r}: use a positive integer or null (all views)"
+        )
     device = cfg.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -545,7 +540,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 def main(cfg: DictConfig) -> None:
     try:
         results = evaluate(cfg)
-    except (RunError, CheckpointError, DatasetError) as error:
+    except (CheckpointError, DatasetError) as error:
         raise SystemExit(f"evaluate: {error}") from None
     print((Path(results["out_dir"]) / "results.md").read_text())
 

@@ -69,8 +69,9 @@ from torch import Tensor, nn
 
 from temporal_nsr.atomic import replace_folder
 from temporal_nsr.checkpointing import sha256_file
-from temporal_nsr.inference import CheckpointError, Run, RunError, load_model, load_run
+from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.model.renderer import SceneRenderer
+from temporal_nsr.runs import Run, load_model, load_run
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
 
@@ -604,7 +605,7 @@ def export_model(
         "checkpoint_sha256": sha256_file(run.checkpoint),
         "model_config": OmegaConf.to_container(run.cfg.model, resolve=True),
     }
-    renderer = run.module.renderer
+    renderer = run.renderer
     export_renderer(renderer, out_dir, fmt, opset=opset, verify=verify, metadata=metadata)
     return Path(out_dir)
 
@@ -621,7 +622,7 @@ def export_run(
     """Export a training run's model into ``out_dir`` (default ``<run_dir>/export/<fmt>``).
 
     Raises:
-        ExportError: see ``export_renderer``. RunError: no run folder or checkpoint.
+        ExportError: see ``export_renderer``. CheckpointError: no run folder or checkpoint.
     """
     _check_format(fmt)
     run = load_run(run_dir, checkpoint, "cpu")
@@ -637,8 +638,8 @@ def export(cfg: DictConfig) -> list[Path]:
         The files written, sidecar last.
 
     Raises:
-        RunError: neither or both of run_dir and ckpt, or a bad run folder. CheckpointError: a
-            bad checkpoint file. ExportError: see ``export_renderer``.
+        CheckpointError: neither or both of run_dir and ckpt, a bad run folder or a bad
+            checkpoint file. ExportError: see ``export_renderer``.
     """
     run_dir = cfg.get("run_dir")
     run = load_model(run_dir, cfg.get("ckpt"), cfg.checkpoint, "cpu")
@@ -651,7 +652,7 @@ def export(cfg: DictConfig) -> list[Path]:
     export_model(run, out, cfg.format, run_dir=run_dir, opset=cfg.opset, verify=cfg.verify)
     sidecar = read_sidecar(out)
     if cfg.bench_repeats > 0:
-        result = benchmark(out, cfg.bench_repeats, renderer=run.module.renderer)
+        result = benchmark(out, cfg.bench_repeats, renderer=run.renderer)
         print(f"latency in ms, median of {cfg.bench_repeats}, {result['threads']} thread(s):")
         for path, summary in result["exported"].items():
             eager = result["eager"][path]["median"]
@@ -663,7 +664,7 @@ def export(cfg: DictConfig) -> list[Path]:
 def main(cfg: DictConfig) -> None:
     try:
         paths = export(cfg)
-    except (RunError, CheckpointError, ExportError) as error:
+    except (CheckpointError, ExportError) as error:
         raise SystemExit(f"export: {error}") from None
     for path in paths:
         print(path)

@@ -47,16 +47,15 @@ from torch import Tensor
 
 from temporal_nsr.callbacks import image_grid, to_uint8
 from temporal_nsr.data.dataset import DatasetError, RenderedViews
+from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.inference import (
-    CheckpointError,
     ImageError,
     ImageLike,
     NovelViewRenderer,
-    RunError,
     image_batch,
-    load_model,
     resolve_device,
 )
+from temporal_nsr.runs import load_model
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
 
@@ -283,7 +282,7 @@ def load_renderer(cfg: DictConfig) -> NovelViewRenderer:
     """The model named by exactly one of ``cfg.run_dir`` (+ ``cfg.checkpoint``) and ``cfg.ckpt``.
 
     Raises:
-        RunError: neither or both given, or a bad run folder. CheckpointError: a bad file.
+        CheckpointError: neither or both given, a bad run folder or a bad file.
     """
     device = resolve_device(cfg.device)
     run = load_model(cfg.get("run_dir"), cfg.get("ckpt"), cfg.checkpoint, str(device))
@@ -295,7 +294,7 @@ def render(cfg: DictConfig) -> list[Path]:
     them; return the files.
 
     Raises:
-        RunError, CheckpointError, ImageError, DatasetError, RenderError: bad run folder,
+        CheckpointError, ImageError, DatasetError, RenderError: bad run folder,
             checkpoint file, image or setting.
     """
     renderer = load_renderer(cfg)
@@ -331,7 +330,7 @@ def render(cfg: DictConfig) -> list[Path]:
 def main(cfg: DictConfig) -> None:
     try:
         paths = render(cfg)
-    except (RunError, CheckpointError, ImageError, DatasetError, RenderError) as error:
+    except (CheckpointError, ImageError, DatasetError, RenderError) as error:
         raise SystemExit(f"render: {error}") from None
     for path in paths:
         print(path)

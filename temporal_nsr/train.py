@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import secrets
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -22,11 +22,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from temporal_nsr.acceleration import keep_freed_memory
 from temporal_nsr.checkpointing import AtomicCheckpointIO, resolve_ckpt_path
+from temporal_nsr.data.dataset import DatasetError
 from temporal_nsr.enr_checkpoint import CheckpointError, load_initial_weights
+from temporal_nsr.model.blocks import resample_side
 from temporal_nsr.sweep import write_job_result
-
-# Data and runs default to folders in the repository, wherever the command is started from.
-os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +57,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
         keep_freed_memory()
     run_dir = Path(cfg.paths.output_dir)
     datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model)
+    try:
+        model = instantiate(cfg.model)
+    except InstantiationException as error:
+        raise ConfigError(_model_error(cfg, error)) from error
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = [_instantiate_logger(entry, run_dir) for entry in (cfg.get("logger") or {}).values()]
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
     )
     _refuse_ddp_relaunch_in_multirun(trainer)
+    log.info("training on %s, precision %s", trainer.strategy.root_device, trainer.precision)
     # The run's own config (Hydra's settings, saved in .hydra/, are left out).
     run_config = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
     run_config = OmegaConf.to_container(run_config, resolve=True)
@@ -103,6 +106,57 @@ def train(cfg: DictConfig) -> dict[str, float]:
             write_job_result(run_dir, _job_result(cfg, trainer, metrics, status, started))
     log.info("metrics: %s", metrics)
     return metrics
+
+
+class ConfigError(ValueError):
+    """A setting that builds no model; the message names the key and values that work."""
+
+
+def _model_error(cfg: DictConfig, error: InstantiationException) -> str:
+    """One line for a model the config cannot build; for an image size, the sizes that work.
+
+    Raises:
+        InstantiationException: ``error`` itself when its cause is not a ValueError (a bug,
+            not a setting).
+    """
+    cause = error.__cause__
+    if not isinstance(cause, ValueError):
+        raise error
+    message = f"model: {cause}"
+    sizes = _image_sizes(cfg)
+    if cfg.data.image_size not in sizes:
+        message += (
+            f"; data.image_size={cfg.data.image_size} does not fit the strides of this model, "
+            f"sizes up to {MAX_SIZE_TRIED} that do: {', '.join(map(str, sizes)) or 'none'}"
+        )
+    return message
+
+
+MAX_SIZE_TRIED = 512
+
+
+def _image_sizes(cfg: DictConfig) -> list[int]:
+    """The image sides up to MAX_SIZE_TRIED for which ``cfg.model.renderer`` builds.
+
+    Each candidate that the encoder's 2D strides accept is built on the meta device (shapes
+    only, no memory): the encoder and decoder check the sizes themselves, so their rules live
+    in one place.
+    """
+    trial = cfg.copy()
+    sizes = []
+    for side in range(1, MAX_SIZE_TRIED + 1):
+        try:
+            resample_side(side, cfg.model.renderer.encoder.strides_2d, "strides_2d")
+        except ValueError:
+            continue
+        trial.data.image_size = side
+        try:
+            with torch.device("meta"):
+                instantiate(trial.model.renderer)
+        except InstantiationException:
+            continue
+        sizes.append(side)
+    return sizes
 
 
 def _initialise(model: L.LightningModule, init_from: str | None, ckpt_path: str | None) -> None:
@@ -214,7 +268,7 @@ def _finish_wandb(loggers: list[Any]) -> None:
 def main(cfg: DictConfig) -> float | None:
     try:
         metrics = train(cfg)
-    except CheckpointError as error:
+    except (CheckpointError, DatasetError, ConfigError) as error:
         raise SystemExit(f"train: {error}") from None
     return metrics.get(cfg.optimized_metric) if cfg.get("optimized_metric") else None
 

@@ -56,14 +56,12 @@ from torch import Tensor
 from temporal_nsr.acceleration import keep_freed_memory
 from temporal_nsr.callbacks import to_uint8
 from temporal_nsr.data.dataset import DatasetError, RenderedViews
+from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.inference import (
-    CheckpointError,
     ImageError,
     ImageLike,
     NovelViewRenderer,
-    RunError,
     image_batch,
-    load_model,
     resolve_device,
 )
 from temporal_nsr.render import (
@@ -73,6 +71,7 @@ from temporal_nsr.render import (
     tile_frames,
     write_figures,
 )
+from temporal_nsr.runs import load_model
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
 
@@ -676,14 +675,14 @@ def viewer(
         The app and its address.
 
     Raises:
-        RunError: a missing or broken run. ViewerError: Gradio missing, bad settings.
+        CheckpointError: a missing or broken run. ViewerError: Gradio missing, bad settings.
     """
     _gradio()  # fail before loading a model when Gradio is missing
     try:
         device = resolve_device(cfg.device)
         run = load_model(cfg.get("run_dir"), cfg.get("ckpt"), cfg.checkpoint, str(device))
         renderer = NovelViewRenderer.from_loaded(run, device, precision=cfg.precision)
-    except (RunError, CheckpointError):
+    except CheckpointError:
         raise
     except ValueError as error:  # a precision the device cannot run
         raise ViewerError(str(error)) from None
@@ -716,7 +715,7 @@ def main(cfg: DictConfig) -> None:
             cfg,
             on_start=lambda url: print(f"viewer running on {url} (Ctrl-C stops it)", flush=True),
         )
-    except (RunError, CheckpointError, ViewerError) as error:
+    except (CheckpointError, ViewerError) as error:
         raise SystemExit(f"viewer: {error}") from None
 
 

@@ -12,7 +12,8 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from temporal_nsr.inference import ImageError, NovelViewRenderer, RunError
+from temporal_nsr.enr_checkpoint import CheckpointError
+from temporal_nsr.inference import ImageError, NovelViewRenderer
 
 
 def _tensor(png: Path) -> torch.Tensor:
@@ -107,7 +108,7 @@ def test_unreadable_images_are_clear_errors(renderer: NovelViewRenderer, tmp_pat
 
 
 def test_bad_run_folders_are_clear_errors(tiny_run: Path, tmp_path: Path) -> None:
-    with pytest.raises(RunError, match="not a training run folder"):
+    with pytest.raises(CheckpointError, match="not a training run folder"):
         NovelViewRenderer.from_run(tmp_path / "nope")
     # A config of another model next to this run's checkpoint.
     other = tmp_path / "other"
@@ -115,10 +116,10 @@ def test_bad_run_folders_are_clear_errors(tiny_run: Path, tmp_path: Path) -> Non
     cfg = OmegaConf.load(tiny_run / ".hydra" / "config.yaml")
     cfg.model.latent_channels = 3
     OmegaConf.save(cfg, other / ".hydra" / "config.yaml")
-    with pytest.raises(RunError, match="no checkpoint"):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
         NovelViewRenderer.from_run(other)
     shutil.copytree(tiny_run / "checkpoints", other / "checkpoints")
-    with pytest.raises(RunError) as error:
+    with pytest.raises(CheckpointError) as error:
         NovelViewRenderer.from_run(other)
     message = str(error.value)
     assert "does not fit the model" in message
