@@ -147,7 +147,6 @@ def resolve_ckpt_path(ckpt_path: str | None, run_dir: str | os.PathLike) -> str 
     if str(ckpt_path) == "last":
         furthest = furthest_checkpoint(run_dir)
         if furthest is not None:
-            log.info("resuming from %s", furthest)
             return str(furthest)
         log.warning(
             "ckpt_path=last but %s/%s is empty: training from scratch", run_dir, CHECKPOINT_DIR

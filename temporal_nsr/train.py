@@ -24,7 +24,9 @@ from temporal_nsr.acceleration import keep_freed_memory
 from temporal_nsr.checkpointing import AtomicCheckpointIO, resolve_ckpt_path
 from temporal_nsr.data.dataset import DatasetError
 from temporal_nsr.enr_checkpoint import CheckpointError, load_initial_weights
+from temporal_nsr.loggers import resume_options
 from temporal_nsr.model.blocks import resample_side
+from temporal_nsr.runs import training_state
 from temporal_nsr.sweep import write_job_result
 
 log = logging.getLogger(__name__)
@@ -62,7 +64,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     except InstantiationException as error:
         raise ConfigError(_model_error(cfg, error)) from error
     callbacks = instantiate_group(cfg.get("callbacks"))
-    loggers = [_instantiate_logger(entry, run_dir) for entry in (cfg.get("logger") or {}).values()]
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir) if cfg.train else None
+    resume_step = training_state(Path(ckpt_path)).global_step if ckpt_path else None
+    if ckpt_path:
+        log.info("resuming from %s at global step %d", ckpt_path, resume_step)
+    loggers = [
+        _instantiate_logger(entry, run_dir, resume_step)
+        for entry in (cfg.get("logger") or {}).values()
+    ]
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
     )
@@ -77,7 +86,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
     status = "failed"  # until fit and test return
     try:
         if cfg.train:
-            ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir)
             _initialise(model, cfg.get("init_from"), ckpt_path)
             trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -204,15 +212,19 @@ def _job_result(
     }
 
 
-def _instantiate_logger(entry: DictConfig, run_dir: Path) -> Any:
-    """Instantiate one logger; a W&B run is grouped per sweep and resumable from its run dir.
+def _instantiate_logger(
+    entry: DictConfig, run_dir: Path, resume_step: int | None = None
+) -> Any:
+    """Instantiate one logger; a resumed run keeps its history (``temporal_nsr.loggers``), a
+    W&B run is grouped per sweep and resumable from its run dir.
 
     The W&B run id is kept in ``<run dir>/wandb_run_id``, so resuming in the same folder
     (``hydra.run.dir=<run dir> ckpt_path=last``, or a requeued SLURM job) continues the same
     W&B run. In a multirun, every job's group is ``<group>-<sweep folder name>``.
     """
-    if not str(entry.get("_target_", "")).endswith("WandbLogger"):
-        return instantiate(entry)
+    target = str(entry.get("_target_", ""))
+    if not target.endswith("WandbLogger"):
+        return instantiate(entry, **resume_options(target, resume_step))
     extra: dict[str, Any] = {}
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         hydra_cfg = HydraConfig.get()
