@@ -87,9 +87,12 @@ def furthest_checkpoint(run_dir: str | Path) -> Path | None:
     """
     ranked = {}
     for path in Path(run_dir, CHECKPOINT_DIR).glob("*.ckpt"):
-        if not path.is_file():
+        try:
+            state = training_state(path)
+        except CheckpointError:
+            if path.exists():
+                raise
             continue  # replaced by a better one meanwhile
-        state = training_state(path)
         ranked[path] = (state.global_step, path.name == LAST, state.epoch, path.name)
     return max(ranked, key=ranked.__getitem__, default=None)
 

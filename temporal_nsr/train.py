@@ -212,9 +212,7 @@ def _job_result(
     }
 
 
-def _instantiate_logger(
-    entry: DictConfig, run_dir: Path, resume_step: int | None = None
-) -> Any:
+def _instantiate_logger(entry: DictConfig, run_dir: Path, resume_step: int | None = None) -> Any:
     """Instantiate one logger; a resumed run keeps its history (``temporal_nsr.loggers``), a
     W&B run is grouped per sweep and resumable from its run dir.
 

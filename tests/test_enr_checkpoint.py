@@ -385,3 +385,19 @@ def test_fine_tune_from_our_ckpt(tiny_run: Path, tiny_data: Path, tmp_path: Path
     assert math.isfinite(metrics["train/loss"])
     with pytest.raises(CheckpointError, match="train with the config of the run that wrote it"):
         train(_train_cfg(tiny_data, tmp_path / "b", f"init_from={ckpt}", "data.max_offset=1"))
+
+
+def test_an_enr_file_cannot_run_code(enr_file: Path, tmp_path: Path) -> None:
+    from tests.test_inference import malicious_checkpoint
+
+    marker = tmp_path / "marker"
+    state = torch.load(enr_file, weights_only=True)
+    bad = malicious_checkpoint(tmp_path / "chairs.pt", marker, state)
+    for load in (load_checkpoint, load_enr_checkpoint, NovelViewRenderer.from_checkpoint):
+        with pytest.raises(CheckpointError, match="could run code") as error:
+            load(bad)
+        assert str(bad) in str(error.value) and "\n" not in str(error.value)
+    module = TemporalNSRModule.__new__(TemporalNSRModule)
+    with pytest.raises(CheckpointError, match="could run code"):
+        load_initial_weights(module, bad)  # init_from=
+    assert not marker.exists()
