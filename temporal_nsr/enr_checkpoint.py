@@ -312,11 +312,11 @@ def enr_config(config: Mapping[str, Any], state: Mapping[str, Tensor], path: Pat
     first_slot = half - max_offset
     kept = list(range(first_slot, first_slot + 2 * max_offset + 1))
     model = OmegaConf.load(CONF_DIR / "model" / "enr.yaml")
-    model.latent_channels = latent_channels
     model.loss = str(config.get("loss_type", "l1"))
     model.ssim_weight = float(config.get("ssim_loss_weight", 0.05))
     model.optimizer.lr = float(config.get("lr", 2.0e-4))
     encoder = model.renderer.encoder
+    encoder.latent_channels = latent_channels
     encoder.channels_2d, encoder.strides_2d = channels_2d, strides_2d
     encoder.inverse_projection = _int_list(config, "num_channels_inv_projection", path)
     encoder.channels_3d, encoder.strides_3d = channels_3d[:-lift], strides_3d[:-lift]
@@ -396,7 +396,7 @@ def model_overrides(cfg: DictConfig) -> list[str]:
     out = [
         f"data.image_size={cfg.data.image_size}",
         f"data.max_offset={cfg.data.max_offset}",
-        f"model.latent_channels={cfg.model.latent_channels}",
+        f"model.renderer.encoder.latent_channels={encoder.latent_channels}",
     ]
     for key in ("channels_2d", "strides_2d", "inverse_projection", "channels_3d", "strides_3d",
                 "lift_strides"):  # fmt: skip

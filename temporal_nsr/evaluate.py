@@ -71,7 +71,7 @@ from temporal_nsr.checkpointing import sha256_file
 from temporal_nsr.data.dataset import DatasetError, RenderedViews
 from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.model.renderer import SceneRenderer
-from temporal_nsr.runs import Run, load_checkpoint, load_model, load_run
+from temporal_nsr.runs import Run, load_checkpoint, load_model, load_run, run_datamodule
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
 
@@ -282,12 +282,8 @@ def evaluate_split(
 
     Figures map a file stem (``<split>``, ``<split>_unseen``) to a (3, H, W) image in [0, 1].
     """
-    data = run.cfg.data
-    root = Path(data.root)
-    views = {
-        name: RenderedViews(root / name, data.image_size, data.num_timesteps, static=data.static)
-        for name in ("train", split_name)
-    }
+    data = run_datamodule(run.cfg)
+    views = {name: data.split(name) for name in ("train", split_name)}
     split, train = views[split_name], views["train"]
     mean_image = train.mean_image().to(device)  # (3, S, S)
     max_offset = run.renderer.max_offset

@@ -46,7 +46,7 @@ from PIL import Image
 from torch import Tensor
 
 from temporal_nsr.callbacks import image_grid, to_uint8
-from temporal_nsr.data.dataset import DatasetError, RenderedViews
+from temporal_nsr.data.dataset import DatasetError
 from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.inference import (
     ImageError,
@@ -55,7 +55,7 @@ from temporal_nsr.inference import (
     image_batch,
     resolve_device,
 )
-from temporal_nsr.runs import load_model
+from temporal_nsr.runs import load_model, run_datamodule
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
 
@@ -270,10 +270,7 @@ def log_to_wandb(paths: list[Path]) -> None:
 
 def _first_test_image(cfg: DictConfig) -> tuple[Tensor, str]:
     """The first test-split image of a run's dataset and a name for it."""
-    data = cfg.data
-    views = RenderedViews(
-        Path(data.root) / "test", data.image_size, data.num_timesteps, data.get("static", False)
-    )
+    views = run_datamodule(cfg).split("test")
     obj = views.object_names[int(views.original_object_id[0])]
     return views.image(0), f"test_{obj}_{views.files[0].stem}"
 

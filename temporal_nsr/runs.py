@@ -291,16 +291,17 @@ def load_model(
     return load_run(run_dir, checkpoint, device)
 
 
-def run_datamodule(run: Run) -> ViewPairDataModule:
-    """The run's data as its training saw it; ``.split("test")`` opens one split.
+def run_datamodule(cfg: DictConfig) -> ViewPairDataModule:
+    """The data of a loaded run (``Run.cfg``, ``NovelViewRenderer.config``) as its training saw
+    it: ``run_datamodule(run.cfg).split("test")`` opens one split. Nothing is generated.
 
     Raises:
-        CheckpointError: the run names no dataset (an ENR file without ``data=``).
+        CheckpointError: the config names no dataset (an ENR file's, without ``data=``).
     """
-    data = run.cfg.get("data")
+    data = cfg.get("data")
     if data is None or "root" not in data or "_target_" not in data:
         raise CheckpointError(
-            f"{run.checkpoint} is an original ENR file and names no dataset: add data=bend "
+            "an original ENR file names no dataset: add data=bend "
             "data.root=<dataset folder with train/ and the splits> (data.static=true for a "
             "static dataset such as ENR's chairs)"
         )

@@ -183,7 +183,7 @@ def test_keys_map_prefix_by_prefix() -> None:
 def test_enr_file_loads_as_the_rotation_only_model(enr_file: Path) -> None:
     run = load_enr_checkpoint(enr_file)
     assert run.cfg.data.max_offset == 0 and run.cfg.data.image_size == 32
-    assert run.cfg.model.latent_channels == 2
+    assert run.cfg.model.renderer.encoder.latent_channels == 2
     encoder = run.cfg.model.renderer.encoder
     assert list(encoder.channels_3d) == [4, 8] and list(encoder.lift_strides) == [-2, 1, 1]
     assert run.cfg.enr.format == "enr" and run.cfg.enr.temporal_channels == 1

@@ -114,7 +114,7 @@ def test_bad_run_folders_are_clear_errors(tiny_run: Path, tmp_path: Path) -> Non
     other = tmp_path / "other"
     (other / ".hydra").mkdir(parents=True)
     cfg = OmegaConf.load(tiny_run / ".hydra" / "config.yaml")
-    cfg.model.latent_channels = 3
+    cfg.model.renderer.encoder.latent_channels = 3
     OmegaConf.save(cfg, other / ".hydra" / "config.yaml")
     with pytest.raises(CheckpointError, match="no checkpoint"):
         NovelViewRenderer.from_run(other)
