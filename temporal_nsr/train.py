@@ -32,6 +32,11 @@ from temporal_nsr.sweep import write_job_result
 log = logging.getLogger(__name__)
 
 
+class ConfigError(ValueError):
+    """A setting the run cannot use (a model the config cannot build, DDP under a multirun);
+    the message names the key and values that work."""
+
+
 def instantiate_group(group: DictConfig | None) -> list[Any]:
     """Instantiate every entry of a name -> config mapping (conf/logger, conf/callbacks)."""
     if not group:
@@ -46,9 +51,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     temporal-ENR file, or a .ckpt of ours) unless ``ckpt_path`` resumes a run.
 
     Rank 0 also writes ``<output_dir>/metrics.json`` (overrides, best val PSNR, wall time,
-    metrics, status: completed / interrupted / failed), which the sweep summary collects. A
-    SIGTERM saves ``checkpoints/last.ckpt`` and ends the process with status 0 (see
-    temporal_nsr.checkpointing).
+    metrics, status: completed / interrupted / failed), which the sweep summary collects. Every
+    stop of fit (its end, ``max_time``, SIGTERM) leaves ``checkpoints/last.ckpt`` at the furthest
+    step; a SIGTERM then ends the process with status 0 (see temporal_nsr.checkpointing).
+
+    Raises:
+        CheckpointError: a ``ckpt_path`` / ``init_from`` that cannot be read or does not fit.
+        DatasetError: a missing or malformed split the run uses, or an unreachable
+            ``data.max_offset``; found before the first step (``ViewPairDataModule.setup``).
+        ConfigError: a model the config cannot build.
     """
     started = time.perf_counter()
     _restore_start_method()
@@ -114,10 +125,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
             write_job_result(run_dir, _job_result(cfg, trainer, metrics, status, started))
     log.info("metrics: %s", metrics)
     return metrics
-
-
-class ConfigError(ValueError):
-    """A setting that builds no model; the message names the key and values that work."""
 
 
 def _model_error(cfg: DictConfig, error: InstantiationException) -> str:
@@ -256,7 +263,7 @@ def _refuse_ddp_relaunch_in_multirun(trainer: L.Trainer) -> None:
         and HydraConfig.initialized()
         and HydraConfig.get().mode == RunMode.MULTIRUN
     ):
-        raise ValueError(
+        raise ConfigError(
             "trainer.strategy=ddp under a Hydra multirun (-m) would re-run the whole sweep in "
             "every extra rank: use trainer.strategy=ddp_spawn for a local sweep of multi-device "
             "runs, hydra/launcher=slurm (SLURM starts one task per device), or run each "
