@@ -1,3 +1,12 @@
 """temporal_nsr: temporally equivariant neural scene representations."""
 
+import os
+from pathlib import Path
+
 __version__ = "0.1.0"
+
+# The repository root: conf/paths/default.yaml puts data/ and outputs/ under it, wherever a
+# command is started from. Set here, once, for every `python -m temporal_nsr.<entry>`; an
+# exported PROJECT_ROOT wins.
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("PROJECT_ROOT", str(PROJECT_ROOT))

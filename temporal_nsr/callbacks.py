@@ -66,7 +66,7 @@ class LogNovelViews(L.Callback):
         """(K, 3, S, S): the first input rendered at every time offset, at its own pose."""
         renderer = pl_module.renderer
         latent = renderer.encode(batch.source[:1])[0]  # (K, C, D, H, W)
-        dt = torch.arange(latent.shape[0], device=latent.device) - pl_module.max_offset
+        dt = torch.arange(latent.shape[0], device=latent.device) - pl_module.renderer.max_offset
         pose = batch.source_pose[0]
         return renderer.render_views(latent, pose, pose.expand(len(dt), 2), dt)
 

@@ -1,4 +1,5 @@
-"""Crash-safe checkpoints: atomic writes, a checkpoint on SIGTERM, and `ckpt_path=last`."""
+"""Crash-safe checkpoints: atomic writes, safe reads, a final checkpoint on every stop, and
+`ckpt_path=last`."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-log = logging.getLogger(__name__)
+from temporal_nsr.enr_checkpoint import CheckpointError, read_checkpoint
+from temporal_nsr.runs import CHECKPOINT_DIR, LAST, furthest_checkpoint, training_state
 
-LAST = "last.ckpt"
+log = logging.getLogger(__name__)
 
 
 def sha256_file(path: Path) -> str:
@@ -29,12 +31,24 @@ def sha256_file(path: Path) -> str:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes each checkpoint to a temporary file beside it, fsyncs it, then renames it in place.
+    """Writes each checkpoint to a temporary file beside it, fsyncs it, then renames it in place;
+    reads them without running pickled code.
 
     `os.replace` is atomic on POSIX file systems, so a process killed while saving (SIGKILL, OOM,
     node failure) leaves either the previous checkpoint or the new one, never a truncated file.
     Remote paths (s3://, gs://, ...) go through Lightning's own fsspec transaction.
+
+    Every checkpoint Lightning reads (``ckpt_path=`` resume, ``trainer.test(ckpt_path=...)``)
+    comes through ``load_checkpoint``: ``weights_only=True`` whatever Lightning asks for, and a
+    file that needs code to unpickle is a one-line ``CheckpointError`` naming it.
     """
+
+    def load_checkpoint(
+        self, path: str | os.PathLike, map_location: Any = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        if "://" in str(path):
+            return super().load_checkpoint(path, map_location, weights_only=True)
+        return read_checkpoint(path)  # onto the CPU; Lightning moves the states where they go
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None
@@ -67,12 +81,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.close(dir_fd)
 
 
-class CheckpointOnSigterm(L.Callback):
-    """Saves ``<dirpath>/last.ckpt`` when the run is stopped by SIGTERM (SLURM preemption, scancel).
+class CheckpointOnStop(L.Callback):
+    """Saves ``<dirpath>/last.ckpt`` when training stops, whatever stopped it.
 
-    Lightning's signal connector turns SIGTERM into a ``SIGTERMException`` (a ``SystemExit`` with
-    status 0) at the next batch boundary, on every rank at the same step; this callback writes the
-    checkpoint before the exception ends the process, so ``ckpt_path=last`` continues from there.
+    * SIGTERM (SLURM preemption, scancel): Lightning's signal connector turns it into a
+      ``SIGTERMException`` (a ``SystemExit`` with status 0) at the next batch boundary, on every
+      rank at the same step; the checkpoint is written before the exception ends the process.
+    * Any other end of fit (``max_epochs``, ``max_steps``, ``max_time``, early stopping): the
+      ModelCheckpoint saves only at epoch and validation ends, so a time limit mid-epoch would
+      leave last.ckpt behind the furthest state; it is written here when it is behind.
+
+    Either way ``ckpt_path=last`` continues from where training stopped.
 
     Args:
         dirpath: the checkpoint folder of the run (the ModelCheckpoint's).
@@ -94,49 +113,50 @@ class CheckpointOnSigterm(L.Callback):
             log.warning("SIGTERM: saved %s at global step %d", path, trainer.global_step)
         self.saved = path
 
-
-def newest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
-    """The most recently written ``.ckpt`` in ``<run_dir>/checkpoints``, or None.
-
-    That folder holds last.ckpt (end of each epoch, and on SIGTERM), periodic.ckpt (every N steps
-    inside an epoch) and the best epoch: all full training states, so the newest is where a
-    crashed run should continue.
-    """
-    written = {}
-    for path in Path(run_dir, "checkpoints").glob("*.ckpt"):
-        try:
-            written[path] = path.stat().st_mtime_ns
-        except FileNotFoundError:  # a top-k file replaced by a better one meanwhile
-            continue
-    return max(written, key=written.__getitem__, default=None)
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.fast_dev_run or trainer.sanity_checking:
+            return
+        path = self.dirpath / LAST
+        # Rank 0 decides for all: every rank must call save_checkpoint (it holds a barrier).
+        behind = trainer.is_global_zero and (
+            not path.is_file() or training_state(path).global_step < trainer.global_step
+        )
+        if not trainer.strategy.broadcast(behind):
+            return
+        trainer.save_checkpoint(path)
+        log.info("training stopped: saved %s at global step %d", path, trainer.global_step)
+        self.saved = path
 
 
 def resolve_ckpt_path(ckpt_path: str | None, run_dir: str | os.PathLike) -> str | None:
     """Turn the ``ckpt_path`` config value into a checkpoint file, or None to start fresh.
 
     Args:
-        ckpt_path: None; ``"last"``: the newest checkpoint of ``run_dir`` if it has one (so the
-            same command both starts a run and resumes it after a crash or a requeue); a run
-            folder: its newest checkpoint; or a ``.ckpt`` file.
+        ckpt_path: None; ``"last"``: the furthest checkpoint of ``run_dir`` if it has one
+            (``runs.furthest_checkpoint``: by the global step stored in each, so the same
+            command both starts a run and resumes it after a crash, a requeue or a copy); a
+            run folder: its furthest checkpoint; or a ``.ckpt`` file.
         run_dir: this run's output folder.
 
     Raises:
-        FileNotFoundError: a folder or file was named that holds no checkpoint.
+        CheckpointError: a folder or file was named that holds no checkpoint, or a checkpoint
+            of the folder cannot be read.
     """
     if not ckpt_path:
         return None
     if str(ckpt_path) == "last":
-        newest = newest_checkpoint(run_dir)
-        if newest is not None:
-            log.info("resuming from %s", newest)
-            return str(newest)
-        log.warning("ckpt_path=last but %s/checkpoints is empty: training from scratch", run_dir)
+        furthest = furthest_checkpoint(run_dir)
+        if furthest is not None:
+            return str(furthest)
+        log.warning(
+            "ckpt_path=last but %s/%s is empty: training from scratch", run_dir, CHECKPOINT_DIR
+        )
         return None
     path = Path(ckpt_path)
     if path.is_dir():
-        path = newest_checkpoint(path) or path / "checkpoints" / LAST
+        path = furthest_checkpoint(path) or path / CHECKPOINT_DIR / LAST
     if not path.is_file():
-        raise FileNotFoundError(
+        raise CheckpointError(
             f"ckpt_path={ckpt_path}: no checkpoint at {path}; give a .ckpt file, a run folder "
             "holding checkpoints/*.ckpt, or `last` together with hydra.run.dir=<run folder>"
         )

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import hydra
 from omegaconf import DictConfig
 
 from temporal_nsr.learning_curves import CurveError, plot_curves
-
-os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
 
 
 @hydra.main(config_path="../conf", config_name="curves", version_base="1.3")

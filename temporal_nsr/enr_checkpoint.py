@@ -19,7 +19,7 @@ from the weights; a ``temporal_channels`` entry, when a file has one, must agree
 **Slot mapping.** For a pair with dt = t_b - t_a the fork renders its slot j = dt + T // 2
 (its ``int(T / 2)``). Its slots therefore hold dt = -T // 2 .. T - 1 - T // 2, one more
 negative offset than positive: for T = 20, dt = -10 .. 9, and a pair with dt = 10 raised an
-IndexError while dt < -10 silently read slot dt + 30 (DESIGN.md section 3, "Known defect"). Our
+IndexError while dt < -10 silently read slot dt + 30 (docs/design.md, "Known defect"). Our
 latent is symmetric (slot k holds dt = k - M, K = 2 M + 1), so the loader takes
 M = min(T // 2, T - 1 - T // 2) and our slot k = their slot k + T // 2 - M:
 
@@ -84,7 +84,8 @@ FIX_FORMAT = (
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file that cannot be used; the message names the file, the layer, the fix."""
+    """A run folder or checkpoint file that cannot be used (``temporal_nsr.runs``, ``ckpt=``,
+    ``init_from=``, ``ckpt_path=``); the one-line message names the file, the layer, the fix."""
 
 
 class EnrModel(NamedTuple):
@@ -95,8 +96,14 @@ class EnrModel(NamedTuple):
     enr_names: dict[str, str]  # our key -> the file's key, for messages
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint file onto the CPU, tensors and plain containers only.
+def read_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
+    """Load a checkpoint file onto the CPU, tensors and plain containers only: the one reader
+    of every checkpoint (run folders, ``ckpt=``, ``init_from=``, a resumed training state).
+
+    Args:
+        path: the file.
+        mmap: map tensors instead of reading them (cheap when only the step is wanted);
+            files of torch's legacy format are read whole.
 
     Raises:
         CheckpointError: no such file, not a torch file, a file that needs arbitrary code to
@@ -106,7 +113,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = _load(path, mmap)
     except pickle.UnpicklingError as error:
         if "unsupported global" in str(error).lower():
             raise CheckpointError(
@@ -121,6 +128,16 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path} holds a {type(checkpoint).__name__}, not a dict; {FIX_FORMAT}"
         )
     return checkpoint
+
+
+def _load(path: Path, mmap: bool) -> Any:
+    if mmap:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as error:
+            if "zipfile" not in str(error):
+                raise
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def checkpoint_format(checkpoint: Mapping[str, Any], path: str | Path) -> str:
@@ -295,11 +312,11 @@ def enr_config(config: Mapping[str, Any], state: Mapping[str, Tensor], path: Pat
     first_slot = half - max_offset
     kept = list(range(first_slot, first_slot + 2 * max_offset + 1))
     model = OmegaConf.load(CONF_DIR / "model" / "enr.yaml")
-    model.latent_channels = latent_channels
     model.loss = str(config.get("loss_type", "l1"))
     model.ssim_weight = float(config.get("ssim_loss_weight", 0.05))
     model.optimizer.lr = float(config.get("lr", 2.0e-4))
     encoder = model.renderer.encoder
+    encoder.latent_channels = latent_channels
     encoder.channels_2d, encoder.strides_2d = channels_2d, strides_2d
     encoder.inverse_projection = _int_list(config, "num_channels_inv_projection", path)
     encoder.channels_3d, encoder.strides_3d = channels_3d[:-lift], strides_3d[:-lift]
@@ -379,7 +396,7 @@ def model_overrides(cfg: DictConfig) -> list[str]:
     out = [
         f"data.image_size={cfg.data.image_size}",
         f"data.max_offset={cfg.data.max_offset}",
-        f"model.latent_channels={cfg.model.latent_channels}",
+        f"model.renderer.encoder.latent_channels={encoder.latent_channels}",
     ]
     for key in ("channels_2d", "strides_2d", "inverse_projection", "channels_3d", "strides_3d",
                 "lift_strides"):  # fmt: skip

@@ -23,7 +23,6 @@ slots_bend.png}` (see `temporal_nsr.evaluation.report`).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -31,27 +30,19 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from temporal_nsr.checkpointing import sha256_file
-from temporal_nsr.data.dataset import DatasetError, RenderedViews
+from temporal_nsr.data.dataset import DatasetError
+from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.evaluation.bend import BendEstimator
 from temporal_nsr.evaluation.metrics import PSNR_CAP_DB, per_image_scores
 from temporal_nsr.evaluation.predictors import other_object_sources
 from temporal_nsr.evaluation.protocol import EvaluationError, object_names, protocol_pairs
 from temporal_nsr.evaluation.report import write_outputs
 from temporal_nsr.evaluation.split import EvalOptions, evaluate_split
-from temporal_nsr.inference import (
-    CheckpointError,
-    Run,
-    RunError,
-    load_checkpoint,
-    load_model,
-    load_run,
-    resolve_device,
-)
-
-os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
+from temporal_nsr.inference import resolve_device
+from temporal_nsr.runs import Run, load_checkpoint, load_model, load_run, run_datamodule
 
 # Re-exported for callers of the old module layout (tests/test_objects.py).
-__all__ = ["PSNR_CAP_DB", "RunError", "evaluate", "object_names", "other_object_sources",
+__all__ = ["PSNR_CAP_DB", "evaluate", "object_names", "other_object_sources",
            "per_image_scores", "protocol_pairs"]  # fmt: skip
 
 
@@ -63,15 +54,15 @@ def _load_model(cfg: DictConfig, device: str) -> Run:
     data = cfg.get("data")
     if data is None:
         if "root" not in run.cfg.data:
-            raise RunError(
+            raise CheckpointError(
                 f"ckpt={ckpt} is an original ENR file and names no dataset: add data=bend "
                 "data.root=<dataset folder with train/ and the splits> (data.static=true for "
                 "a static dataset such as ENR's chairs)"
             )
         return run
-    size = run.module.renderer.encoder.image_size
+    size = run.renderer.encoder.image_size
     if data.image_size != size:
-        raise RunError(
+        raise CheckpointError(
             f"data.image_size={data.image_size} but the model takes {size} px: set "
             f"data.image_size={size} and use a dataset of that size"
         )
@@ -82,13 +73,6 @@ def _load_model(cfg: DictConfig, device: str) -> Run:
 def _load_baseline(path: str, device: str) -> Run:
     """A rotation-only baseline: a run folder, or a checkpoint file (e.g. an ENR file)."""
     return load_checkpoint(path, device) if Path(path).is_file() else load_run(path, "best", device)
-
-
-def _views(data: DictConfig, split: str) -> RenderedViews:
-    """One split of the run's (or the command line's) dataset."""
-    return RenderedViews(
-        Path(data.root) / split, data.image_size, data.num_timesteps, static=data.static
-    )
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -128,11 +112,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "enr": OmegaConf.to_container(run.cfg.enr) if "enr" in run.cfg else None,
         "splits": {},
     }
-    train = _views(data, "train")
-    model, other = run.module.renderer, baseline.module.renderer if baseline else None
+    datamodule = run_datamodule(run.cfg)
+    train = datamodule.split("train")
+    model, other = run.renderer, baseline.renderer if baseline else None
     rows, figures = {}, {}
     for split in cfg.splits:
-        pools = (_views(data, split), train)
+        pools = (datamodule.split(split), train)
         scored = evaluate_split(split, pools, model, other, options, manifest, device)
         results["splits"][split], rows[split] = scored.summary, scored.rows
         figures.update(scored.figures)
@@ -144,7 +129,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 def main(cfg: DictConfig) -> None:
     try:
         results = evaluate(cfg)
-    except (RunError, CheckpointError, DatasetError, EvaluationError) as error:
+    except (CheckpointError, DatasetError, EvaluationError) as error:
         raise SystemExit(f"evaluate: {error}") from None
     print((Path(results["out_dir"]) / "results.md").read_text())
 

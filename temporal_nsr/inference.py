@@ -28,7 +28,7 @@ object that fills a different fraction of the frame than in training is rendered
 Nothing is cached between calls: ``encode`` returns the latent and the caller keeps it.
 
 ``NovelViewRenderer.from_checkpoint(path)`` loads a checkpoint file instead of a run folder:
-an original ENR or temporal-ENR file (``load_enr_checkpoint``, see
+an original ENR or temporal-ENR file (``temporal_nsr.runs.load_enr_checkpoint``, see
 ``temporal_nsr.enr_checkpoint`` for the format and the slot mapping) or a .ckpt of ours inside
 its run folder.
 """
@@ -38,14 +38,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from PIL import Image
 from torch import Tensor
 
@@ -58,15 +56,8 @@ from temporal_nsr.data.images import (
     open_image,
     rgb_pixels,
 )
-from temporal_nsr.enr_checkpoint import (
-    CheckpointError,
-    checkpoint_format,
-    enr_model,
-    first_mismatch,
-    read_checkpoint,
-)
-from temporal_nsr.lit_module import TemporalNSRModule
 from temporal_nsr.model.renderer import SceneRenderer
+from temporal_nsr.runs import Run, load_checkpoint, load_model, load_run
 
 log = logging.getLogger(__name__)
 
@@ -75,161 +66,12 @@ Angles = float | Sequence[float] | Tensor
 Offsets = int | float | Sequence[float] | Tensor
 
 
-class RunError(ValueError):
-    """A run folder or checkpoint that cannot be loaded; the message says why and what to do."""
-
-
 class ImageError(ValueError):
     """An input image that cannot be read; the message names the file or the bad value."""
 
 
 class ImageTooLargeError(ImageError):
     """An image file over the ``ImageLimits`` it was read with; the message names the limit."""
-
-
-class Run(NamedTuple):
-    cfg: DictConfig
-    module: TemporalNSRModule
-    checkpoint: Path
-
-
-def find_checkpoint(run_dir: Path, which: str) -> Path:
-    """Resolve `best` / `last` / a path to a checkpoint file of `run_dir`."""
-    folder = run_dir / "checkpoints"
-    if which == "last":
-        path = folder / "last.ckpt"
-    elif which == "best":
-        best = sorted(folder.glob("epoch*-psnr*.ckpt"), key=lambda p: p.stat().st_mtime)
-        path = best[-1] if best else folder / "last.ckpt"
-    else:
-        path = Path(which)
-    if not path.is_file():
-        raise RunError(f"no checkpoint {path}; train the run first or pass checkpoint=<path>")
-    return path
-
-
-def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu") -> Run:
-    """Rebuild a run's model from its saved config and load its checkpoint weights.
-
-    Raises:
-        RunError: no run folder (no ``.hydra/config.yaml``), no such checkpoint, an unreadable
-            checkpoint, or one trained with another config (names the first differing
-            parameter).
-    """
-    run_dir = Path(run_dir)
-    config = run_dir / ".hydra" / "config.yaml"
-    if not config.is_file():
-        raise RunError(f"{run_dir} is not a training run folder (no .hydra/config.yaml)")
-    cfg = OmegaConf.load(config)
-    module: TemporalNSRModule = instantiate(cfg.model)
-    path = find_checkpoint(run_dir, checkpoint)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
-    except (OSError, RuntimeError, KeyError, TypeError, EOFError) as error:
-        raise RunError(
-            f"cannot read checkpoint {path} ({type(error).__name__}: {error}); "
-            "pass checkpoint=<path> to a Lightning .ckpt of this run"
-        ) from None
-    expected = module.state_dict()
-    problem = first_mismatch(expected, state)
-    if problem is not None:
-        raise RunError(
-            f"checkpoint {path} does not fit the model of {config}: {problem}; was it "
-            "trained with another config?"
-        )
-    module.load_state_dict(state)
-    return Run(cfg, module.to(device).eval(), path)
-
-
-def load_enr_checkpoint(path: str | Path, device: str = "cpu") -> Run:
-    """Load a file saved by the original ENR code (or its temporal fork) as our model.
-
-    Args:
-        path: a torch file holding {"config", "state_dict"} (``NeuralRenderer.save``).
-        device: where the module goes.
-
-    Returns:
-        ``Run`` whose cfg has ``data`` (image_size, max_offset, static), ``model`` (the
-        constructor tree, as a run's) and ``enr`` (the file's config, its slot count T and
-        which of its slots became ours); module in eval mode.
-
-    Raises:
-        CheckpointError: not a torch file, not ENR's format, a config we cannot rebuild, or
-            weights that disagree with their config (names the first such layer).
-    """
-    path = Path(path)
-    checkpoint = read_checkpoint(path)
-    if checkpoint_format(checkpoint, path) != "enr":
-        raise CheckpointError(
-            f"{path} is a Lightning checkpoint, not an original ENR file; load it with "
-            "load_checkpoint or NovelViewRenderer.from_checkpoint"
-        )
-    return _enr_run(checkpoint, path, device)
-
-
-def _enr_run(checkpoint: dict[str, Any], path: Path, device: str) -> Run:
-    """Our model from the contents of an ENR file already read from ``path``."""
-    enr = enr_model(checkpoint, path)
-    try:
-        module: TemporalNSRModule = instantiate(enr.cfg.model)
-    except InstantiationException as error:  # wraps the model's ValueError
-        raise CheckpointError(
-            f"{path}: its config builds no temporal_nsr model ({error.__cause__ or error})"
-        ) from None
-    problem = first_mismatch(module.state_dict(), enr.state_dict, enr.enr_names)
-    if problem is not None:
-        raise CheckpointError(
-            f"{path}: the weights do not fit the model its own config describes: {problem}; "
-            "the file's config and state_dict disagree"
-        )
-    module.load_state_dict(enr.state_dict)
-    return Run(enr.cfg, module.to(device).eval(), path)
-
-
-def load_checkpoint(path: str | Path, device: str = "cpu") -> Run:
-    """Load a checkpoint file of either kind: an original ENR / temporal-ENR file, or a .ckpt
-    written by ``temporal_nsr.train``, read with its run folder's config (the file sits in
-    ``<run>/checkpoints/`` beside ``<run>/.hydra/config.yaml``).
-
-    Raises:
-        CheckpointError: unreadable file or unknown format (see ``load_enr_checkpoint``).
-        RunError: a .ckpt outside its run folder, or one of another config.
-    """
-    path = Path(path)
-    checkpoint = read_checkpoint(path)
-    if checkpoint_format(checkpoint, path) == "enr":
-        return _enr_run(checkpoint, path, device)  # read once: these files are ~50 MB
-    run_dir = path.resolve().parent.parent
-    if not (run_dir / ".hydra" / "config.yaml").is_file():
-        raise RunError(
-            f"{path} is a temporal_nsr checkpoint but {run_dir}/.hydra/config.yaml, the recipe "
-            "of its model, is missing; keep the file in <run>/checkpoints/ of its run folder "
-            "(or pass run_dir=<run> checkpoint=<file>)"
-        )
-    return load_run(run_dir, str(path), device)
-
-
-def load_model(
-    run_dir: str | Path | None,
-    ckpt: str | Path | None,
-    checkpoint: str = "best",
-    device: str = "cpu",
-) -> Run:
-    """The model named by exactly one of ``run_dir`` (with ``checkpoint``: best, last or a
-    path) and ``ckpt`` (a checkpoint file, see ``load_checkpoint``): the CLIs' ``run_dir=`` /
-    ``ckpt=`` pair.
-
-    Raises:
-        RunError: neither or both given, or a bad run folder. CheckpointError: a bad file.
-    """
-    if (run_dir is None) == (ckpt is None):
-        raise RunError(
-            "give run_dir=<training run folder> or ckpt=<checkpoint file> (an original ENR "
-            "file or a .ckpt of ours), exactly one of them"
-        )
-    return (
-        load_checkpoint(ckpt, device) if ckpt is not None else load_run(run_dir, checkpoint, device)
-    )
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -341,7 +183,7 @@ class NovelViewRenderer:
     """A trained SceneRenderer in eval mode behind an image-in, images-out interface.
 
     Args:
-        renderer: the network (e.g. ``TemporalNSRModule.renderer``); switched to eval mode and
+        renderer: the network (e.g. ``runs.load_run(...).renderer``); switched to eval mode and
             moved to ``device`` and the inference dtype IN PLACE.
         device: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
         config: the run config it came from (``from_run`` sets it), for reference.
@@ -399,7 +241,7 @@ class NovelViewRenderer:
             options: ``precision``, ``channels_last``, ``compile`` (see the class docstring).
 
         Raises:
-            RunError: missing run folder or checkpoint, or a checkpoint of another config.
+            CheckpointError: missing run folder or checkpoint, or one of another config.
         """
         device = resolve_device(device)
         return cls.from_loaded(load_run(run_dir, checkpoint, str(device)), device, **options)
@@ -413,8 +255,8 @@ class NovelViewRenderer:
         its run folder (see ``load_checkpoint``). ``options`` as for ``from_run``.
 
         Raises:
-            CheckpointError: unreadable file or unknown format. RunError: a .ckpt without
-                its run folder.
+            CheckpointError: unreadable file or unknown format, or a .ckpt without its run
+                folder.
         """
         device = resolve_device(device)
         return cls.from_loaded(load_checkpoint(path, str(device)), device, **options)
@@ -423,8 +265,8 @@ class NovelViewRenderer:
     def from_loaded(
         cls, run: Run, device: str | torch.device = "auto", **options: Any
     ) -> NovelViewRenderer:
-        """Wrap a loaded ``Run`` (``load_model``, ``load_run``, ``load_checkpoint``)."""
-        return cls(run.module.renderer, device, run.cfg, run.checkpoint, **options)
+        """Wrap a loaded ``runs.Run`` (``load_model``, ``load_run``, ``load_checkpoint``)."""
+        return cls(run.renderer, device, run.cfg, run.checkpoint, **options)
 
     @property
     def max_offset(self) -> int:
@@ -560,7 +402,7 @@ def load_renderer(cfg: DictConfig) -> NovelViewRenderer:
             and ``ckpt``, plus ``device`` and optionally ``precision`` (default fp32).
 
     Raises:
-        RunError: neither or both of run_dir and ckpt, or a bad run folder. CheckpointError: a
+        CheckpointError: neither or both of run_dir and ckpt, a bad run folder or a
             bad file. ValueError: a precision the device cannot run.
     """
     device = resolve_device(cfg.device)

@@ -34,8 +34,6 @@ class TemporalNSRModule(L.LightningModule):
     Args:
         renderer: the network (encoder, rotation, decoder).
         optimizer: a factory taking the parameters (Hydra `_partial_: true`).
-        latent_channels: C, channels per scene; the configs feed the encoder and decoder from
-            this one number (`model.latent_channels`), and it must match the renderer's.
         scheduler: optional factory taking the optimizer; stepped every epoch.
         loss: reconstruction loss, "l1" (ENR) or "l2".
         ssim_weight: weight of 1 - SSIM (0.05 in ENR).
@@ -49,7 +47,6 @@ class TemporalNSRModule(L.LightningModule):
         self,
         renderer: SceneRenderer,
         optimizer: OptimizerFactory,
-        latent_channels: int,
         scheduler: SchedulerFactory | None = None,
         loss: str = "l1",
         ssim_weight: float = 0.05,
@@ -57,12 +54,6 @@ class TemporalNSRModule(L.LightningModule):
         activation_checkpointing: bool = False,
     ) -> None:
         super().__init__()
-        if renderer.encoder.latent_channels != latent_channels:
-            raise ValueError(
-                f"model.latent_channels={latent_channels} but the encoder makes "
-                f"{renderer.encoder.latent_channels}; set model.renderer.encoder.latent_channels "
-                "to ${model.latent_channels} (as conf/model/enr.yaml does)"
-            )
         if smoothness_weight and renderer.encoder.conditioned:
             raise ValueError(
                 "model.smoothness_weight needs slots (model.renderer.encoder.lift=slots); a "
@@ -87,10 +78,6 @@ class TemporalNSRModule(L.LightningModule):
         self.ssim = torch.nn.ModuleDict(
             {s: StructuralSimilarityIndexMeasure(data_range=1.0) for s in ("val", "test")}
         )
-
-    @property
-    def max_offset(self) -> int:
-        return self.renderer.encoder.max_offset
 
     def render_pairs(self, batch: ViewPair) -> PairRenders:
         """Render each pair in both directions (DESIGN.md §3, "Temporal lift").

@@ -16,19 +16,18 @@ An image file over ``image_limits`` is refused before it is decoded. With an act
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 from torch import Tensor
 
-from temporal_nsr.data.dataset import DatasetError, RenderedViews
+from temporal_nsr.data.dataset import DatasetError
 from temporal_nsr.data.images import ImageLimits
+from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.figures import RenderError, log_to_wandb, render_figures, write_figures
-from temporal_nsr.inference import CheckpointError, ImageError, RunError, load_renderer
-
-os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
+from temporal_nsr.inference import ImageError, load_renderer
+from temporal_nsr.runs import run_datamodule
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +36,7 @@ __all__ = ["RenderError", "render"]
 
 def _first_test_image(cfg: DictConfig) -> tuple[Tensor, str]:
     """The first test-split image of a run's dataset and a name for it."""
-    data = cfg.data
-    views = RenderedViews(
-        Path(data.root) / "test", data.image_size, data.num_timesteps, data.get("static", False)
-    )
+    views = run_datamodule(cfg).split("test")
     obj = views.object_names[int(views.original_object_id[0])]
     return views.image(0), f"test_{obj}_{views.files[0].stem}"
 
@@ -50,7 +46,7 @@ def render(cfg: DictConfig) -> list[Path]:
     them; return the files.
 
     Raises:
-        RunError, CheckpointError, ImageError, DatasetError, RenderError: bad run folder,
+        CheckpointError, ImageError, DatasetError, RenderError: bad run folder,
             checkpoint file, image or setting.
     """
     renderer = load_renderer(cfg)
@@ -88,7 +84,7 @@ def render(cfg: DictConfig) -> list[Path]:
 def main(cfg: DictConfig) -> None:
     try:
         paths = render(cfg)
-    except (RunError, CheckpointError, ImageError, DatasetError, RenderError) as error:
+    except (CheckpointError, ImageError, DatasetError, RenderError) as error:
         raise SystemExit(f"render: {error}") from None
     for path in paths:
         print(path)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import secrets
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -22,13 +22,19 @@ from omegaconf import DictConfig, OmegaConf
 
 from temporal_nsr.acceleration import keep_freed_memory
 from temporal_nsr.checkpointing import AtomicCheckpointIO, resolve_ckpt_path
+from temporal_nsr.data.dataset import DatasetError
 from temporal_nsr.enr_checkpoint import CheckpointError, load_initial_weights
+from temporal_nsr.loggers import resume_options
+from temporal_nsr.model.blocks import resample_side
+from temporal_nsr.runs import training_state
 from temporal_nsr.sweep import write_job_result
 
-# Data and runs default to folders in the repository, wherever the command is started from.
-os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
-
 log = logging.getLogger(__name__)
+
+
+class ConfigError(ValueError):
+    """A setting the run cannot use (a model the config cannot build, DDP under a multirun);
+    the message names the key and values that work."""
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -45,9 +51,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     temporal-ENR file, or a .ckpt of ours) unless ``ckpt_path`` resumes a run.
 
     Rank 0 also writes ``<output_dir>/metrics.json`` (overrides, best val PSNR, wall time,
-    metrics, status: completed / interrupted / failed), which the sweep summary collects. A
-    SIGTERM saves ``checkpoints/last.ckpt`` and ends the process with status 0 (see
-    temporal_nsr.checkpointing).
+    metrics, status: completed / interrupted / failed), which the sweep summary collects. Every
+    stop of fit (its end, ``max_time``, SIGTERM) leaves ``checkpoints/last.ckpt`` at the furthest
+    step; a SIGTERM then ends the process with status 0 (see temporal_nsr.checkpointing).
+
+    Raises:
+        CheckpointError: a ``ckpt_path`` / ``init_from`` that cannot be read or does not fit.
+        DatasetError: a missing or malformed split the run uses, or an unreachable
+            ``data.max_offset``; found before the first step (``ViewPairDataModule.setup``).
+        ConfigError: a model the config cannot build.
     """
     started = time.perf_counter()
     _restore_start_method()
@@ -58,13 +70,24 @@ def train(cfg: DictConfig) -> dict[str, float]:
         keep_freed_memory()
     run_dir = Path(cfg.paths.output_dir)
     datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model)
+    try:
+        model = instantiate(cfg.model)
+    except InstantiationException as error:
+        raise ConfigError(_model_error(cfg, error)) from error
     callbacks = instantiate_group(cfg.get("callbacks"))
-    loggers = [_instantiate_logger(entry, run_dir) for entry in (cfg.get("logger") or {}).values()]
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir) if cfg.train else None
+    resume_step = training_state(Path(ckpt_path)).global_step if ckpt_path else None
+    if ckpt_path:
+        log.info("resuming from %s at global step %d", ckpt_path, resume_step)
+    loggers = [
+        _instantiate_logger(entry, run_dir, resume_step)
+        for entry in (cfg.get("logger") or {}).values()
+    ]
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
     )
     _refuse_ddp_relaunch_in_multirun(trainer)
+    log.info("training on %s, precision %s", trainer.strategy.root_device, trainer.precision)
     # The run's own config (Hydra's settings, saved in .hydra/, are left out).
     run_config = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
     run_config = OmegaConf.to_container(run_config, resolve=True)
@@ -74,7 +97,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
     status = "failed"  # until fit and test return
     try:
         if cfg.train:
-            ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir)
             _initialise(model, cfg.get("init_from"), ckpt_path)
             trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -103,6 +125,53 @@ def train(cfg: DictConfig) -> dict[str, float]:
             write_job_result(run_dir, _job_result(cfg, trainer, metrics, status, started))
     log.info("metrics: %s", metrics)
     return metrics
+
+
+def _model_error(cfg: DictConfig, error: InstantiationException) -> str:
+    """One line for a model the config cannot build; for an image size, the sizes that work.
+
+    Raises:
+        InstantiationException: ``error`` itself when its cause is not a ValueError (a bug,
+            not a setting).
+    """
+    cause = error.__cause__
+    if not isinstance(cause, ValueError):
+        raise error
+    message = f"model: {cause}"
+    sizes = _image_sizes(cfg)
+    if cfg.data.image_size not in sizes:
+        message += (
+            f"; data.image_size={cfg.data.image_size} does not fit the strides of this model, "
+            f"sizes up to {MAX_SIZE_TRIED} that do: {', '.join(map(str, sizes)) or 'none'}"
+        )
+    return message
+
+
+MAX_SIZE_TRIED = 512
+
+
+def _image_sizes(cfg: DictConfig) -> list[int]:
+    """The image sides up to MAX_SIZE_TRIED for which ``cfg.model.renderer`` builds.
+
+    Each candidate that the encoder's 2D strides accept is built on the meta device (shapes
+    only, no memory): the encoder and decoder check the sizes themselves, so their rules live
+    in one place.
+    """
+    trial = cfg.copy()
+    sizes = []
+    for side in range(1, MAX_SIZE_TRIED + 1):
+        try:
+            resample_side(side, cfg.model.renderer.encoder.strides_2d, "strides_2d")
+        except ValueError:
+            continue
+        trial.data.image_size = side
+        try:
+            with torch.device("meta"):
+                instantiate(trial.model.renderer)
+        except InstantiationException:
+            continue
+        sizes.append(side)
+    return sizes
 
 
 def _initialise(model: L.LightningModule, init_from: str | None, ckpt_path: str | None) -> None:
@@ -150,15 +219,17 @@ def _job_result(
     }
 
 
-def _instantiate_logger(entry: DictConfig, run_dir: Path) -> Any:
-    """Instantiate one logger; a W&B run is grouped per sweep and resumable from its run dir.
+def _instantiate_logger(entry: DictConfig, run_dir: Path, resume_step: int | None = None) -> Any:
+    """Instantiate one logger; a resumed run keeps its history (``temporal_nsr.loggers``), a
+    W&B run is grouped per sweep and resumable from its run dir.
 
     The W&B run id is kept in ``<run dir>/wandb_run_id``, so resuming in the same folder
     (``hydra.run.dir=<run dir> ckpt_path=last``, or a requeued SLURM job) continues the same
     W&B run. In a multirun, every job's group is ``<group>-<sweep folder name>``.
     """
-    if not str(entry.get("_target_", "")).endswith("WandbLogger"):
-        return instantiate(entry)
+    target = str(entry.get("_target_", ""))
+    if not target.endswith("WandbLogger"):
+        return instantiate(entry, **resume_options(target, resume_step))
     extra: dict[str, Any] = {}
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         hydra_cfg = HydraConfig.get()
@@ -192,7 +263,7 @@ def _refuse_ddp_relaunch_in_multirun(trainer: L.Trainer) -> None:
         and HydraConfig.initialized()
         and HydraConfig.get().mode == RunMode.MULTIRUN
     ):
-        raise ValueError(
+        raise ConfigError(
             "trainer.strategy=ddp under a Hydra multirun (-m) would re-run the whole sweep in "
             "every extra rank: use trainer.strategy=ddp_spawn for a local sweep of multi-device "
             "runs, hydra/launcher=slurm (SLURM starts one task per device), or run each "
@@ -214,7 +285,7 @@ def _finish_wandb(loggers: list[Any]) -> None:
 def main(cfg: DictConfig) -> float | None:
     try:
         metrics = train(cfg)
-    except CheckpointError as error:
+    except (CheckpointError, DatasetError, ConfigError) as error:
         raise SystemExit(f"train: {error}") from None
     return metrics.get(cfg.optimized_metric) if cfg.get("optimized_metric") else None
 

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
-from temporal_nsr.config import compose_config
+from temporal_nsr.config import CONF_DIR, compose_config
 from tests.conftest import EXPERIMENTS
 
 
@@ -19,8 +20,8 @@ def test_experiment_composes_and_instantiates(experiment: str, tmp_path: Path) -
     datamodule = instantiate(cfg.data)
     assert datamodule.hparams.max_offset == cfg.data.max_offset
     model = instantiate(cfg.model)
-    assert model.max_offset == cfg.data.max_offset
-    assert model.renderer.encoder.latent_channels == cfg.model.latent_channels
+    assert model.renderer.max_offset == cfg.data.max_offset
+    assert model.renderer.decoder.latent_channels == cfg.model.renderer.encoder.latent_channels
 
 
 @pytest.mark.parametrize("logger", ["csv", "tensorboard", "wandb", "none"])
@@ -35,13 +36,36 @@ def test_command_line_overrides_reach_the_model(tmp_path: Path) -> None:
     cfg = compose_config(
         [
             "experiment=tiny",
-            "model.latent_channels=5",
+            "model.renderer.encoder.latent_channels=5",
             "data.max_offset=1",
             "model.smoothness_weight=0.3",
             f"paths.output_dir={tmp_path}",
         ]
     )
     model = instantiate(cfg.model)
-    assert model.renderer.encoder.latent_channels == 5
+    assert model.renderer.encoder.latent_channels == model.renderer.decoder.latent_channels == 5
     assert model.renderer.encoder.num_slots == 3
     assert model.smoothness_weight == pytest.approx(0.3)
+
+
+@pytest.mark.parametrize("entry", ["evaluate", "render", "export", "viewer"])
+def test_every_command_takes_its_model_from_the_one_source_group(entry: str) -> None:
+    source = OmegaConf.load(CONF_DIR / "source" / "default.yaml")
+    assert set(source) == {"run_dir", "ckpt", "checkpoint"}
+    assert not set(source) & set(OmegaConf.load(CONF_DIR / f"{entry}.yaml"))  # defined once
+    cfg = compose_config([], config_name=entry)
+    assert (cfg.run_dir, cfg.ckpt, cfg.checkpoint) == (None, None, "best")
+    cfg = compose_config(["run_dir=outputs/x", "checkpoint=last"], config_name=entry)
+    assert (cfg.run_dir, cfg.checkpoint) == ("outputs/x", "last")
+    assert compose_config(["ckpt=chairs.pt"], config_name=entry).ckpt == "chairs.pt"
+
+
+def test_common_trainer_keys_are_settable(tmp_path: Path) -> None:
+    keys = ["max_steps=5", "max_epochs=2", "min_epochs=1", "val_check_interval=0.5",
+            "limit_train_batches=2", "limit_val_batches=1", "limit_test_batches=1",
+            "accumulate_grad_batches=2", "gradient_clip_val=1.0"]  # fmt: skip
+    cfg = compose_config(["experiment=tiny", f"paths.output_dir={tmp_path}"]
+                         + [f"trainer.{k}" for k in keys])  # fmt: skip
+    trainer = instantiate(cfg.trainer, logger=False, enable_progress_bar=False)
+    assert trainer.max_steps == 5 and trainer.accumulate_grad_batches == 2
+    assert trainer.limit_test_batches == 1 and trainer.gradient_clip_val == 1.0

@@ -125,15 +125,38 @@ def test_mean_train_image(data: Path) -> None:
     torch.testing.assert_close(mean, expected)
 
 
+def test_refuses_slots_that_never_train(data: Path) -> None:
+    make(data, max_offset=3).setup("fit")
+    with pytest.raises(DatasetError) as error:
+        make(data, max_offset=5).setup("fit")
+    message = str(error.value)
+    assert "[-5, -4, 4, 5]" in message  # train timesteps 0..3 reach |dt| <= 3
+    assert "[0, 1, 9, 10]" in message
+    assert "the largest useful value is data.max_offset=3" in message
+    assert "data.allow_unreachable_offsets=true" in message and "\n" not in message
+
+
 def test_warns_about_slots_that_never_train(data: Path, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="temporal_nsr.data.datamodule"):
-        make(data, max_offset=3).setup("fit")
+        make(data, max_offset=3, allow_unreachable_offsets=True).setup("fit")
     assert not caplog.records
     with caplog.at_level(logging.WARNING, logger="temporal_nsr.data.datamodule"):
-        make(data, max_offset=5).setup("fit")
+        make(data, max_offset=5, allow_unreachable_offsets=True).setup("fit")
     (record,) = caplog.records
     assert "[-5, -4, 4, 5]" in record.getMessage()  # train timesteps 0..3 reach |dt| <= 3
     assert "[0, 1, 9, 10]" in record.getMessage()
+
+
+def test_fit_setup_validates_the_test_split_too(data: Path, tmp_path: Path) -> None:
+    copy = shutil.copytree(data, tmp_path / "tiny")
+    damaged = sorted((copy / "test").glob("*/*.png"))[0]
+    damaged.write_bytes(b"not a png")
+    with pytest.raises(DatasetError, match=str(damaged)):
+        make(copy).setup("fit")
+    dm = make(copy, check_test_split=False)  # a run with test=false never opens it
+    dm.setup("fit")
+    assert sorted(dm.datasets) == ["train", "val"]
+    assert len(make(data).split("val")) == 2 * 4
 
 
 def test_static_mode(data: Path) -> None:

@@ -35,15 +35,11 @@ from temporal_nsr.enr_checkpoint import (
     rename_enr_key,
 )
 from temporal_nsr.evaluate import evaluate
-from temporal_nsr.inference import (
-    NovelViewRenderer,
-    RunError,
-    load_checkpoint,
-    load_enr_checkpoint,
-)
+from temporal_nsr.inference import NovelViewRenderer
 from temporal_nsr.lit_module import TemporalNSRModule
 from temporal_nsr.model.encoder import Encoder, spherical_mask
 from temporal_nsr.render import RenderError, render
+from temporal_nsr.runs import load_checkpoint, load_enr_checkpoint
 from temporal_nsr.train import train
 
 # A 32 px ENR model: 2D 32 -> 16 -> 8 px, depth 8, scene C = 2 on 8^3 (lift: -2, 1, 1).
@@ -141,7 +137,7 @@ def input_image() -> Tensor:
 
 
 def _renders(run, dt: int, poses=TARGET_POSES) -> Tensor:
-    net = run.module.renderer
+    net = run.renderer
     with torch.no_grad():
         latent = net.encode(input_image())[0]
         n = len(poses)
@@ -187,15 +183,15 @@ def test_keys_map_prefix_by_prefix() -> None:
 def test_enr_file_loads_as_the_rotation_only_model(enr_file: Path) -> None:
     run = load_enr_checkpoint(enr_file)
     assert run.cfg.data.max_offset == 0 and run.cfg.data.image_size == 32
-    assert run.cfg.model.latent_channels == 2
+    assert run.cfg.model.renderer.encoder.latent_channels == 2
     encoder = run.cfg.model.renderer.encoder
     assert list(encoder.channels_3d) == [4, 8] and list(encoder.lift_strides) == [-2, 1, 1]
     assert run.cfg.enr.format == "enr" and run.cfg.enr.temporal_channels == 1
     assert OmegaConf.to_container(run.cfg.enr.config) == ENR_CONFIG
-    assert not run.module.training
+    assert not run.renderer.training and run.step is None
     # Every tensor arrives unchanged under its new name; the mask is not stored.
     state = known_state(ENR_CONFIG)
-    ours = run.module.state_dict()
+    ours = {f"renderer.{k}": v for k, v in run.renderer.state_dict().items()}
     assert len(ours) == len(state) - 1
     for key, value in ours.items():
         assert torch.equal(value, state[enr_key(key)]), key
@@ -212,7 +208,7 @@ def test_fork_slots_map_onto_ours(fork_file: Path) -> None:
     enr = run.cfg.enr
     # Their slot j holds dt = j - T // 2 = j - 2, i.e. -2..1; ours are symmetric: -1..1.
     assert enr.format == "temporal_enr" and enr.temporal_channels == FORK_SLOTS
-    assert run.cfg.data.max_offset == 1 and run.module.max_offset == 1
+    assert run.cfg.data.max_offset == 1 and run.renderer.max_offset == 1
     assert list(enr.their_slots_kept) == [1, 2, 3] and list(enr.their_slots_dropped) == [0]
     for i, dt in enumerate((-1, 0, 1)):
         image = _renders(run, dt, TARGET_POSES[1:2])
@@ -236,7 +232,7 @@ def test_latent_slots_must_fit_in_the_lift() -> None:
 
 def test_declared_slot_count_must_agree_with_the_weights(tmp_path: Path) -> None:
     config = {**ENR_CONFIG, "temporal_channels": FORK_SLOTS}
-    assert load_enr_checkpoint(write_enr(tmp_path / "a.pt", config, FORK_SLOTS)).module
+    assert load_enr_checkpoint(write_enr(tmp_path / "a.pt", config, FORK_SLOTS)).renderer
     wrong = write_enr(tmp_path / "b.pt", {**ENR_CONFIG, "temporal_channels": 5}, FORK_SLOTS)
     with pytest.raises(CheckpointError, match="temporal_channels'] = 5 but the weights hold 4"):
         load_enr_checkpoint(wrong)
@@ -303,7 +299,7 @@ def test_from_checkpoint_reads_our_ckpt_in_its_run_folder(tiny_run: Path, tmp_pa
     alone = tmp_path / "alone.ckpt"
     alone.write_bytes(ckpt.read_bytes())
     with pytest.raises(
-        RunError, match=r"\.hydra/config\.yaml, the recipe of its model, is missing"
+        CheckpointError, match=r"\.hydra/config\.yaml, the recipe of its model, is missing"
     ):
         load_checkpoint(alone)
 
@@ -318,7 +314,7 @@ def test_render_cli_takes_an_enr_file(enr_file: Path, tmp_path: Path) -> None:
     assert {"slots.png", "turntable.gif"} <= {p.name for p in written}
     with pytest.raises(RenderError, match="names no dataset: pass image="):
         render(compose_config(overrides, "render"))
-    with pytest.raises(RunError, match="exactly one of them"):
+    with pytest.raises(CheckpointError, match="exactly one of them"):
         render(compose_config([*overrides, f"run_dir={tmp_path}"], "render"))
 
 
@@ -326,7 +322,7 @@ def test_evaluate_cli_takes_an_enr_file_and_a_dataset(
     enr_file: Path, tiny_data: Path, tmp_path: Path
 ) -> None:
     base = [f"ckpt={enr_file}", "device=cpu", f"paths.output_dir={tmp_path}/out"]
-    with pytest.raises(RunError, match="names no dataset: add data=bend"):
+    with pytest.raises(CheckpointError, match="names no dataset: add data=bend"):
         evaluate(compose_config(base, "evaluate"))
     data = ["data=bend", f"data.root={tiny_data}", "data.image_size=32", "data.num_timesteps=6"]
     results = evaluate(compose_config([*base, *data, f"baseline_run_dir={enr_file}"], "evaluate"))
@@ -336,7 +332,7 @@ def test_evaluate_cli_takes_an_enr_file_and_a_dataset(
     same_time = results["splits"]["val"]["by_setting"]["same_time"]
     # The ENR file is both the model and the baseline: identical scores on identical pairs.
     assert same_time["model"] == same_time["baseline"]
-    with pytest.raises(RunError, match="data.image_size=64 but the model takes 32 px"):
+    with pytest.raises(CheckpointError, match="data.image_size=64 but the model takes 32 px"):
         evaluate(compose_config([*base, *data, "data.image_size=64"], "evaluate"))
 
 
@@ -379,7 +375,7 @@ def test_fine_tune_shape_mismatch_names_the_first_layer(
     fork = model_overrides(load_enr_checkpoint(fork_file).cfg)
     assert "+model.renderer.encoder.lift_slots=4" in fork
     assert "+model.renderer.encoder.first_slot=1" in fork
-    module = load_checkpoint(fork_file).module
+    module = instantiate(load_checkpoint(fork_file).cfg.model)
     load_initial_weights(module, fork_file)
 
 
@@ -389,3 +385,19 @@ def test_fine_tune_from_our_ckpt(tiny_run: Path, tiny_data: Path, tmp_path: Path
     assert math.isfinite(metrics["train/loss"])
     with pytest.raises(CheckpointError, match="train with the config of the run that wrote it"):
         train(_train_cfg(tiny_data, tmp_path / "b", f"init_from={ckpt}", "data.max_offset=1"))
+
+
+def test_an_enr_file_cannot_run_code(enr_file: Path, tmp_path: Path) -> None:
+    from tests.test_inference import malicious_checkpoint
+
+    marker = tmp_path / "marker"
+    state = torch.load(enr_file, weights_only=True)
+    bad = malicious_checkpoint(tmp_path / "chairs.pt", marker, state)
+    for load in (load_checkpoint, load_enr_checkpoint, NovelViewRenderer.from_checkpoint):
+        with pytest.raises(CheckpointError, match="could run code") as error:
+            load(bad)
+        assert str(bad) in str(error.value) and "\n" not in str(error.value)
+    module = TemporalNSRModule.__new__(TemporalNSRModule)
+    with pytest.raises(CheckpointError, match="could run code"):
+        load_initial_weights(module, bad)  # init_from=
+    assert not marker.exists()

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from temporal_nsr.config import compose_config
-from temporal_nsr.evaluate import PSNR_CAP_DB, RunError, evaluate, per_image_scores
+from temporal_nsr.enr_checkpoint import CheckpointError
+from temporal_nsr.evaluate import PSNR_CAP_DB, evaluate, per_image_scores
 
 
 def _eval_cfg(run_dir: Path, **extra):
@@ -104,7 +105,7 @@ def test_identical_images_have_capped_psnr() -> None:
 
 
 def test_missing_run_folder_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(RunError, match="not a training run folder"):
+    with pytest.raises(CheckpointError, match="not a training run folder"):
         evaluate(_eval_cfg(tmp_path / "nope"))
 
 

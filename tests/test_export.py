@@ -15,6 +15,7 @@ import torch
 
 from temporal_nsr.checkpointing import sha256_file
 from temporal_nsr.config import compose_config
+from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.export import (
     SIDECAR,
     ExportError,
@@ -24,8 +25,8 @@ from temporal_nsr.export import (
     open_graphs,
     read_sidecar,
 )
-from temporal_nsr.inference import RunError, load_enr_checkpoint, load_run
 from temporal_nsr.model.renderer import SceneRenderer
+from temporal_nsr.runs import load_enr_checkpoint, load_run
 
 # torch.jit.load (and the test's torch.jit.script) warn that TorchScript is deprecated.
 pytestmark = pytest.mark.filterwarnings(
@@ -55,7 +56,7 @@ def onnx_dir(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def eager(tiny_run: Path) -> SceneRenderer:
-    return load_run(tiny_run, "last").module.renderer.eval()
+    return load_run(tiny_run, "last").renderer.eval()
 
 
 def _inputs(batch: int, size: int, seed: int) -> dict[str, torch.Tensor]:
@@ -161,7 +162,7 @@ def test_ckpt_exports_an_original_enr_file(tmp_path: Path) -> None:
     meta = read_sidecar(files[-1].parent)
     assert (meta["max_offset"], meta["num_slots"], meta["run_dir"]) == (0, 1, None)
     assert meta["checkpoint_sha256"] == sha256_file(path)
-    eager = load_enr_checkpoint(path).module.renderer
+    eager = load_enr_checkpoint(path).renderer
     graphs = open_graphs(files[-1].parent)
     x = {k: v.numpy() for k, v in _inputs(3, 32, seed=5).items()}
     scene = graphs["slot"](latent=graphs["encoder"](image=x["image"]), dt=np.zeros(3, np.float32))
@@ -212,7 +213,7 @@ def test_benchmark_times_graphs_and_eager(onnx_dir: Path, eager: SceneRenderer) 
 def test_bad_inputs_are_one_line_errors(
     tiny_run: Path, eager: SceneRenderer, tmp_path: Path
 ) -> None:
-    with pytest.raises(RunError, match="is not a training run folder"):
+    with pytest.raises(CheckpointError, match="is not a training run folder"):
         _export(tmp_path / "missing", tmp_path / "o")
     with pytest.raises(ExportError, match="format must be one of onnx, torchscript; got 'tflite'"):
         _export(tiny_run, tmp_path / "o", "format=tflite")
@@ -222,7 +223,7 @@ def test_bad_inputs_are_one_line_errors(
         export_renderer(copy.deepcopy(eager).bfloat16(), tmp_path / "bf16", "torchscript")
     with pytest.raises(ExportError, match="export.json is missing"):
         read_sidecar(tmp_path)
-    with pytest.raises(RunError, match="exactly one of them"):
+    with pytest.raises(CheckpointError, match="exactly one of them"):
         export(compose_config([f"paths.output_dir={tmp_path}"], "export"))
     # The command line: one line on stderr, exit status 1, no traceback.
     argv = ["-m", "temporal_nsr.export", f"run_dir={tiny_run}", "format=tflite",

@@ -12,7 +12,8 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from temporal_nsr.inference import ImageError, NovelViewRenderer, RunError
+from temporal_nsr.enr_checkpoint import CheckpointError
+from temporal_nsr.inference import ImageError, NovelViewRenderer
 
 
 def _tensor(png: Path) -> torch.Tensor:
@@ -107,18 +108,18 @@ def test_unreadable_images_are_clear_errors(renderer: NovelViewRenderer, tmp_pat
 
 
 def test_bad_run_folders_are_clear_errors(tiny_run: Path, tmp_path: Path) -> None:
-    with pytest.raises(RunError, match="not a training run folder"):
+    with pytest.raises(CheckpointError, match="not a training run folder"):
         NovelViewRenderer.from_run(tmp_path / "nope")
     # A config of another model next to this run's checkpoint.
     other = tmp_path / "other"
     (other / ".hydra").mkdir(parents=True)
     cfg = OmegaConf.load(tiny_run / ".hydra" / "config.yaml")
-    cfg.model.latent_channels = 3
+    cfg.model.renderer.encoder.latent_channels = 3
     OmegaConf.save(cfg, other / ".hydra" / "config.yaml")
-    with pytest.raises(RunError, match="no checkpoint"):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
         NovelViewRenderer.from_run(other)
     shutil.copytree(tiny_run / "checkpoints", other / "checkpoints")
-    with pytest.raises(RunError) as error:
+    with pytest.raises(CheckpointError) as error:
         NovelViewRenderer.from_run(other)
     message = str(error.value)
     assert "does not fit the model" in message
@@ -145,3 +146,50 @@ def test_relative_pose_of_an_input_at_zero_elevation() -> None:
     target = torch.tensor([[-75.0, 33.0]], dtype=torch.float64)
     relative = torch.tensor([[-115.0, 33.0]], dtype=torch.float64)
     assert torch.allclose(source_to_target(source, target), pose_to_rotation(relative))
+
+
+class WritesMarker:
+    """Pickles to a call of open(marker, "w"): loading it with weights_only=False creates the
+    marker file, the harmless stand-in for code run from a checkpoint."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+def malicious_checkpoint(path: Path, marker: Path, state: dict) -> Path:
+    """A checkpoint file holding ``state`` plus an object that runs code when unpickled."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({**state, "payload": WritesMarker(marker)}, path)
+    return path
+
+
+def test_a_run_folder_cannot_run_code(tiny_run: Path, tmp_path: Path) -> None:
+    from temporal_nsr.runs import load_run
+
+    shared = tmp_path / "shared"
+    shutil.copytree(tiny_run / ".hydra", shared / ".hydra")
+    state = torch.load(tiny_run / "checkpoints" / "last.ckpt", weights_only=True)
+    marker = tmp_path / "marker"
+    bad = malicious_checkpoint(shared / "checkpoints" / "last.ckpt", marker, state)
+    for which in ("best", "last", str(bad)):
+        with pytest.raises(CheckpointError) as error:
+            load_run(shared, which)
+        message = str(error.value)
+        assert str(bad) in message and "could run code" in message and "\n" not in message
+    with pytest.raises(CheckpointError, match="could run code"):
+        NovelViewRenderer.from_checkpoint(bad)
+    assert not marker.exists()
+
+
+def test_checkpoint_choice_is_logged_with_its_step(
+    tiny_run: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from temporal_nsr.runs import load_run
+
+    with caplog.at_level(logging.INFO, logger="temporal_nsr.runs"):
+        run = load_run(tiny_run, "last")
+    assert run.step == 8 and run.checkpoint.name == "last.ckpt"
+    assert f"loaded {run.checkpoint} (global step 8) on cpu, weights float32" in caplog.text

@@ -22,8 +22,10 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 
 from temporal_nsr import checkpointing
-from temporal_nsr.checkpointing import AtomicCheckpointIO, newest_checkpoint, resolve_ckpt_path
+from temporal_nsr.checkpointing import AtomicCheckpointIO, resolve_ckpt_path
 from temporal_nsr.config import compose_config
+from temporal_nsr.enr_checkpoint import CheckpointError
+from temporal_nsr.runs import furthest_checkpoint
 from temporal_nsr.sweep import write_job_result, write_summary
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,7 +122,7 @@ def _wait_for_step(proc: subprocess.Popen, run_dir: Path, step: int, timeout: fl
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, "training ended before it could be interrupted"
-        ckpt = newest_checkpoint(run_dir)
+        ckpt = furthest_checkpoint(run_dir)
         # Safe while training runs: checkpoints are replaced atomically, never written in place
         # (a superseded best checkpoint may vanish, though).
         with contextlib.suppress(FileNotFoundError):
@@ -163,9 +165,8 @@ def test_optuna_search_stores_its_study_and_resumes_it(tiny_data: Path, tmp_path
     study = optuna.load_study(study_name="bend_optuna", storage=storage)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
     assert study.best_value > 0
-    assert {"model.optimizer.lr", "model.smoothness_weight", "model.latent_channels"} <= set(
-        study.best_params
-    )
+    searched = {"model.optimizer.lr", "model.smoothness_weight"}
+    assert searched | {"model.renderer.encoder.latent_channels"} <= set(study.best_params)
     _train([*search, "hydra.sweeper.n_trials=1"])  # the same command again: one more trial
     study = optuna.load_study(study_name="bend_optuna", storage=storage)
     assert len(study.trials) == 3
@@ -250,7 +251,7 @@ def test_kill9_mid_epoch_then_resume_continues_at_the_saved_step(
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    saved = torch.load(newest_checkpoint(run_dir), weights_only=False)
+    saved = torch.load(furthest_checkpoint(run_dir), weights_only=False)
     step = saved["global_step"]
     _train([*args, "ckpt_path=last", f"trainer.max_epochs={saved['epoch'] + 2}",
             *_probe(probes, "resumed")])  # fmt: skip
@@ -310,19 +311,20 @@ def _umask() -> int:
 
 
 def test_resolve_ckpt_path(tmp_path: Path) -> None:
+    """`last` is the highest stored global step, whatever the files' modification times."""
     assert resolve_ckpt_path(None, tmp_path) is None
     assert resolve_ckpt_path("last", tmp_path) is None  # nothing yet: start fresh
-    last = tmp_path / "checkpoints" / "last.ckpt"
-    last.parent.mkdir()
-    last.write_bytes(b"")
-    assert resolve_ckpt_path("last", tmp_path) == str(last)
-    periodic = last.with_name("periodic.ckpt")
-    periodic.write_bytes(b"")
-    os.utime(last, ns=(1, 1))
-    assert resolve_ckpt_path("last", tmp_path) == str(periodic)  # the newest wins
-    os.utime(periodic, ns=(0, 0))
-    assert resolve_ckpt_path(str(tmp_path), tmp_path / "new") == str(last)
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    states = {"last.ckpt": 400, "periodic.ckpt": 600, "epoch003-psnr20.00.ckpt": 400}
+    for name, step in states.items():
+        torch.save({"global_step": step, "epoch": step // 200}, folder / name)
+    os.utime(folder / "periodic.ckpt", ns=(1, 1))  # as a copy may leave it: the oldest file
+    assert resolve_ckpt_path("last", tmp_path) == str(folder / "periodic.ckpt")
+    torch.save({"global_step": 600, "epoch": 3}, folder / "last.ckpt")
+    assert resolve_ckpt_path("last", tmp_path) == str(folder / "last.ckpt")  # a tie: last.ckpt
+    assert resolve_ckpt_path(str(tmp_path), tmp_path / "new") == str(folder / "last.ckpt")
+    with pytest.raises(CheckpointError, match="no checkpoint"):
         resolve_ckpt_path(str(tmp_path / "missing"), tmp_path)
 
 
@@ -337,3 +339,25 @@ def test_sweep_summary_lists_failed_and_finished_jobs(tmp_path: Path) -> None:
     assert rows[2].startswith("| 0 | `seed=1` | 20.50 |")
     assert rows[3].startswith("| 1 | `seed=2` |  |") and rows[3].endswith("interrupted |")
     assert write_summary(tmp_path / "empty") is None
+
+
+def test_resume_from_a_file_that_runs_code_is_one_line(
+    tiny_data: Path, tiny_run: Path, tmp_path: Path
+) -> None:
+    from tests.test_inference import malicious_checkpoint
+
+    marker = tmp_path / "marker"
+    state = torch.load(tiny_run / "checkpoints" / "last.ckpt", weights_only=True)
+    bad = malicious_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt", marker, state)
+    with pytest.raises(CheckpointError, match="could run code"):
+        AtomicCheckpointIO().load_checkpoint(bad)  # what Lightning's resume calls
+    done = subprocess.run(
+        _command([*_base(tiny_data, tmp_path), f"hydra.run.dir={tmp_path / 'run'}",
+                  "ckpt_path=last"]),
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"train: {bad} holds Python objects") and "could run code" in last
+    assert not marker.exists()

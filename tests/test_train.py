@@ -1,13 +1,22 @@
 """End-to-end runs through train(): every experiment once, checkpoints, resume, loggers."""
 
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf, open_dict
 
+from temporal_nsr.checkpointing import resolve_ckpt_path
 from temporal_nsr.config import compose_config
-from temporal_nsr.train import train
+from temporal_nsr.data.dataset import DatasetError
+from temporal_nsr.train import ConfigError, train
 from tests.conftest import EXPERIMENTS
 
 
@@ -105,3 +114,129 @@ def test_mixed_precision_and_gradient_clipping_train(cfg_train) -> None:
     metrics = train(cfg_train)
     assert torch.isfinite(torch.tensor(metrics["train/loss"]))
     assert torch.isfinite(torch.tensor(metrics["test/psnr"]))
+
+
+def _logged_steps(csv_file: Path, column: str) -> list[int]:
+    """Steps of the rows of a CSV log that hold `column`, in file order."""
+    with csv_file.open(newline="") as file:
+        return [int(row["step"]) for row in csv.DictReader(file) if row.get(column)]
+
+
+def _tensorboard_steps(folder: Path, tag: str) -> list[int]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return [event.step for event in events.Scalars(tag)]
+
+
+def test_resume_keeps_the_whole_metric_history(cfg_train, tmp_path: Path) -> None:
+    """An interrupted run resumed from an older checkpoint: each logged step appears once."""
+    loggers = [compose_config([f"logger={name}", f"paths.output_dir={tmp_path}"]).logger
+               for name in ("csv", "tensorboard")]  # fmt: skip
+    both = {k: v for node in loggers for k, v in OmegaConf.to_container(node, resolve=True).items()}
+    with open_dict(cfg_train):
+        cfg_train.logger = both
+    cfg_train.test = False
+    checkpoints = tmp_path / "checkpoints"
+    train(cfg_train)  # 2 epochs, steps 0..7
+    kept = {p.name: p.read_bytes() for p in checkpoints.glob("*.ckpt")}
+    cfg_train.ckpt_path = "last"
+    cfg_train.trainer.max_epochs = 3
+    train(cfg_train)  # steps 8..11, logged; then "the crash": its checkpoints are lost
+    for path in checkpoints.glob("*.ckpt"):
+        path.unlink()
+    for name, data in kept.items():
+        (checkpoints / name).write_bytes(data)
+    cfg_train.trainer.max_epochs = 4
+    train(cfg_train)  # resumes at step 8 again, logs 8..15
+    csv_file = tmp_path / "csv" / "metrics.csv"
+    assert _logged_steps(csv_file, "train/loss") == list(range(16))
+    assert _logged_steps(csv_file, "val/psnr") == [3, 7, 11, 15]  # one per epoch
+    assert _tensorboard_steps(tmp_path / "tensorboard", "train/loss") == list(range(16))
+
+
+def test_last_is_the_furthest_state_after_a_copy_scrambles_mtimes(
+    cfg_train, tmp_path: Path
+) -> None:
+    from temporal_nsr.runs import find_checkpoint, training_state
+
+    train(cfg_train)
+    checkpoints = tmp_path / "checkpoints"
+    (best,) = checkpoints.glob("epoch*-psnr*.ckpt")
+    behind = checkpoints / "periodic.ckpt"  # an older state, written last by the "copy"
+    behind.write_bytes(best.read_bytes())
+    shutil.copy(tmp_path / "checkpoints" / "last.ckpt", behind)
+    state = torch.load(behind, weights_only=True)
+    state["global_step"] = 2
+    torch.save(state, behind)
+    copied = tmp_path / "copied"
+    shutil.copytree(tmp_path, copied, ignore=shutil.ignore_patterns("copied"))
+    os.utime(copied / "checkpoints" / "last.ckpt", ns=(1, 1))  # the oldest file now
+    last = find_checkpoint(copied, "last")
+    assert last.name == "last.ckpt" and training_state(last).global_step == 8
+    assert resolve_ckpt_path("last", copied) == str(last)
+    assert find_checkpoint(copied, "best").name == best.name  # what ModelCheckpoint recorded
+    cfg_train.ckpt_path = "last"
+    cfg_train.paths.output_dir = str(copied)
+    cfg_train.trainer.max_epochs = 3
+    train(cfg_train)
+    assert training_state(copied / "checkpoints" / "last.ckpt").global_step == 12
+
+
+def test_a_time_limit_stop_saves_the_final_state(cfg_train, tmp_path: Path) -> None:
+    from temporal_nsr.runs import training_state
+
+    cfg_train.trainer.max_epochs = 1000
+    cfg_train.trainer.max_time = "00:00:00:03"
+    cfg_train.test = False
+    metrics = train(cfg_train)
+    assert metrics
+    step = training_state(tmp_path / "checkpoints" / "last.ckpt").global_step
+    result = json.loads((tmp_path / "metrics.json").read_text())
+    assert result["global_step"] == step > 0
+
+
+def test_max_steps_is_a_trainer_key(cfg_train, tmp_path: Path) -> None:
+    from temporal_nsr.runs import training_state
+
+    cfg = compose_config(["experiment=tiny", "trainer.max_steps=3", "trainer.max_epochs=-1"])
+    cfg_train.trainer = cfg.trainer
+    cfg_train.test = False
+    train(cfg_train)
+    assert training_state(tmp_path / "checkpoints" / "last.ckpt").global_step == 3
+
+
+def test_bad_data_and_settings_fail_before_the_first_step(
+    cfg_train, tiny_data: Path, tmp_path: Path
+) -> None:
+    data = shutil.copytree(tiny_data, tmp_path / "data")
+    damaged = sorted((data / "test").glob("*/*.png"))[0]
+    damaged.write_bytes(damaged.read_bytes()[:40])
+    cases = [
+        ({"root": str(data)}, DatasetError, str(damaged)),
+        ({"max_offset": 5}, DatasetError, "the largest useful value is data.max_offset=3"),
+        ({"image_size": 30}, ConfigError, "sizes up to 512 that do: 4, 8, 16, 32, 64, 128$"),
+    ]
+    for change, error, message in cases:
+        cfg = cfg_train.copy()
+        cfg.data.merge_with(change)
+        with pytest.raises(error, match=message):
+            train(cfg)
+        assert not (tmp_path / "checkpoints").exists()  # no step was taken
+    cfg_train.data.max_offset = 5
+    cfg_train.data.allow_unreachable_offsets = True  # the opt-out: trains, with a warning
+    cfg_train.trainer.max_epochs = 1
+    assert train(cfg_train)["val/psnr"] > 0
+
+
+def test_train_prints_one_line_for_a_user_error(tiny_data: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    args = ["experiment=tiny", "logger=none", f"data.root={tiny_data}", "data.max_offset=5",
+            f"hydra.run.dir={tmp_path}"]  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "temporal_nsr.train", *args], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("train: data.max_offset=5 but the train split of ")

@@ -16,8 +16,9 @@ from PIL import Image
 
 from temporal_nsr.config import compose_config
 from temporal_nsr.data.images import ImageLimits
+from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.figures import to_uint8
-from temporal_nsr.inference import ImageError, ImageTooLargeError, NovelViewRenderer, RunError
+from temporal_nsr.inference import ImageError, ImageTooLargeError, NovelViewRenderer
 from temporal_nsr.viewer import (
     EXAMPLES,
     EXAMPLES_DIR,
@@ -183,7 +184,7 @@ def test_works_without_gradio(
 
 def test_missing_run_is_a_clear_error(tmp_path: Path) -> None:
     cfg = compose_config([f"run_dir={tmp_path}", "device=cpu"], config_name="viewer")
-    with pytest.raises(RunError, match="is not a training run folder"):
+    with pytest.raises(CheckpointError, match="is not a training run folder"):
         viewer(cfg, block=False)
 
 

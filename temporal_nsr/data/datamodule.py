@@ -54,6 +54,15 @@ class ViewPairDataModule(LightningDataModule):
         same_time_fraction: extra share of dt = 0 training pairs in the first epoch (see
             ``SameObjectPairSampler``); 0 is the plain uniform draw.
         same_time_epochs: epochs over which that share falls to 0; None keeps it constant.
+        check_test_split: ``setup("fit")`` also opens (and so validates) the test split, so
+            that a damaged file there fails before the first step, not after the whole fit
+            (the configs pass train.yaml's ``test``).
+        allow_unreachable_offsets: let ``max_offset`` exceed what the training timesteps
+            reach (a warning instead of an error); those slots never get training signal.
+
+    Raises:
+        DatasetError: from ``setup``: a missing or malformed split, or a ``max_offset`` that no
+            training pair reaches (unless ``allow_unreachable_offsets``).
     """
 
     def __init__(
@@ -74,6 +83,8 @@ class ViewPairDataModule(LightningDataModule):
         generator: Mapping[str, Any] | None = None,
         same_time_fraction: float = 0.0,
         same_time_epochs: int | None = None,
+        check_test_split: bool = True,
+        allow_unreachable_offsets: bool = False,
     ) -> None:
         super().__init__()
         # Plain values only: checkpoints store these and must load with torch.load(weights_only).
@@ -96,12 +107,21 @@ class ViewPairDataModule(LightningDataModule):
             )
 
     def setup(self, stage: str | None = None) -> None:
-        needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
+        fit = ("train", "val", "test") if self.hparams.check_test_split else ("train", "val")
+        needed = {"fit": fit, "validate": ("val",), "test": ("test",)}
         for split in needed.get(stage or "", SPLITS):
             if split == "train" and split not in self.datasets:
                 self._dataset(split)
-                self._warn_unreachable_slots()
+                self._check_reachable_slots()
             self._dataset(split)
+
+    def split(self, name: str) -> RenderedViews:
+        """The views of one split folder (``train``, ``val``, ``test``), opened once.
+
+        Raises:
+            DatasetError: a missing or malformed split.
+        """
+        return self._dataset(name)
 
     def train_dataloader(self) -> DataLoader:
         dataset = self._dataset("train")
@@ -180,19 +200,23 @@ class ViewPairDataModule(LightningDataModule):
             drop_last=drop_last,
         )
 
-    def _warn_unreachable_slots(self) -> None:
-        """Warn when max_offset promises slots that no training pair can ever reach."""
+    def _check_reachable_slots(self) -> None:
+        """Refuse a max_offset that promises slots no training pair can ever reach."""
         train = self.datasets["train"]
         m = self.hparams.max_offset
         reachable = SameObjectPairSampler(train.object_id, train.timestep, m, 1).reachable_offsets()
         missing = sorted(set(range(-m, m + 1)) - set(reachable.tolist()))
-        if missing:
-            log.warning(
-                "max_offset=%d but the train split of %s has no pair with dt in %s: latent "
-                "slots k = dt + max_offset %s never receive training signal; lower data.max_offset "
-                "or train on more timesteps",
-                m,
-                self.root,
-                missing,
-                [d + m for d in missing],
+        if not missing:
+            return
+        useful = min(abs(d) for d in missing) - 1  # every |dt| <= useful is reached
+        message = (
+            f"data.max_offset={m} but the train split of {self.root} has no pair with dt in "
+            f"{missing}: latent slots k = dt + max_offset {[d + m for d in missing]} would never "
+            f"be trained; the largest useful value is data.max_offset={useful}"
+        )
+        if not self.hparams.allow_unreachable_offsets:
+            raise DatasetError(
+                f"{message} (or train on more timesteps, or set "
+                "data.allow_unreachable_offsets=true to train them anyway)"
             )
+        log.warning("%s (data.allow_unreachable_offsets=true)", message)

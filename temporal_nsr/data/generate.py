@@ -8,7 +8,6 @@ manifest matches (``force=true`` regenerates). ``backend=blender`` has a real Bl
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import hydra
@@ -31,5 +30,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[2]))
     main()

@@ -32,8 +32,9 @@ from temporal_nsr.export.graphs import (
 )
 from temporal_nsr.export.runtime import latency, read_sidecar
 from temporal_nsr.export.verify import check_graphs
-from temporal_nsr.inference import Run, load_model, log_loaded
+from temporal_nsr.inference import log_loaded
 from temporal_nsr.model.renderer import SceneRenderer
+from temporal_nsr.runs import Run, load_model
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +215,7 @@ def export_model(
         "checkpoint_sha256": sha256_file(run.checkpoint),
         "model_config": OmegaConf.to_container(run.cfg.model, resolve=True),
     }
-    renderer = run.module.renderer
+    renderer = run.renderer
     export_renderer(renderer, out_dir, fmt, opset=opset, verify=verify, metadata=metadata)
     return Path(out_dir)
 
@@ -227,7 +228,7 @@ def export(cfg: DictConfig) -> list[Path]:
         The files written, sidecar last.
 
     Raises:
-        RunError: neither or both of run_dir and ckpt, or a bad run folder. CheckpointError: a
+        CheckpointError: neither or both of run_dir and ckpt, a bad run folder, or a
             bad checkpoint file. ExportError: see ``export_renderer``.
     """
     run_dir = cfg.get("run_dir")
@@ -242,7 +243,7 @@ def export(cfg: DictConfig) -> list[Path]:
     export_model(run, out, cfg.format, run_dir=run_dir, opset=cfg.opset, verify=cfg.verify)
     sidecar = read_sidecar(out)
     if cfg.bench_repeats > 0:
-        result = latency(out, cfg.bench_repeats, renderer=run.module.renderer)
+        result = latency(out, cfg.bench_repeats, renderer=run.renderer)
         print(f"latency in ms, median of {cfg.bench_repeats}, {result['threads']} thread(s):")
         for path, summary in result["exported"].items():
             eager = result["eager"][path]["median"]

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import hydra
 from omegaconf import DictConfig
 
 from temporal_nsr.acceleration import keep_freed_memory
-from temporal_nsr.inference import CheckpointError, RunError
+from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.viewer import ViewerError, viewer
-
-os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[2]))
 
 
 @hydra.main(config_path="../../conf", config_name="viewer", version_base="1.3")
@@ -23,7 +18,7 @@ def main(cfg: DictConfig) -> None:
             cfg,
             on_start=lambda url: print(f"viewer running on {url} (Ctrl-C stops it)", flush=True),
         )
-    except (RunError, CheckpointError, ViewerError) as error:
+    except (CheckpointError, ViewerError) as error:
         raise SystemExit(f"viewer: {error}") from None
 
 

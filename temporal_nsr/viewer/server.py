@@ -10,7 +10,8 @@ from typing import Any
 from omegaconf import DictConfig
 
 from temporal_nsr.data.images import ImageLimits
-from temporal_nsr.inference import CheckpointError, RunError, load_renderer
+from temporal_nsr.enr_checkpoint import CheckpointError
+from temporal_nsr.inference import load_renderer
 from temporal_nsr.viewer.app import MONO_FONTS, PAGE_CSS, SYSTEM_FONTS, build_app, gradio
 from temporal_nsr.viewer.examples import find_examples
 from temporal_nsr.viewer.session import ViewerError
@@ -99,12 +100,12 @@ def viewer(
         The app and its address.
 
     Raises:
-        RunError: a missing or broken run. ViewerError: Gradio missing, bad settings.
+        CheckpointError: a missing or broken run. ViewerError: Gradio missing, bad settings.
     """
     gradio()  # fail before loading a model when Gradio is missing
     try:
         renderer = load_renderer(cfg)  # logs the checkpoint, device and precision
-    except (RunError, CheckpointError):
+    except CheckpointError:
         raise
     except ValueError as error:  # a precision the device cannot run
         raise ViewerError(str(error)) from None

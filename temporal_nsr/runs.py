@@ -1,0 +1,308 @@
+"""Load a trained model: a run folder or a checkpoint file, which checkpoint, and its splits.
+
+A **run folder** is what ``temporal_nsr.train`` writes: ``.hydra/config.yaml`` (the recipe of
+its model) and ``checkpoints/*.ckpt`` (Lightning training states). Which checkpoint:
+
+* ``last``: the furthest training state, the checkpoint with the highest global step stored
+  in it (``last.ckpt`` wins a tie). Modification times are never used, so a copied, rsynced
+  or restored folder resumes and loads the same state. ``ckpt_path=last`` of ``train`` means
+  the same (``temporal_nsr.checkpointing.resolve_ckpt_path``).
+* ``best``: the file that the monitored ModelCheckpoint (``conf/callbacks/default.yaml``)
+  recorded as best, as stored in the furthest checkpoint; ``last`` when none was recorded.
+* a path to a ``.ckpt`` file.
+
+A **checkpoint file** (``ckpt=``) is an original ENR / temporal-ENR file
+(``temporal_nsr.enr_checkpoint``) or a ``.ckpt`` of ours inside its run folder.
+
+Every file is read with ``torch.load(weights_only=True)`` (``enr_checkpoint.read_checkpoint``):
+tensors and plain containers only, so a shared run folder cannot run code. Every failure is a
+``CheckpointError`` whose one-line message names the file and the fix.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+
+from temporal_nsr.data.datamodule import ViewPairDataModule
+from temporal_nsr.enr_checkpoint import (
+    CheckpointError,
+    checkpoint_format,
+    enr_model,
+    first_mismatch,
+    read_checkpoint,
+)
+from temporal_nsr.model.renderer import SceneRenderer
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"  # <run>/checkpoints: the ModelCheckpoint dirpath of conf/callbacks
+LAST = "last.ckpt"
+RENDERER = "renderer."  # TemporalNSRModule's key prefix of the network's weights
+
+
+class Run(NamedTuple):
+    """A loaded model and where it came from."""
+
+    cfg: DictConfig  # the run's config: data, model (the constructor tree), enr for ENR files
+    renderer: SceneRenderer  # in eval mode, on the requested device
+    checkpoint: Path  # the file read
+    step: int | None  # global step of a .ckpt; None for an ENR file
+
+
+class TrainingState(NamedTuple):
+    """Where a Lightning checkpoint stands, as stored in it."""
+
+    global_step: int
+    epoch: int
+
+
+def training_state(path: Path) -> TrainingState:
+    """The global step and epoch stored in a Lightning checkpoint (memory-mapped, cheap).
+
+    Raises:
+        CheckpointError: an unreadable file, or one without a global step.
+    """
+    checkpoint = read_checkpoint(path, mmap=True)
+    if "global_step" not in checkpoint:
+        raise CheckpointError(
+            f"{path} stores no global_step: it is not a training checkpoint of temporal_nsr"
+        )
+    return TrainingState(int(checkpoint["global_step"]), int(checkpoint.get("epoch", 0)))
+
+
+def furthest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The ``.ckpt`` of ``<run_dir>/checkpoints`` with the highest stored global step, or None.
+
+    Ties (the best epoch and last.ckpt written at the same step) go to last.ckpt, then to the
+    later epoch, then to the name. A file that vanishes meanwhile (a superseded best
+    checkpoint) is skipped; one that cannot be read is an error.
+    """
+    ranked = {}
+    for path in Path(run_dir, CHECKPOINT_DIR).glob("*.ckpt"):
+        try:
+            state = training_state(path)
+        except CheckpointError:
+            if path.exists():
+                raise
+            continue  # replaced by a better one meanwhile
+        ranked[path] = (state.global_step, path.name == LAST, state.epoch, path.name)
+    return max(ranked, key=ranked.__getitem__, default=None)
+
+
+def _best_checkpoint(furthest: Path) -> Path | None:
+    """The best file that a monitored ModelCheckpoint recorded in ``furthest``, if it exists.
+
+    The recorded path is the one at training time; after a copy of the run folder the file
+    is looked up by name beside ``furthest``.
+    """
+    callbacks = read_checkpoint(furthest, mmap=True).get("callbacks") or {}
+    for state in callbacks.values():
+        if isinstance(state, Mapping) and state.get("monitor") and state.get("best_model_path"):
+            best = furthest.with_name(Path(state["best_model_path"]).name)
+            if best.is_file():
+                return best
+    return None
+
+
+def find_checkpoint(run_dir: str | Path, which: str = "best") -> Path:
+    """Resolve ``best`` / ``last`` / a path to a checkpoint file of ``run_dir`` (module docs).
+
+    Raises:
+        CheckpointError: no such file, or a run without checkpoints.
+    """
+    if which not in ("best", "last"):
+        path = Path(which)
+        if not path.is_file():
+            raise CheckpointError(f"no checkpoint {path}; pass checkpoint=best, last or a .ckpt")
+        return path
+    furthest = furthest_checkpoint(run_dir)
+    if furthest is None:
+        raise CheckpointError(
+            f"no checkpoint in {Path(run_dir) / CHECKPOINT_DIR}; train the run first or pass "
+            "checkpoint=<path>"
+        )
+    if which == "best":
+        return _best_checkpoint(furthest) or furthest
+    return furthest
+
+
+def _run_config(run_dir: Path) -> DictConfig:
+    config = run_dir / ".hydra" / "config.yaml"
+    if not config.is_file():
+        raise CheckpointError(f"{run_dir} is not a training run folder (no .hydra/config.yaml)")
+    return OmegaConf.load(config)
+
+
+def _build(cfg: DictConfig, path: Path) -> SceneRenderer:
+    """The network of ``cfg.model``, without the LightningModule around it."""
+    try:
+        return instantiate(cfg.model.renderer)
+    except InstantiationException as error:  # wraps the model's ValueError
+        raise CheckpointError(
+            f"{path}: its config builds no temporal_nsr model ({error.__cause__ or error})"
+        ) from None
+
+
+def _load_weights(
+    renderer: SceneRenderer,
+    state: Mapping[str, Tensor],
+    names: Mapping[str, str] | None,
+    mismatch: str,
+) -> None:
+    """Load TemporalNSRModule-keyed weights into ``renderer``; ``mismatch`` formats the error."""
+    expected = {RENDERER + k: v for k, v in renderer.state_dict().items()}
+    problem = first_mismatch(expected, state, names)
+    if problem is not None:
+        raise CheckpointError(mismatch.format(problem=problem))
+    renderer.load_state_dict({k[len(RENDERER) :]: v for k, v in state.items()})
+
+
+def _finish(cfg: DictConfig, renderer: SceneRenderer, path: Path, step: int | None, device) -> Run:
+    renderer = renderer.to(device).eval()
+    dtype = next(renderer.parameters()).dtype
+    at = f"global step {step}" if step is not None else "an ENR file"
+    log.info("loaded %s (%s) on %s, weights %s", path, at, device, str(dtype).split(".")[-1])
+    return Run(cfg, renderer, path, step)
+
+
+def _lightning_run(run_dir: Path, path: Path, checkpoint: dict[str, Any], device) -> Run:
+    """A run's model from its config and the contents of one of its .ckpt files."""
+    cfg = _run_config(run_dir)
+    renderer = _build(cfg, path)
+    config = run_dir / ".hydra" / "config.yaml"
+    mismatch = (
+        f"checkpoint {path} does not fit the model of {config}: {{problem}}; was it trained "
+        "with another config?"
+    )
+    _load_weights(renderer, checkpoint["state_dict"], None, mismatch)
+    return _finish(cfg, renderer, path, int(checkpoint.get("global_step", 0)), device)
+
+
+def _enr_run(checkpoint: dict[str, Any], path: Path, device) -> Run:
+    """Our model from the contents of an ENR file already read from ``path``."""
+    enr = enr_model(checkpoint, path)
+    renderer = _build(enr.cfg, path)
+    mismatch = (
+        f"{path}: the weights do not fit the model its own config describes: {{problem}}; "
+        "the file's config and state_dict disagree"
+    )
+    _load_weights(renderer, enr.state_dict, enr.enr_names, mismatch)
+    return _finish(enr.cfg, renderer, path, None, device)
+
+
+def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu") -> Run:
+    """Rebuild a run's model from its saved config and load a checkpoint's weights.
+
+    Args:
+        run_dir: a training run folder.
+        checkpoint: best, last or a path (module docs).
+        device: where the network goes.
+
+    Raises:
+        CheckpointError: no run folder (no ``.hydra/config.yaml``), no such checkpoint, an
+            unreadable one or one that needs code to load, or one trained with another config
+            (names the first differing parameter).
+    """
+    run_dir = Path(run_dir)
+    _run_config(run_dir)  # a missing recipe is the first thing to report
+    path = find_checkpoint(run_dir, checkpoint)
+    state = read_checkpoint(path)
+    if checkpoint_format(state, path) != "lightning":
+        raise CheckpointError(
+            f"{path} is not a Lightning checkpoint of this run; pass checkpoint=<a .ckpt in "
+            f"{run_dir / CHECKPOINT_DIR}> or ckpt={path}"
+        )
+    return _lightning_run(run_dir, path, state, device)
+
+
+def load_enr_checkpoint(path: str | Path, device: str = "cpu") -> Run:
+    """Load a file saved by the original ENR code (or its temporal fork) as our model.
+
+    Returns:
+        ``Run`` whose cfg has ``data`` (image_size, max_offset, static), ``model`` (the
+        constructor tree, as a run's) and ``enr`` (the file's config, its slot count T and
+        which of its slots became ours).
+
+    Raises:
+        CheckpointError: not a torch file, not ENR's format, a config we cannot rebuild, or
+            weights that disagree with their config (names the first such layer).
+    """
+    path = Path(path)
+    checkpoint = read_checkpoint(path)
+    if checkpoint_format(checkpoint, path) != "enr":
+        raise CheckpointError(
+            f"{path} is a Lightning checkpoint, not an original ENR file; load it with "
+            "load_checkpoint or NovelViewRenderer.from_checkpoint"
+        )
+    return _enr_run(checkpoint, path, device)
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu") -> Run:
+    """Load a checkpoint file of either kind, reading it once: an original ENR / temporal-ENR
+    file, or a .ckpt written by ``temporal_nsr.train``, read with its run folder's config (the
+    file sits in ``<run>/checkpoints/`` beside ``<run>/.hydra/config.yaml``).
+
+    Raises:
+        CheckpointError: unreadable file or unknown format, a .ckpt outside its run folder, or
+            one of another config.
+    """
+    path = Path(path)
+    checkpoint = read_checkpoint(path)
+    if checkpoint_format(checkpoint, path) == "enr":
+        return _enr_run(checkpoint, path, device)
+    run_dir = path.resolve().parent.parent
+    if not (run_dir / ".hydra" / "config.yaml").is_file():
+        raise CheckpointError(
+            f"{path} is a temporal_nsr checkpoint but {run_dir}/.hydra/config.yaml, the recipe "
+            "of its model, is missing; keep the file in <run>/checkpoints/ of its run folder "
+            "(or pass run_dir=<run> checkpoint=<file>)"
+        )
+    return _lightning_run(run_dir, path, checkpoint, device)
+
+
+def load_model(
+    run_dir: str | Path | None,
+    ckpt: str | Path | None,
+    checkpoint: str = "best",
+    device: str = "cpu",
+) -> Run:
+    """The model named by exactly one of ``run_dir`` (with ``checkpoint``: best, last or a
+    path) and ``ckpt`` (a checkpoint file, see ``load_checkpoint``): the commands'
+    ``run_dir=`` / ``ckpt=`` pair (``conf/source/default.yaml``).
+
+    Raises:
+        CheckpointError: neither or both given, a bad run folder or a bad file.
+    """
+    if (run_dir is None) == (ckpt is None):
+        raise CheckpointError(
+            "give run_dir=<training run folder> or ckpt=<checkpoint file> (an original ENR "
+            "file or a .ckpt of ours), exactly one of them"
+        )
+    if ckpt is not None:
+        return load_checkpoint(ckpt, device)
+    return load_run(run_dir, checkpoint, device)
+
+
+def run_datamodule(cfg: DictConfig) -> ViewPairDataModule:
+    """The data of a loaded run (``Run.cfg``, ``NovelViewRenderer.config``) as its training saw
+    it: ``run_datamodule(run.cfg).split("test")`` opens one split. Nothing is generated.
+
+    Raises:
+        CheckpointError: the config names no dataset (an ENR file's, without ``data=``).
+    """
+    data = cfg.get("data")
+    if data is None or "root" not in data or "_target_" not in data:
+        raise CheckpointError(
+            "an original ENR file names no dataset: add data=bend "
+            "data.root=<dataset folder with train/ and the splits> (data.static=true for a "
+            "static dataset such as ENR's chairs)"
+        )
+    return instantiate(data, generator=None)
