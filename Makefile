@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 EXPERIMENT ?=
 ARGS ?=
 export PROJECT_ROOT := $(CURDIR)
-# Debian packages that some tests drive for real (see README "Tests"); without them those tests skip.
+# Debian packages that some tests drive for real (see docs/testing.md); without them those tests skip.
 SYSTEM_PACKAGES ?= chromium blender
 
 .DEFAULT_GOAL := help

@@ -6,9 +6,9 @@ Each switch here changes only how the network runs, never what it computes beyon
   whose oneDNN build reports bf16 support, e.g. AVX512-BF16 / AMX); about 2x faster on such a
   CPU, renders within ~40 dB PSNR of float32.
 * ``to_channels_last``: NHWC / NDHWC weights, which oneDNN's bf16 convolutions prefer (it pays
-  in bf16 inference, not in float32 or in training; see README "Performance").
+  in bf16 inference, not in float32 or in training; see docs/performance.md).
 * ``keep_freed_memory``: stop glibc from returning large freed tensors to the OS, which is
-  re-faulted page by page on the next step (DESIGN.md §7).
+  re-faulted page by page on the next step (docs/design.md §7).
 """
 
 from __future__ import annotations

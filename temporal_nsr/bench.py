@@ -221,7 +221,7 @@ def bench_train_step(
 
     from temporal_nsr.acceleration import keep_freed_memory
 
-    keep_freed_memory()  # as train() does by default (DESIGN.md §7)
+    keep_freed_memory()  # as train() does by default (docs/design.md §7)
     cfg = compose(experiment)
     torch.manual_seed(0)
     model = instantiate(cfg.model, activation_checkpointing=checkpointing)

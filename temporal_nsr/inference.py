@@ -194,7 +194,7 @@ class NovelViewRenderer:
         channels_last: channels-last convolution weights and inputs; None: on with bf16 (where
             oneDNN's kernels want it), off with fp32 (where it does not pay).
         compile: ``torch.compile`` the encoder and decoder (the first call of each new batch
-            size compiles, tens of seconds on a CPU; see README "Performance").
+            size compiles, tens of seconds on a CPU; see docs/performance.md).
     """
 
     def __init__(
@@ -219,7 +219,7 @@ class NovelViewRenderer:
             self.renderer.encoder = torch.compile(self.renderer.encoder)
             self.renderer.decoder = torch.compile(self.renderer.decoder)
         # Views decoded together: on a CPU, small chunks stay in cache and run faster per view
-        # than large batches (README "Performance"); a GPU wants large batches.
+        # than large batches (docs/performance.md); a GPU wants large batches.
         self.chunk_size = 4 if self._device.type == "cpu" else 64
         self.config = config
         self.checkpoint = checkpoint

@@ -80,7 +80,7 @@ class TemporalNSRModule(L.LightningModule):
         )
 
     def render_pairs(self, batch: ViewPair) -> PairRenders:
-        """Render each pair in both directions (DESIGN.md §3, "Temporal lift").
+        """Render each pair in both directions (docs/design.md §3, "Temporal lift").
 
         a -> b takes slot dt = t_b - t_a of a's latent, rotates it to b's pose and decodes it;
         b -> a takes slot -dt of b's latent at a's pose. Both run as one batch of 2B.

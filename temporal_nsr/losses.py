@@ -74,7 +74,7 @@ def total_loss(
     ssim_weight: float,
     smoothness_weight: float,
 ) -> LossTerms:
-    """Weighted objective of DESIGN.md §3: recon + w_ssim * (1 - SSIM) + w_smooth * smoothness.
+    """Weighted objective of docs/design.md §3: recon + w_ssim * (1 - SSIM) + w_smooth * smoothness.
 
     Args:
         prediction: (B, 3, S, S) rendered images in [0, 1].

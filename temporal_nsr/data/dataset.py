@@ -1,6 +1,6 @@
 """RenderedViews: (object, timestep, view) records from render_params.json; index pair -> ViewPair.
 
-On-disk format (DESIGN.md §2, compatible with the original ENR datasets)::
+On-disk format (docs/design.md §2, compatible with the original ENR datasets)::
 
     <root>/<split>/<object>/NNNNN.png
     <root>/<split>/<object>/render_params.json   # {"NNNNN": {"azimuth": deg, "elevation": deg,

@@ -55,7 +55,7 @@ class GroupNorm(nn.GroupNorm):
 
     PyTorch's channels-last group-norm kernel vectorises over channels; with fewer than 8
     (the C = 3 scene stages of the decoder) it is ~40x slower than the contiguous kernel, a
-    quarter of a bf16 novel view at 128 px (README "Performance"). Same parameters and keys.
+    quarter of a bf16 novel view at 128 px (docs/performance.md). Same parameters and keys.
     """
 
     def forward(self, x: Tensor) -> Tensor:

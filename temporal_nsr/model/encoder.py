@@ -35,7 +35,7 @@ class Encoder(nn.Module):
     then the temporal lift: one stage per ``lift_strides`` entry with K * C channels)
     -> reshape to (K, C) -> spherical mask.
 
-    ENR sizes at 128 px (DESIGN.md section 3): channels_2d 64,64,128,128,128,128,256,256,
+    ENR sizes at 128 px (docs/design.md section 3): channels_2d 64,64,128,128,128,128,256,256,
     128,128,128, strides_2d 1,1,2,1,2,1,2,1,-2,1,1 (feature map 256 x 32 x 32);
     inverse_projection 256,512,1024 (-> 32 x 32^3); channels_3d 32,32,128,128,128,
     strides_3d 1,1,2,1,1; lift_strides -2,1,1; scene C x 32^3. latent_channels = 64 and
