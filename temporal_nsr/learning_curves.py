@@ -68,7 +68,8 @@ def plot_curves(
         metrics: logged metric names, e.g. ["val/psnr", "val/bend_error"]; a metric no run
             has is left out.
         out: PNG path (written atomically).
-        steps_per_minute: label -> steps per minute for runs without a wall-clock column.
+        steps_per_minute: label -> steps per minute for runs without a wall-clock column;
+            by default the run's last step over its ``trainer.max_time``.
 
     Returns:
         The written path.
@@ -92,8 +93,9 @@ def plot_curves(
             if not xs:
                 continue
             has_clock = any("train/minutes" in row for row in rows)
-            if not has_clock and steps_per_minute and label in steps_per_minute:
-                xs = [x / steps_per_minute[label] for x in xs]
+            rate = (steps_per_minute or {}).get(label) or _steps_per_minute(runs[label], rows)
+            if not has_clock and rate:
+                xs = [x / rate for x in xs]
             ax.plot(xs, ys, marker="o", markersize=3, label=label)
         ax.set_xlabel("training wall-clock minutes (2 CPU cores)")
         ax.set_ylabel(metric)
@@ -106,3 +108,18 @@ def plot_curves(
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return out
+
+
+def _steps_per_minute(run_dir: str | Path, rows: Sequence[Mapping[str, float]]) -> float | None:
+    """Last logged step over the run's ``trainer.max_time`` (runs logged before WallClock)."""
+    config = Path(run_dir) / ".hydra" / "config.yaml"
+    if not config.is_file() or not rows:
+        return None
+    from omegaconf import OmegaConf
+
+    max_time = OmegaConf.select(OmegaConf.load(config), "trainer.max_time")
+    if not max_time:
+        return None
+    days, hours, minutes, seconds = (int(part) for part in str(max_time).split(":"))
+    total = days * 1440 + hours * 60 + minutes + seconds / 60
+    return max(row.get("step", 0.0) for row in rows) / total if total else None
