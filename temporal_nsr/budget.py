@@ -131,7 +131,9 @@ class WallClock(L.Callback):
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking and trainer.state.fn == "fit":
-            pl_module.log("val/minutes", self.minutes(), batch_size=1)
+            # Ranks' clocks differ slightly: all of them report the slowest (sync_dist, max).
+            pl_module.log("val/minutes", self.minutes(), batch_size=1, sync_dist=True,
+                          reduce_fx="max")  # fmt: skip
 
     def state_dict(self) -> dict[str, float]:
         return {"minutes": self.minutes()}
