@@ -59,15 +59,8 @@ class BudgetCosineLR(L.Callback):
         self._peaks: list[float] = []
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if (
-            self._timer(trainer) is None
-            and trainer.max_steps < 0
-            and trainer.max_epochs
-            in (
-                None,
-                -1,
-            )
-        ):
+        no_epochs = trainer.max_epochs in (None, -1)
+        if self._timer(trainer) is None and trainer.max_steps < 0 and no_epochs:
             raise ValueError(
                 "callbacks.lr_schedule needs a budget: set trainer.max_time, trainer.max_steps "
                 "or trainer.max_epochs"

@@ -40,9 +40,8 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
 def curve(rows: Sequence[Mapping[str, float]], metric: str) -> tuple[list[float], list[float]]:
     """(minutes, values) of one metric; minutes from ``val/minutes`` or ``train/minutes``.
 
-    Runs logged before the wall clock existed have no minutes column: their steps are then
-    spread evenly over ``max_minutes`` (the last row's ``train/minutes`` if any, else None ->
-    steps are returned as they are).
+    Runs logged before the wall clock existed have no minutes column: their steps are
+    returned as they are (``plot_curves`` converts them with the run's steps per minute).
     """
     minutes_of_step = {
         row["step"]: row[key]
@@ -115,11 +114,12 @@ def _steps_per_minute(run_dir: str | Path, rows: Sequence[Mapping[str, float]]) 
     config = Path(run_dir) / ".hydra" / "config.yaml"
     if not config.is_file() or not rows:
         return None
+    from lightning.pytorch.callbacks import Timer
     from omegaconf import OmegaConf
 
     max_time = OmegaConf.select(OmegaConf.load(config), "trainer.max_time")
     if not max_time:
         return None
-    days, hours, minutes, seconds = (int(part) for part in str(max_time).split(":"))
-    total = days * 1440 + hours * 60 + minutes + seconds / 60
+    # Lightning's own parser of "DD:HH:MM:SS" (or a dict of timedelta fields).
+    total = Timer(duration=max_time).time_remaining() / 60
     return max(row.get("step", 0.0) for row in rows) / total if total else None
