@@ -51,7 +51,7 @@ class ViewPairDataModule(LightningDataModule):
         seed: seeds every pair draw.
         generator: generator config that ``prepare_data`` passes to ``ensure_dataset`` of
             `temporal_nsr.data.synthetic.generator`; None = the data must exist at root.
-        same_time_fraction: extra share of dt = 0 training pairs in the first epoch (see
+        same_time_fraction: probability that a training pair is a dt = 0 pair (see
             ``SameObjectPairSampler``); 0 is the plain uniform draw.
         same_time_epochs: epochs over which that share falls to 0; None keeps it constant.
         check_test_split: ``setup("fit")`` also opens (and so validates) the test split, so

@@ -186,8 +186,9 @@ class SameObjectPairSampler(Sampler[tuple[int, int]]):
         seed: base seed; the draw depends on (seed, epoch) only.
         num_replicas: number of ranks sharing the epoch.
         rank: this rank, in [0, num_replicas).
-        same_time_fraction: share of dt = 0 pairs added to the uniform draw in the first
-            epoch (a curriculum: the pose task first, which a single image determines).
+        same_time_fraction: probability that a pair of the uniform draw is a dt = 0 pair
+            (the pose task, which a single image determines); with ``same_time_epochs``,
+            the share of the first epoch.
         same_time_epochs: epochs over which that share falls linearly to 0; None keeps it
             constant.
     """
