@@ -29,7 +29,6 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from temporal_nsr.checkpointing import sha256_file
 from temporal_nsr.data.dataset import DatasetError
 from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.evaluation.bend import BendEstimator
@@ -40,6 +39,7 @@ from temporal_nsr.evaluation.report import write_outputs
 from temporal_nsr.evaluation.split import EvalOptions, evaluate_split
 from temporal_nsr.inference import resolve_device
 from temporal_nsr.runs import Run, load_checkpoint, load_model, load_run, run_datamodule
+from temporal_nsr.training.checkpointing import sha256_file
 
 # Re-exported for callers of the old module layout (tests/test_objects.py).
 __all__ = ["PSNR_CAP_DB", "evaluate", "object_names", "other_object_sources",

@@ -6,7 +6,7 @@ its model) and ``checkpoints/*.ckpt`` (Lightning training states). Which checkpo
 * ``last``: the furthest training state, the checkpoint with the highest global step stored
   in it (``last.ckpt`` wins a tie). Modification times are never used, so a copied, rsynced
   or restored folder resumes and loads the same state. ``ckpt_path=last`` of ``train`` means
-  the same (``temporal_nsr.checkpointing.resolve_ckpt_path``).
+  the same (``temporal_nsr.training.checkpointing.resolve_ckpt_path``).
 * ``best``: the file that the monitored ModelCheckpoint (``conf/callbacks/default.yaml``)
   recorded as best, as stored in the furthest checkpoint; ``last`` when none was recorded.
 * a path to a ``.ckpt`` file.

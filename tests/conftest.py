@@ -56,7 +56,7 @@ def cfg_train(tiny_data: Path, tmp_path: Path) -> DictConfig:
 def tiny_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run folder of experiment=tiny (.hydra/config.yaml + checkpoints/last.ckpt), once per
     test run; tests may add output folders (eval/, render/) but must not change the rest."""
-    from temporal_nsr.train import train
+    from temporal_nsr.training.fit import train
 
     run_dir = tmp_path_factory.mktemp("run")
     checkpoint = "lightning.pytorch.callbacks.ModelCheckpoint"

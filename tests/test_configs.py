@@ -30,7 +30,7 @@ def test_experiment_composes_and_instantiates(experiment: str, tmp_path: Path) -
      ("wandb", ["WandbLogger"]), ("none", [])],
 )  # fmt: skip
 def test_logger_groups_compose_and_build(logger: str, kinds: list[str], tmp_path: Path) -> None:
-    from temporal_nsr.train import _instantiate_logger
+    from temporal_nsr.training.fit import _instantiate_logger
 
     cfg = compose_config(["experiment=tiny", f"logger={logger}", f"paths.output_dir={tmp_path}"])
     built = [_instantiate_logger(entry, tmp_path) for entry in (cfg.logger or {}).values()]

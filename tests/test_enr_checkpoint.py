@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 from torch import Tensor
 
-import temporal_nsr.train as train_module
+import temporal_nsr.training.fit as fit_module
 from temporal_nsr.config import compose_config
 from temporal_nsr.enr_checkpoint import (
     ENR_PREFIXES,
@@ -36,11 +36,11 @@ from temporal_nsr.enr_checkpoint import (
 )
 from temporal_nsr.evaluate import evaluate
 from temporal_nsr.inference import NovelViewRenderer
-from temporal_nsr.lit_module import TemporalNSRModule
 from temporal_nsr.model.encoder import Encoder, spherical_mask
 from temporal_nsr.render import RenderError, render
 from temporal_nsr.runs import load_checkpoint, load_enr_checkpoint
-from temporal_nsr.train import train
+from temporal_nsr.training.fit import train
+from temporal_nsr.training.module import TemporalNSRModule
 
 # A 32 px ENR model: 2D 32 -> 16 -> 8 px, depth 8, scene C = 2 on 8^3 (lift: -2, 1, 1).
 ENR_CONFIG = {
@@ -353,7 +353,7 @@ def test_fine_tune_from_an_enr_file(
         load_initial_weights(module, path)
         loaded.append({k: v.clone() for k, v in module.state_dict().items()})
 
-    monkeypatch.setattr(train_module, "load_initial_weights", spy)
+    monkeypatch.setattr(fit_module, "load_initial_weights", spy)
     architecture = model_overrides(load_enr_checkpoint(enr_file).cfg)
     metrics = train(_train_cfg(tiny_data, tmp_path, *architecture, f"init_from={enr_file}"))
     assert math.isfinite(metrics["train/loss"])

@@ -191,7 +191,7 @@ def test_experiments_sharing_a_dataset_folder_generate_the_same_data() -> None:
 @pytest.fixture(scope="module")
 def held_out_run(held_out_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """experiment=tiny trained on held_out_data; a run folder evaluate can load."""
-    from temporal_nsr.train import train
+    from temporal_nsr.training.fit import train
 
     run_dir = tmp_path_factory.mktemp("held_out_run")
     checkpoint = "lightning.pytorch.callbacks.ModelCheckpoint"

@@ -21,12 +21,12 @@ import pytest
 import torch
 from hydra.core.hydra_config import HydraConfig
 
-from temporal_nsr import checkpointing
-from temporal_nsr.checkpointing import AtomicCheckpointIO, resolve_ckpt_path
 from temporal_nsr.config import compose_config
 from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.runs import furthest_checkpoint
-from temporal_nsr.sweep import write_job_result, write_summary
+from temporal_nsr.training import checkpointing
+from temporal_nsr.training.checkpointing import AtomicCheckpointIO, resolve_ckpt_path
+from temporal_nsr.training.sweep import write_job_result, write_summary
 
 REPO = Path(__file__).resolve().parents[1]
 PROBE = f"{__name__}.ScaleProbe"
@@ -138,7 +138,7 @@ def _wait_for_step(proc: subprocess.Popen, run_dir: Path, step: int, timeout: fl
 
 
 def test_parallel_multirun_writes_each_run_and_a_summary(tiny_data: Path, tmp_path: Path) -> None:
-    # data.num_workers=1: DataLoader workers inside joblib's loky workers need train.py's fix.
+    # data.num_workers=1: DataLoader workers in joblib's loky workers need training/fit.py's fix.
     _train(["-m", "hydra/launcher=local_parallel", *_base(tiny_data, tmp_path),
             "data.num_workers=1", "model.smoothness_weight=0,0.1"])  # fmt: skip
     sweep = _sweep_dir(tmp_path)
@@ -183,7 +183,7 @@ def test_submitit_local_job_runs_to_completion(tiny_data: Path, tmp_path: Path) 
 
 
 def test_wandb_runs_of_a_sweep_share_a_group_and_resume(tmp_path: Path, monkeypatch) -> None:
-    from temporal_nsr.train import _instantiate_logger
+    from temporal_nsr.training.fit import _instantiate_logger
 
     monkeypatch.setenv("WANDB_MODE", "disabled")
     sweep = tmp_path / "multirun" / "2026-01-01_00-00-00"
@@ -223,7 +223,7 @@ def test_cpu_ddp_shards_pairs_reduces_metrics_and_writes_once(
 
 
 def test_ddp_under_multirun_is_refused_with_a_fix(tmp_path: Path) -> None:
-    from temporal_nsr.train import _refuse_ddp_relaunch_in_multirun
+    from temporal_nsr.training.fit import _refuse_ddp_relaunch_in_multirun
 
     compose_config(["experiment=tiny", "hydra.mode=MULTIRUN"])
     assert HydraConfig.get().mode.name == "MULTIRUN"

@@ -19,7 +19,6 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from temporal_nsr.atomic import atomic_folder
-from temporal_nsr.checkpointing import sha256_file
 from temporal_nsr.export.graphs import (
     BATCH,
     FORMATS,
@@ -35,6 +34,7 @@ from temporal_nsr.export.verify import check_graphs
 from temporal_nsr.inference import log_loaded
 from temporal_nsr.model.renderer import SceneRenderer
 from temporal_nsr.runs import Run, load_model
+from temporal_nsr.training.checkpointing import sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from torch import Tensor
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from temporal_nsr.batch import ViewPair
-from temporal_nsr.losses import RECONSTRUCTION_LOSSES, LossTerms, total_loss
 from temporal_nsr.model.blocks import ResNet
 from temporal_nsr.model.renderer import SceneRenderer
+from temporal_nsr.training.losses import RECONSTRUCTION_LOSSES, LossTerms, total_loss
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]

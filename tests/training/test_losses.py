@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from temporal_nsr.losses import reconstruction, ssim_loss, temporal_smoothness, total_loss
+from temporal_nsr.training.losses import reconstruction, ssim_loss, temporal_smoothness, total_loss
 
 
 def test_smoothness_is_zero_for_latent_constant_across_slots() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig, open_dict
 
-from temporal_nsr.budget import budget_cosine
+from temporal_nsr.training.budget import budget_cosine
 
 
 def test_budget_cosine_shape() -> None:
@@ -24,7 +24,7 @@ def test_budget_cosine_shape() -> None:
 
 
 def test_lr_follows_the_step_budget(cfg_train: DictConfig, tmp_path: Path) -> None:
-    from temporal_nsr.train import train
+    from temporal_nsr.training.fit import train
 
     cfg = cfg_train
     with open_dict(cfg):
@@ -33,7 +33,7 @@ def test_lr_follows_the_step_budget(cfg_train: DictConfig, tmp_path: Path) -> No
     cfg.trainer.log_every_n_steps = 1
     cfg.callbacks = {
         "lr": {
-            "_target_": "temporal_nsr.budget.BudgetCosineLR",
+            "_target_": "temporal_nsr.training.budget.BudgetCosineLR",
             "warmup": 0.5,
             "final_fraction": 0.1,
         }
@@ -52,7 +52,7 @@ def test_lr_follows_the_step_budget(cfg_train: DictConfig, tmp_path: Path) -> No
 
 
 def test_wall_clock_is_logged_and_survives_a_resume() -> None:
-    from temporal_nsr.budget import WallClock
+    from temporal_nsr.training.budget import WallClock
 
     clock = WallClock()
     clock.load_state_dict({"minutes": 2.5})

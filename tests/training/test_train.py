@@ -13,10 +13,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf, open_dict
 
-from temporal_nsr.checkpointing import resolve_ckpt_path
 from temporal_nsr.config import compose_config
 from temporal_nsr.data.dataset import DatasetError
-from temporal_nsr.train import ConfigError, train
+from temporal_nsr.training.checkpointing import resolve_ckpt_path
+from temporal_nsr.training.fit import ConfigError, train
 from tests.conftest import EXPERIMENTS
 
 

@@ -1,0 +1,279 @@
+"""train(cfg): build data, model and trainer from a composed config, fit, then test."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from temporal_nsr.acceleration import keep_freed_memory
+from temporal_nsr.enr_checkpoint import load_initial_weights
+from temporal_nsr.model.blocks import resample_side
+from temporal_nsr.runs import training_state
+from temporal_nsr.training.checkpointing import AtomicCheckpointIO, resolve_ckpt_path
+from temporal_nsr.training.loggers import resume_options
+from temporal_nsr.training.sweep import write_job_result
+
+log = logging.getLogger(__name__)
+
+
+class ConfigError(ValueError):
+    """A setting the run cannot use (a model the config cannot build, DDP under a multirun);
+    the message names the key and values that work."""
+
+
+def instantiate_group(group: DictConfig | None) -> list[Any]:
+    """Instantiate every entry of a name -> config mapping (conf/logger, conf/callbacks)."""
+    if not group:
+        return []
+    return [instantiate(entry) for entry in group.values()]
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit the model of `cfg`, test the best checkpoint, and return the final metrics.
+
+    ``init_from=<file>`` starts from the weights of a checkpoint file (an original ENR or
+    temporal-ENR file, or a .ckpt of ours) unless ``ckpt_path`` resumes a run.
+
+    Rank 0 also writes ``<output_dir>/metrics.json`` (overrides, best val PSNR, wall time,
+    metrics, status: completed / interrupted / failed), which the sweep summary collects. Every
+    stop of fit (its end, ``max_time``, SIGTERM) leaves ``checkpoints/last.ckpt`` at the furthest
+    step; a SIGTERM then ends the process with status 0 (see temporal_nsr.training.checkpointing).
+
+    Raises:
+        CheckpointError: a ``ckpt_path`` / ``init_from`` that cannot be read or does not fit.
+        DatasetError: a missing or malformed split the run uses, or an unreachable
+            ``data.max_offset``; found before the first step (``ViewPairDataModule.setup``).
+        ConfigError: a model the config cannot build.
+    """
+    started = time.perf_counter()
+    _restore_start_method()
+    L.seed_everything(cfg.seed, workers=True)
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision("high")
+    if cfg.get("keep_freed_memory", False):
+        keep_freed_memory()
+    run_dir = Path(cfg.paths.output_dir)
+    datamodule = instantiate(cfg.data)
+    try:
+        model = instantiate(cfg.model)
+    except InstantiationException as error:
+        raise ConfigError(_model_error(cfg, error)) from error
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir) if cfg.train else None
+    resume_step = training_state(Path(ckpt_path)).global_step if ckpt_path else None
+    if ckpt_path:
+        log.info("resuming from %s at global step %d", ckpt_path, resume_step)
+    loggers = [
+        _instantiate_logger(entry, run_dir, resume_step)
+        for entry in (cfg.get("logger") or {}).values()
+    ]
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+    )
+    _refuse_ddp_relaunch_in_multirun(trainer)
+    log.info("training on %s, precision %s", trainer.strategy.root_device, trainer.precision)
+    # The run's own config (Hydra's settings, saved in .hydra/, are left out).
+    run_config = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+    run_config = OmegaConf.to_container(run_config, resolve=True)
+    for logger in loggers:
+        logger.log_hyperparams(run_config)
+    metrics: dict[str, float] = {}
+    status = "failed"  # until fit and test return
+    try:
+        if cfg.train:
+            _initialise(model, cfg.get("init_from"), ckpt_path)
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        if cfg.test:
+            best = (
+                trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            )
+            if not best:
+                log.warning("no best checkpoint was saved; testing the current weights")
+            trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+            metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+        status = "completed"
+    except SIGTERMException:
+        status = "interrupted"
+        log.warning(
+            "stopped by SIGTERM at global step %d; resume with hydra.run.dir=%s ckpt_path=last",
+            trainer.global_step,
+            run_dir,
+        )
+        raise
+    finally:
+        _finish_wandb(loggers)
+        if status != "completed":
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        if trainer.is_global_zero:
+            write_job_result(run_dir, _job_result(cfg, trainer, metrics, status, started))
+    log.info("metrics: %s", metrics)
+    return metrics
+
+
+def _model_error(cfg: DictConfig, error: InstantiationException) -> str:
+    """One line for a model the config cannot build; for an image size, the sizes that work.
+
+    Raises:
+        InstantiationException: ``error`` itself when its cause is not a ValueError (a bug,
+            not a setting).
+    """
+    cause = error.__cause__
+    if not isinstance(cause, ValueError):
+        raise error
+    message = f"model: {cause}"
+    sizes = _image_sizes(cfg)
+    if cfg.data.image_size not in sizes:
+        message += (
+            f"; data.image_size={cfg.data.image_size} does not fit the strides of this model, "
+            f"sizes up to {MAX_SIZE_TRIED} that do: {', '.join(map(str, sizes)) or 'none'}"
+        )
+    return message
+
+
+MAX_SIZE_TRIED = 512
+
+
+def _image_sizes(cfg: DictConfig) -> list[int]:
+    """The image sides up to MAX_SIZE_TRIED for which ``cfg.model.renderer`` builds.
+
+    Each candidate that the encoder's 2D strides accept is built on the meta device (shapes
+    only, no memory): the encoder and decoder check the sizes themselves, so their rules live
+    in one place.
+    """
+    trial = cfg.copy()
+    sizes = []
+    for side in range(1, MAX_SIZE_TRIED + 1):
+        try:
+            resample_side(side, cfg.model.renderer.encoder.strides_2d, "strides_2d")
+        except ValueError:
+            continue
+        trial.data.image_size = side
+        try:
+            with torch.device("meta"):
+                instantiate(trial.model.renderer)
+        except InstantiationException:
+            continue
+        sizes.append(side)
+    return sizes
+
+
+def _initialise(model: L.LightningModule, init_from: str | None, ckpt_path: str | None) -> None:
+    """Load ``init_from``'s weights into a fresh model; a resumed run keeps its checkpoint's."""
+    if not init_from:
+        return
+    if ckpt_path is not None:
+        log.info("resuming from %s: its weights win over init_from=%s", ckpt_path, init_from)
+        return
+    load_initial_weights(model, init_from)
+    log.info("initialised the weights from %s", init_from)
+
+
+def _restore_start_method() -> None:
+    """Undo joblib's "loky" start method inside hydra/launcher=local_parallel workers.
+
+    loky makes itself the default multiprocessing start method in its workers, and DataLoader
+    workers started that way fail ("'Process' object has no attribute 'env'"); "fork" is what a
+    plain Linux run uses.
+    """
+    if multiprocessing.get_start_method(allow_none=True) == "loky":
+        multiprocessing.set_start_method("fork", force=True)
+
+
+def _job_result(
+    cfg: DictConfig, trainer: L.Trainer, metrics: dict[str, float], status: str, started: float
+) -> dict[str, Any]:
+    """What the sweep summary reports for one run."""
+    checkpoint = trainer.checkpoint_callback
+    best = None
+    if checkpoint is not None and checkpoint.monitor == "val/psnr" and checkpoint.best_model_score:
+        best = float(checkpoint.best_model_score)
+    elif "val/psnr" in metrics:
+        best = metrics["val/psnr"]
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    return {
+        "overrides": overrides,
+        "status": status,
+        "best_val_psnr": best,
+        "wall_time_s": round(time.perf_counter() - started, 2),
+        "global_step": trainer.global_step,
+        "world_size": trainer.world_size,
+        "metrics": metrics,
+        "optimized_metric": cfg.get("optimized_metric"),
+    }
+
+
+def _instantiate_logger(entry: DictConfig, run_dir: Path, resume_step: int | None = None) -> Any:
+    """Instantiate one logger; a resumed run keeps its history (``temporal_nsr.training.loggers``),
+    a W&B run is grouped per sweep and resumable from its run dir.
+
+    The W&B run id is kept in ``<run dir>/wandb_run_id``, so resuming in the same folder
+    (``hydra.run.dir=<run dir> ckpt_path=last``, or a requeued SLURM job) continues the same
+    W&B run. In a multirun, every job's group is ``<group>-<sweep folder name>``.
+    """
+    target = str(entry.get("_target_", ""))
+    if not target.endswith("WandbLogger"):
+        return instantiate(entry, **resume_options(target, resume_step))
+    extra: dict[str, Any] = {}
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        hydra_cfg = HydraConfig.get()
+        extra["group"] = f"{entry.get('group')}-{Path(hydra_cfg.sweep.dir).name}"
+        extra["name"] = f"{entry.get('name')}-job{hydra_cfg.job.num}"
+    if entry.get("id") is None:
+        id_file = run_dir / "wandb_run_id"
+        if id_file.is_file():
+            extra["id"] = id_file.read_text().strip()
+        elif rank_zero_only.rank == 0:
+            extra["id"] = secrets.token_hex(6)  # W&B ids: letters and digits
+            id_file.parent.mkdir(parents=True, exist_ok=True)
+            id_file.write_text(extra["id"] + "\n")
+        extra["resume"] = "allow"
+    return instantiate(entry, **extra)
+
+
+def _refuse_ddp_relaunch_in_multirun(trainer: L.Trainer) -> None:
+    """Stop early where Lightning's DDP would re-run a whole sweep in each extra rank.
+
+    Strategy "ddp" starts ranks > 0 by re-running ``sys.argv`` (plus ``hydra.run.dir=``); under
+    ``-m`` that command is the sweep itself. SLURM-started ranks (hydra/launcher=slurm with
+    ``tasks_per_node`` = devices) and ``ddp_spawn`` do not re-run the command line.
+    """
+    from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
+
+    launcher = getattr(trainer.strategy, "launcher", None)
+    if (
+        isinstance(launcher, _SubprocessScriptLauncher)
+        and not trainer.strategy.cluster_environment.creates_processes_externally
+        and HydraConfig.initialized()
+        and HydraConfig.get().mode == RunMode.MULTIRUN
+    ):
+        raise ConfigError(
+            "trainer.strategy=ddp under a Hydra multirun (-m) would re-run the whole sweep in "
+            "every extra rank: use trainer.strategy=ddp_spawn for a local sweep of multi-device "
+            "runs, hydra/launcher=slurm (SLURM starts one task per device), or run each "
+            "configuration without -m"
+        )
+
+
+def _finish_wandb(loggers: list[Any]) -> None:
+    """Close the W&B run so the next job of a multirun starts a fresh one."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    if any(isinstance(logger, WandbLogger) for logger in loggers):
+        import wandb
+
+        wandb.finish()
