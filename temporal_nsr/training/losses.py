@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import NamedTuple
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchmetrics.functional.image import structural_similarity_index_measure
 
 RECONSTRUCTION_LOSSES = ("l1", "l2")
+
+# SSIM as torchmetrics computes it by default (the val/test metric): an 11-tap Gaussian window
+# of sigma 1.5, reflect padding, K1 = 0.01, K2 = 0.03, data range 1, mean over every pixel.
+SSIM_SIGMA = 1.5
+SSIM_TAPS = 11
+SSIM_C1 = 0.01**2
+SSIM_C2 = 0.03**2
 
 
 class LossTerms(NamedTuple):
@@ -40,16 +48,62 @@ def reconstruction(prediction: Tensor, target: Tensor, kind: str = "l1") -> Tens
     )
 
 
+@lru_cache(maxsize=8)
+def gaussian_window_matrix(side: int, device: torch.device) -> Tensor:
+    """(side, side) float32 matrix W with (W @ x)[i] = the Gaussian window of SSIM applied to
+    a reflect-padded column x at pixel i.
+
+    The 2D window is the outer product of two 1D windows, so filtering an image X is
+    W @ X @ W^T: two small matrix products instead of an 11 x 11 depthwise convolution, with
+    the reflect padding folded into W (a tap that falls outside the image adds its weight to
+    the mirrored pixel). Same sums as torchmetrics' convolution, in another order.
+    """
+    pad = (SSIM_TAPS - 1) // 2
+    offsets = torch.arange(-pad, pad + 1, dtype=torch.float64)
+    taps = torch.exp(-((offsets / SSIM_SIGMA) ** 2) / 2)
+    taps /= taps.sum()
+    rows = torch.arange(side)[:, None]
+    source = (rows + offsets.long()[None]).abs()  # reflect below 0 ...
+    source = torch.where(source > side - 1, 2 * (side - 1) - source, source)  # ... and above
+    window = torch.zeros(side, side, dtype=torch.float64)
+    window.index_put_((rows.expand_as(source), source), taps.expand_as(source), accumulate=True)
+    return window.to(device=device, dtype=torch.float32)
+
+
+def ssim(prediction: Tensor, target: Tensor) -> Tensor:
+    """Mean SSIM of two image batches, as torchmetrics' ``structural_similarity_index_measure``
+    with its defaults and data range 1 (``tests/training/test_losses.py`` checks both agree),
+    computed with separable matrix products (about 3x faster with its backward on a CPU).
+
+    Args:
+        prediction: (B, 3, S, S) images in [0, 1].
+        target: (B, 3, S, S) images in [0, 1].
+
+    Returns:
+        Scalar SSIM, evaluated in float32 (its variance terms lose precision in half types).
+    """
+    p, t = prediction.float(), target.float()
+    window = gaussian_window_matrix(p.shape[-1], p.device)
+    with torch.autocast(p.device.type, enabled=False):  # autocast would run the products in bf16
+        # (5, B, 3, S, S): local means of p, t, p^2, t^2 and p t
+        local = window @ torch.stack([p, t, p * p, t * t, p * t]) @ window.T
+    mean_p, mean_t, mean_pp, mean_tt, mean_pt = local
+    var_p = (mean_pp - mean_p**2).clamp(min=0.0)
+    var_t = (mean_tt - mean_t**2).clamp(min=0.0)
+    cov = mean_pt - mean_p * mean_t
+    luminance = (2 * mean_p * mean_t + SSIM_C1) / (mean_p**2 + mean_t**2 + SSIM_C1)
+    contrast = (2 * cov + SSIM_C2) / (var_p + var_t + SSIM_C2)
+    return (luminance * contrast).mean()
+
+
 def ssim_loss(prediction: Tensor, target: Tensor) -> Tensor:
-    """1 - SSIM (11x11 Gaussian window, sigma 1.5, data range 1) averaged over the batch.
+    """1 - SSIM (``ssim``: 11x11 Gaussian window, sigma 1.5, data range 1) over the batch.
 
     Args:
         prediction: (B, 3, S, S) rendered images in [0, 1].
         target: (B, 3, S, S) true images in [0, 1].
     """
-    # SSIM's variance terms lose precision in half types; evaluate it in float32.
-    ssim = structural_similarity_index_measure(prediction.float(), target.float(), data_range=1.0)
-    return 1.0 - ssim
+    return 1.0 - ssim(prediction, target)
 
 
 def temporal_smoothness(latent: Tensor) -> Tensor:

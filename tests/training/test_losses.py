@@ -1,7 +1,15 @@
 import pytest
 import torch
+from torchmetrics.functional.image import structural_similarity_index_measure
 
-from temporal_nsr.training.losses import reconstruction, ssim_loss, temporal_smoothness, total_loss
+from temporal_nsr.training.losses import (
+    gaussian_window_matrix,
+    reconstruction,
+    ssim,
+    ssim_loss,
+    temporal_smoothness,
+    total_loss,
+)
 
 
 def test_smoothness_is_zero_for_latent_constant_across_slots() -> None:
@@ -38,3 +46,43 @@ def test_total_loss_weights_terms() -> None:
     assert terms.loss.item() == pytest.approx(expected.item(), rel=1e-6)
     off = total_loss(prediction, target, latent, "l1", ssim_weight=0.0, smoothness_weight=0.0)
     assert off.loss.item() == pytest.approx(off.recon.item())
+
+
+@pytest.mark.parametrize("side", [16, 33, 64])
+def test_ssim_agrees_with_torchmetrics_in_value_and_gradient(side: int) -> None:
+    g = torch.Generator().manual_seed(side)
+    target = torch.rand(3, 3, side, side, generator=g)
+    for prediction in (
+        torch.rand(3, 3, side, side, generator=g),
+        target + 0.05 * torch.rand(3, 3, side, side, generator=g),
+    ):
+        prediction = prediction.clamp(0, 1).requires_grad_()
+        ours = ssim(prediction, target)
+        theirs = structural_similarity_index_measure(prediction, target, data_range=1.0)
+        assert ours.item() == pytest.approx(theirs.item(), abs=1e-6)
+        (grad_ours,) = torch.autograd.grad(ours, prediction)
+        (grad_theirs,) = torch.autograd.grad(theirs, prediction)
+        scale = grad_theirs.abs().max().item()  # float32 rounding, relative to the largest entry
+        torch.testing.assert_close(grad_ours, grad_theirs, rtol=1e-4, atol=1e-4 * scale)
+
+
+def test_ssim_stays_float32_under_bf16_autocast() -> None:
+    g = torch.Generator().manual_seed(0)
+    prediction, target = (
+        torch.rand(2, 3, 32, 32, generator=g),
+        torch.rand(2, 3, 32, 32, generator=g),
+    )
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = ssim(prediction.bfloat16(), target)
+    assert inside.dtype == torch.float32
+    assert inside.item() == pytest.approx(
+        ssim(prediction.bfloat16().float(), target).item(), abs=1e-6
+    )
+
+
+def test_gaussian_window_rows_sum_to_one_and_reflect_at_the_border() -> None:
+    window = gaussian_window_matrix(12, torch.device("cpu"))
+    torch.testing.assert_close(window.sum(1), torch.ones(12))
+    # Row 0's taps at -1..-5 land on pixels 1..5 (reflection), so they carry twice the weight
+    # of the taps at +1..+5 only through the added mirror weight.
+    assert window[0, 1] == pytest.approx(2 * window[6, 7].item(), rel=1e-6)
