@@ -1,10 +1,21 @@
-"""Learning-curves entry point: ``python -m temporal_nsr.curves runs='{label: run_dir}'``."""
+"""Learning-curves entry point: ``python -m temporal_nsr.curves runs='{label: run_dir}'``.
+
+Runs with a ``snapshots/`` folder get their snapshots scored first (bend error over training,
+``temporal_nsr.evaluation.snapshots``; ``snapshots=null`` skips it), then every metric of
+``metrics`` is plotted against wall-clock minutes.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from temporal_nsr.enr_checkpoint import CheckpointError
+from temporal_nsr.evaluation.protocol import EvaluationError
+from temporal_nsr.evaluation.snapshots import SNAPSHOT_DIR, evaluate_snapshots
+from temporal_nsr.evaluation.split import EvalOptions
 from temporal_nsr.learning_curves import CurveError, plot_curves
 
 
@@ -13,8 +24,15 @@ def main(cfg: DictConfig) -> None:
     if not cfg.runs:
         raise SystemExit("curves: give runs='{label: run_dir, ...}'")
     try:
+        if cfg.snapshots:
+            snap = cfg.snapshots
+            options = EvalOptions(max_views=snap.max_views, bend_targets=snap.bend_targets,
+                                  figure_examples=0)  # fmt: skip
+            for run_dir in cfg.runs.values():
+                if Path(run_dir, SNAPSHOT_DIR).is_dir():
+                    evaluate_snapshots(run_dir, snap.split, options, snap.every, snap.device)
         print(plot_curves(dict(cfg.runs), list(cfg.metrics), cfg.out))
-    except CurveError as error:
+    except (CurveError, CheckpointError, EvaluationError) as error:
         raise SystemExit(f"curves: {error}") from None
 
 

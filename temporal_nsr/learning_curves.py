@@ -1,7 +1,9 @@
 """Learning curves: validation metrics of training runs against wall-clock minutes.
 
 Reads the CSV logs that ``conf/logger/csv.yaml`` writes (every ``metrics*.csv`` under
-``<run_dir>/csv``, so the files of a resumed run are joined) and plots one line per run.
+``<run_dir>/csv``, so the files of a resumed run are joined), and the snapshot scores of
+``temporal_nsr.evaluation.snapshots`` (``<run_dir>/curves/*.csv``: bend error over training),
+and plots one line per run.
 """
 
 from __future__ import annotations
@@ -24,13 +26,14 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
         CurveError: if the run has no ``csv/**/metrics*.csv``.
     """
     files = sorted(Path(run_dir).glob("csv/**/metrics*.csv"))
-    if not files:
+    snapshot_scores = sorted(Path(run_dir).glob("curves/*.csv"))
+    if not files and not snapshot_scores:
         raise CurveError(
             f"{run_dir}: no csv/**/metrics*.csv; train with logger=csv (the default) to get "
             "learning curves"
         )
     rows = []
-    for path in files:
+    for path in files + snapshot_scores:
         with path.open(newline="") as handle:
             for row in csv.DictReader(handle):
                 rows.append({k: float(v) for k, v in row.items() if v not in ("", None)})
@@ -40,9 +43,13 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
 def curve(rows: Sequence[Mapping[str, float]], metric: str) -> tuple[list[float], list[float]]:
     """(minutes, values) of one metric; minutes from ``val/minutes`` or ``train/minutes``.
 
-    Runs logged before the wall clock existed have no minutes column: their steps are
-    returned as they are (``plot_curves`` converts them with the run's steps per minute).
+    A step logged without minutes (a snapshot score) gets the minutes interpolated between
+    the logged steps around it. Runs logged before the wall clock existed have no minutes at
+    all: their steps are returned as they are (``plot_curves`` converts them with the run's
+    steps per minute).
     """
+    import numpy as np
+
     minutes_of_step = {
         row["step"]: row[key]
         for row in rows
@@ -50,7 +57,13 @@ def curve(rows: Sequence[Mapping[str, float]], metric: str) -> tuple[list[float]
         if key in row and "step" in row
     }
     points = [(row["step"], row[metric]) for row in rows if metric in row and "step" in row]
-    xs = [minutes_of_step.get(step, step) for step, _ in points]
+    steps = [step for step, _ in points]
+    if minutes_of_step:
+        known = sorted(minutes_of_step.items())
+        interpolated = np.interp(steps, [s for s, _ in known], [m for _, m in known])
+        xs = [minutes_of_step.get(s, float(m)) for s, m in zip(steps, interpolated, strict=True)]
+    else:
+        xs = steps
     return xs, [value for _, value in points]
 
 

@@ -136,3 +136,17 @@ def test_few_channel_group_norm_gives_the_same_result_on_channels_last_input() -
     out = norm(x.contiguous(memory_format=torch.channels_last_3d))
     torch.testing.assert_close(out, expected)
     assert set(norm.state_dict()) == {"weight", "bias"}  # checkpoints keep their keys
+
+
+def test_matrix_ssim_gives_the_loss_curve_of_torchmetrics_ssim(monkeypatch) -> None:
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    from temporal_nsr.training import losses
+
+    ours, cfg = _tiny_model(ssim_weight=0.5)
+    theirs = copy.deepcopy(ours)
+    curve = _loss_curve(ours, cfg, 4)
+    monkeypatch.setattr(
+        losses, "ssim", lambda p, t: structural_similarity_index_measure(p, t, data_range=1.0)
+    )
+    assert curve == pytest.approx(_loss_curve(theirs, cfg, 4), abs=1e-5)

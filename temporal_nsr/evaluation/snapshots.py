@@ -1,0 +1,129 @@
+"""Held-out metrics of a run's snapshots over training: PSNR and bend error against steps.
+
+Training logs val PSNR every epoch, but not the bend-angle error, which needs the generator's
+renders and costs more than a validation pass. A run that keeps snapshots (a ModelCheckpoint
+writing ``<run_dir>/snapshots/*.ckpt`` every N steps, as ``conf/experiment/bend_20t_cpu.yaml``
+does) is scored afterwards, one snapshot at a time, with a small version of the evaluation
+protocol; the rows go to ``<run_dir>/curves/<split>_snapshots.csv``, which
+``temporal_nsr.learning_curves`` reads beside the training log. Snapshots already in that file
+are not scored again, so the command can follow a run that is still training.
+
+Columns: ``step``, then ``<split>/<metric>_<setting>`` for metric psnr and bend_error (the
+model's mean over the pairs of the setting), for the settings same_time (dt = 0) and
+all_dt_nonzero; and ``<split>/static_gain_dt_nonzero`` (model - static PSNR on dt != 0, what
+the time axis adds) and ``<split>/shuffled_gain_same_time`` (model - shuffled_source PSNR at
+dt = 0, how much the render follows its input).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from temporal_nsr.atomic import atomic_file
+from temporal_nsr.evaluation.split import EvalOptions, evaluate_split
+from temporal_nsr.runs import load_run, run_datamodule, training_state
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_DIR = "snapshots"
+CURVE_DIR = "curves"
+SETTINGS = ("same_time", "all_dt_nonzero")
+
+
+def snapshot_files(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """(global step, file) of every ``<run_dir>/snapshots/*.ckpt``, by step."""
+    files = Path(run_dir, SNAPSHOT_DIR).glob("*.ckpt")
+    return sorted((training_state(path).global_step, path) for path in files)
+
+
+def curve_file(run_dir: str | Path, split: str) -> Path:
+    return Path(run_dir, CURVE_DIR, f"{split}_snapshots.csv")
+
+
+def _read_rows(path: Path) -> dict[int, dict[str, str]]:
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as handle:
+        return {int(row["step"]): row for row in csv.DictReader(handle)}
+
+
+def snapshot_row(summary: dict[str, Any], split: str, step: int) -> dict[str, Any]:
+    """One CSV row from a split's evaluation summary (``evaluation.report.summarise``)."""
+    row: dict[str, Any] = {"step": step}
+    by_setting = summary["by_setting"]
+    for setting in SETTINGS:
+        model = by_setting.get(setting, {}).get("model", {})
+        row[f"{split}/psnr_{setting}"] = model.get("psnr")
+        row[f"{split}/bend_error_{setting}"] = model.get("bend_error_deg")
+
+    def gain(setting: str, other: str) -> float | None:
+        scores = by_setting.get(setting, {})
+        if "model" not in scores or other not in scores:
+            return None
+        return scores["model"]["psnr"] - scores[other]["psnr"]
+
+    row[f"{split}/static_gain_dt_nonzero"] = gain("all_dt_nonzero", "static")
+    row[f"{split}/shuffled_gain_same_time"] = gain("same_time", "shuffled_source")
+    return row
+
+
+def evaluate_snapshots(
+    run_dir: str | Path,
+    split: str = "val",
+    options: EvalOptions | None = None,
+    every: int = 1,
+    device: str = "cpu",
+) -> Path:
+    """Score every ``every``-th snapshot of a run not yet in its curve file; return the file.
+
+    Args:
+        run_dir: a training run folder with ``snapshots/``.
+        split: the held-out split to score.
+        options: the evaluation options; by default a quick version of the protocol (8 views
+            per target timestep, 32 bend targets, no figures).
+        every: score snapshots 0, every, 2 * every, ... of the sorted list (the last one too).
+        device: where the network runs.
+
+    Raises:
+        CheckpointError: no run folder, or a snapshot that does not fit its model.
+        EvaluationError: no snapshots.
+    """
+    from temporal_nsr.evaluation.protocol import EvaluationError
+
+    options = options or EvalOptions(max_views=8, bend_targets=32, figure_examples=0)
+    snapshots = snapshot_files(run_dir)
+    if not snapshots:
+        raise EvaluationError(
+            f"{Path(run_dir) / SNAPSHOT_DIR}: no snapshots; train with a ModelCheckpoint that "
+            "writes there every N steps (conf/experiment/bend_20t_cpu.yaml, callbacks.snapshots)"
+        )
+    chosen = snapshots[::every] + ([snapshots[-1]] if (len(snapshots) - 1) % every else [])
+    path = curve_file(run_dir, split)
+    rows = _read_rows(path)
+    todo = [(step, file) for step, file in chosen if step not in rows]
+    datamodule = manifest = pools = None
+    for step, file in todo:
+        run = load_run(run_dir, str(file), device)
+        if datamodule is None:
+            datamodule = run_datamodule(run.cfg)
+            pools = (datamodule.split(split), datamodule.split("train"))
+            manifest_file = Path(run.cfg.data.root) / "manifest.json"
+            manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else None
+        scored = evaluate_split(split, pools, run.renderer, None, options, manifest, device)
+        rows[step] = snapshot_row(scored.summary, split, step)
+        log.info("%s: snapshot at step %d scored", run_dir, step)
+        _write(path, rows)  # after each snapshot, so an interrupted pass keeps what it did
+    return path
+
+
+def _write(path: Path, rows: dict[int, dict[str, Any]]) -> None:
+    columns = list(next(iter(rows.values())))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, columns)
+        writer.writeheader()
+        writer.writerows(rows[step] for step in sorted(rows))
