@@ -10,3 +10,5 @@ __version__ = "0.1.0"
 # exported PROJECT_ROOT wins.
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PROJECT_ROOT", str(PROJECT_ROOT))
+# The Hydra configs every entry point composes, and the generator reads without Hydra.
+CONF_DIR = PROJECT_ROOT / "conf"

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 import temporal_nsr.acceleration  # noqa: F401  (registers the ${cpu_precision:} resolver)
-
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+from temporal_nsr import CONF_DIR
 
 
 def compose_config(overrides: list[str], config_name: str = "train") -> DictConfig:

@@ -32,18 +32,13 @@ from omegaconf import DictConfig, OmegaConf
 from temporal_nsr.data.dataset import DatasetError
 from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.evaluation.bend import BendEstimator
-from temporal_nsr.evaluation.metrics import PSNR_CAP_DB, per_image_scores
-from temporal_nsr.evaluation.predictors import other_object_sources
-from temporal_nsr.evaluation.protocol import EvaluationError, object_names, protocol_pairs
+from temporal_nsr.evaluation.metrics import PSNR_CAP_DB
+from temporal_nsr.evaluation.protocol import EvaluationError
 from temporal_nsr.evaluation.report import write_outputs
 from temporal_nsr.evaluation.split import EvalOptions, evaluate_split
 from temporal_nsr.inference import resolve_device
 from temporal_nsr.runs import Run, load_checkpoint, load_model, load_run, run_datamodule
 from temporal_nsr.training.checkpointing import sha256_file
-
-# Re-exported for callers of the old module layout (tests/test_objects.py).
-__all__ = ["PSNR_CAP_DB", "evaluate", "object_names", "other_object_sources",
-           "per_image_scores", "protocol_pairs"]  # fmt: skip
 
 
 def _load_model(cfg: DictConfig, device: str) -> Run:

@@ -14,12 +14,13 @@ import torch
 from omegaconf import OmegaConf
 
 from temporal_nsr.batch import ViewPair
+from temporal_nsr.config import CONF_DIR
 from temporal_nsr.data.datamodule import ViewPairDataModule
 from temporal_nsr.data.dataset import DatasetError
 
 from .conftest import TINY_GENERATOR
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "data" / "bend.yaml"
+CONF = CONF_DIR / "data" / "bend.yaml"
 
 
 @pytest.fixture(scope="module")

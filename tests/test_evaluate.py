@@ -10,7 +10,8 @@ import torch
 
 from temporal_nsr.config import compose_config
 from temporal_nsr.enr_checkpoint import CheckpointError
-from temporal_nsr.evaluate import PSNR_CAP_DB, evaluate, per_image_scores
+from temporal_nsr.evaluate import evaluate
+from temporal_nsr.evaluation.metrics import PSNR_CAP_DB, per_image_scores
 
 
 def _eval_cfg(run_dir: Path, **extra):

@@ -19,7 +19,9 @@ from temporal_nsr.data.sampler import FixedPairs, SameObjectPairSampler
 from temporal_nsr.data.synthetic.config import resolve_config
 from temporal_nsr.data.synthetic.generator import generate_dataset
 from temporal_nsr.data.synthetic.objects import object_specs
-from temporal_nsr.evaluate import evaluate, object_names, other_object_sources, protocol_pairs
+from temporal_nsr.evaluate import evaluate
+from temporal_nsr.evaluation.predictors import other_object_sources
+from temporal_nsr.evaluation.protocol import object_names, protocol_pairs
 from tests.conftest import EXPERIMENTS, TINY_GENERATOR
 
 # 4 objects x 6 timesteps x 4 views at 32 px. Objects 0 and 3 train on timesteps 0..3 and are

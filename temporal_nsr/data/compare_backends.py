@@ -28,10 +28,11 @@ from omegaconf import OmegaConf
 from PIL import Image, ImageDraw
 
 from temporal_nsr.atomic import atomic_file, write_text
+from temporal_nsr.data.format import PARAMS_FILE
 from temporal_nsr.data.synthetic.blender import BlenderBackend
 from temporal_nsr.data.synthetic.config import EmbreeSettings, resolve_config
 from temporal_nsr.data.synthetic.generator import generate_dataset
-from temporal_nsr.data.synthetic.writer import PARAMS_FILE, read_manifest
+from temporal_nsr.data.synthetic.writer import read_manifest
 
 # The CLI's default comparison: 3 objects x 20 timesteps x 8 views at 128 px (480 image pairs).
 DEFAULT_OVERRIDES = ["data.generator.views_per_timestep=8", "data.generator.num_objects=3"]

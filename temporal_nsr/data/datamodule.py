@@ -12,11 +12,10 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
 from temporal_nsr.data.dataset import DatasetError, RenderedViews
+from temporal_nsr.data.format import SPLITS
 from temporal_nsr.data.sampler import FixedPairs, SameObjectPairSampler
 
 log = logging.getLogger(__name__)
-
-SPLITS = ("train", "val", "test")
 
 
 def _plain(value: Any) -> Any:

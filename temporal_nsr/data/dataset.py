@@ -37,11 +37,11 @@ import numpy as np
 import torch
 
 from temporal_nsr.batch import ViewPair
+from temporal_nsr.data.format import PARAMS_FILE
 from temporal_nsr.data.images import GrayscaleError, ImageFileError, open_image, rgb_pixels
 
 log = logging.getLogger(__name__)
 
-PARAMS_FILE = "render_params.json"
 CACHE_DIRNAME = ".cache"
 # Bump when the decoded content changes for the same files (e.g. another alpha convention).
 CACHE_VERSION = 1

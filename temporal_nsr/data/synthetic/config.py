@@ -16,14 +16,13 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from omegaconf import OmegaConf
 
-# temporal_nsr.config.CONF_DIR, named again so that generating data does not import torch.
-CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
+from temporal_nsr import CONF_DIR
+
 SCHEDULES = ("sine", "linear", "sine_twist")
 BACKENDS = ("embree", "blender")
 

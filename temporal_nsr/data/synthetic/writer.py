@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from temporal_nsr.atomic import replace_folder
+from temporal_nsr.data.format import PARAMS_FILE, SPLITS
 from temporal_nsr.data.synthetic.config import GeneratorConfig
 from temporal_nsr.data.synthetic.objects import ObjectSpec, true_angles_deg
 
@@ -39,9 +40,7 @@ log = logging.getLogger(__name__)
 # Bump whenever the bytes written for an unchanged config change; stale datasets then regenerate.
 GENERATOR_VERSION = 1
 
-SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.json"
-PARAMS_FILE = "render_params.json"
 
 
 def split_timesteps(cfg: GeneratorConfig) -> dict[str, list[int]]:

@@ -1,4 +1,5 @@
-"""Checkpoint files named by path: original ENR files (and its temporal fork's), and our own .ckpt.
+"""ENR and temporal-ENR files in our terms: their config -> our run config, their state-dict
+keys -> ours.
 
 **ENR format** (apple/ml-equivariant-neural-rendering, ``NeuralRenderer.save``; its published
 chairs, cars, mugs and mountains models): ``torch.save`` of a dict ``{"config": ...,
@@ -33,17 +34,10 @@ M = min(T // 2, T - 1 - T // 2) and our slot k = their slot k + T // 2 - M:
 An offset outside [-M, M] (for T = 20: dt = -10, which its mirror dt = +10 cannot match, and
 anything the fork could not represent) raises ValueError naming the bound, from
 ``SceneRenderer.select_slot``.
-
-**Our own checkpoints**: a Lightning .ckpt written by ``temporal_nsr.train``. It holds the
-weights but not the architecture, which lives in the run folder's ``.hydra/config.yaml``.
-
-Files are read with ``torch.load(weights_only=True)``: tensors and plain containers only, so
-a file from the internet cannot run code.
 """
 
 from __future__ import annotations
 
-import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -51,9 +45,10 @@ from typing import Any, NamedTuple
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch import Tensor, nn
+from torch import Tensor
 
 from temporal_nsr.config import CONF_DIR
+from temporal_nsr.enr_checkpoint.read import FIX_FORMAT, CheckpointError
 from temporal_nsr.model.encoder import spherical_mask
 
 # ENR module prefix -> ours (as keys of TemporalNSRModule, whose network is `renderer`).
@@ -77,15 +72,6 @@ ENR_CONFIG_KEYS = (
     "num_channels_projection",
 )
 LIFT_STAGES = 3  # the fork multiplies the channels of the last three 3D stages by T
-FIX_FORMAT = (
-    "pass an original ENR file (a dict with 'config' and 'state_dict', as "
-    "NeuralRenderer.save writes) or a .ckpt written by temporal_nsr.train"
-)
-
-
-class CheckpointError(ValueError):
-    """A run folder or checkpoint file that cannot be used (``temporal_nsr.runs``, ``ckpt=``,
-    ``init_from=``, ``ckpt_path=``); the one-line message names the file, the layer, the fix."""
 
 
 class EnrModel(NamedTuple):
@@ -96,114 +82,12 @@ class EnrModel(NamedTuple):
     enr_names: dict[str, str]  # our key -> the file's key, for messages
 
 
-def read_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
-    """Load a checkpoint file onto the CPU, tensors and plain containers only: the one reader
-    of every checkpoint (run folders, ``ckpt=``, ``init_from=``, a resumed training state).
-
-    Args:
-        path: the file.
-        mmap: map tensors instead of reading them (cheap when only the step is wanted);
-            files of torch's legacy format are read whole.
-
-    Raises:
-        CheckpointError: no such file, not a torch file, a file that needs arbitrary code to
-            unpickle, or one that holds something other than a dict.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        checkpoint = _load(path, mmap)
-    except pickle.UnpicklingError as error:
-        if "unsupported global" in str(error).lower():
-            raise CheckpointError(
-                f"{path} holds Python objects other than tensors and plain containers, which "
-                f"are not loaded (they could run code); {FIX_FORMAT}"
-            ) from None
-        raise CheckpointError(f"{path} is not a torch checkpoint file; {FIX_FORMAT}") from None
-    except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError):
-        raise CheckpointError(f"{path} is not a torch checkpoint file; {FIX_FORMAT}") from None
-    if not isinstance(checkpoint, dict):
-        raise CheckpointError(
-            f"{path} holds a {type(checkpoint).__name__}, not a dict; {FIX_FORMAT}"
-        )
-    return checkpoint
-
-
-def _load(path: Path, mmap: bool) -> Any:
-    if mmap:
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as error:
-            if "zipfile" not in str(error):
-                raise
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def checkpoint_format(checkpoint: Mapping[str, Any], path: str | Path) -> str:
-    """Which format a loaded checkpoint has: "enr" ({"config", "state_dict"}) or "lightning".
-
-    Raises:
-        CheckpointError: any other dict, named by its keys.
-    """
-    if "pytorch-lightning_version" in checkpoint and isinstance(
-        checkpoint.get("state_dict"), Mapping
-    ):
-        return "lightning"
-    if isinstance(checkpoint.get("config"), Mapping) and isinstance(
-        checkpoint.get("state_dict"), Mapping
-    ):
-        return "enr"
-    keys = sorted(str(k) for k in checkpoint)
-    shown = ", ".join(keys[:8]) + (", ..." if len(keys) > 8 else "")
-    raise CheckpointError(
-        f"{path} has an unknown checkpoint format (a dict with keys [{shown}]); {FIX_FORMAT}"
-    )
-
-
 def rename_enr_key(key: str) -> str | None:
     """ENR state-dict key -> ours, or None for a key that has no counterpart."""
     for theirs, ours in ENR_PREFIXES:
         if key.startswith(theirs):
             return ours + key[len(theirs) :].replace(ENR_BLOCK[1:], OUR_BLOCK[1:], 1)
     return None
-
-
-def first_mismatch(
-    expected: Mapping[str, Tensor],
-    given: Mapping[str, Tensor],
-    names: Mapping[str, str] | None = None,
-) -> str | None:
-    """Describe the first parameter that differs between two state dicts, and how many do.
-
-    Args:
-        expected: the model's state dict.
-        given: the checkpoint's, with the model's keys.
-        names: our key -> the name the file gives it, added to the message where known.
-
-    Returns:
-        None when keys and shapes agree, else e.g. "renderer.x.weight has shape (2, 4) in
-        the checkpoint but (3, 4) in the model (and 5 more mismatches)".
-    """
-    names = names or {}
-
-    def called(key: str) -> str:
-        return f"{key} (the file's {names[key]})" if key in names else key
-
-    problems = []
-    for key, value in expected.items():
-        if key not in given:
-            problems.append(f"the checkpoint has no {key} (shape {tuple(value.shape)})")
-        elif given[key].shape != value.shape:
-            problems.append(
-                f"{called(key)} has shape {tuple(given[key].shape)} in the checkpoint but "
-                f"{tuple(value.shape)} in the model"
-            )
-    problems += [f"the checkpoint has an extra {called(k)}" for k in given if k not in expected]
-    if not problems:
-        return None
-    more = len(problems) - 1
-    return problems[0] + (f" (and {more} more mismatch{'es' * (more > 1)})" if more else "")
 
 
 def _int_list(config: Mapping[str, Any], key: str, path: Path) -> list[int]:
@@ -406,29 +290,3 @@ def model_overrides(cfg: DictConfig) -> list[str]:
         out.append(f"+model.renderer.encoder.lift_slots={encoder.lift_slots}")
         out.append(f"+model.renderer.encoder.first_slot={encoder.first_slot}")
     return out
-
-
-def load_initial_weights(module: nn.Module, path: str | Path) -> None:
-    """Start training from a checkpoint file's weights (``init_from=``): an original ENR or
-    temporal-ENR file, or a .ckpt of ours. Only the weights are taken; optimizer, step and
-    callbacks start fresh.
-
-    Raises:
-        CheckpointError: an unreadable file or format, or weights that do not fit the model
-            built from the current config: the message names the first mismatched layer and
-            the overrides that build the file's architecture.
-    """
-    path = Path(path)
-    checkpoint = read_checkpoint(path)
-    expected = module.state_dict()
-    if checkpoint_format(checkpoint, path) == "enr":
-        enr = enr_model(checkpoint, path)
-        state, names = enr.state_dict, enr.enr_names
-        fix = "build the file's architecture with " + " ".join(model_overrides(enr.cfg))
-    else:
-        state, names = dict(checkpoint["state_dict"]), {}
-        fix = "train with the config of the run that wrote it (its .hydra/config.yaml)"
-    problem = first_mismatch(expected, state, names)
-    if problem is not None:
-        raise CheckpointError(f"init_from={path} does not fit the model: {problem}; {fix}")
-    module.load_state_dict(state)
