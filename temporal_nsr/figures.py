@@ -36,7 +36,8 @@ from PIL import Image
 from torch import Tensor
 
 from temporal_nsr.data.images import UNBOUNDED, ImageLimits
-from temporal_nsr.inference import ImageLike, NovelViewRenderer, image_batch
+from temporal_nsr.image_input import ImageLike, image_batch
+from temporal_nsr.inference import NovelViewRenderer
 
 log = logging.getLogger(__name__)
 

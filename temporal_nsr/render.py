@@ -26,7 +26,8 @@ from temporal_nsr.data.dataset import DatasetError
 from temporal_nsr.data.images import ImageLimits
 from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.figures import RenderError, log_to_wandb, render_figures, write_figures
-from temporal_nsr.inference import ImageError, load_renderer
+from temporal_nsr.image_input import ImageError
+from temporal_nsr.inference import load_renderer
 from temporal_nsr.runs import run_datamodule
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,8 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from temporal_nsr.enr_checkpoint import CheckpointError
-from temporal_nsr.inference import ImageError, NovelViewRenderer
+from temporal_nsr.image_input import ImageError
+from temporal_nsr.inference import NovelViewRenderer
 
 
 def _tensor(png: Path) -> torch.Tensor:

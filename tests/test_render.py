@@ -12,7 +12,7 @@ from PIL import Image
 
 from temporal_nsr.config import compose_config
 from temporal_nsr.figures import mp4_available
-from temporal_nsr.inference import ImageError
+from temporal_nsr.image_input import ImageError
 from temporal_nsr.render import RenderError, render
 
 FPS = 10  # 100 ms per frame: a whole number of GIF centiseconds

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from temporal_nsr.data.images import UNBOUNDED, ImageLimits
-from temporal_nsr.inference import ImageError, ImageTooLargeError, NovelViewRenderer
+from temporal_nsr.image_input import ImageError, ImageTooLargeError
+from temporal_nsr.inference import NovelViewRenderer
 from temporal_nsr.viewer.examples import Example
 from temporal_nsr.viewer.session import ViewerError, ViewerSession
 

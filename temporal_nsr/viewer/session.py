@@ -25,7 +25,8 @@ from temporal_nsr.figures import (
     turntable_azimuths,
     write_figures,
 )
-from temporal_nsr.inference import ImageError, ImageLike, NovelViewRenderer, image_batch
+from temporal_nsr.image_input import ImageError, ImageLike, image_batch
+from temporal_nsr.inference import NovelViewRenderer
 
 log = logging.getLogger(__name__)
 

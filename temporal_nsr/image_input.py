@@ -1,0 +1,138 @@
+"""The network's input from images of any kind: tensors, PIL images, files, numpy arrays.
+
+``image_batch`` turns them into the (B, 3, S, S) float batch a model takes. Transparency is
+composited over WHITE (the background of the training renders), palette and other colour modes
+become RGB (``data/images.py``'s decoding policy, grayscale replicated), and an image of
+another size is padded with white to a square and resized with a logged warning.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from temporal_nsr.data.images import (
+    UNBOUNDED,
+    ImageFileError,
+    ImageLimits,
+    ImageSizeError,
+    open_image,
+    rgb_pixels,
+)
+
+log = logging.getLogger(__name__)
+
+ImageLike = Tensor | Image.Image | np.ndarray | str | Path
+
+
+class ImageError(ValueError):
+    """An input image that cannot be read; the message names the file or the bad value."""
+
+
+class ImageTooLargeError(ImageError):
+    """An image file over the ``ImageLimits`` it was read with; the message names the limit."""
+
+
+def _pixels_to_tensor(pixels: np.ndarray) -> Tensor:
+    """(H, W, 3) uint8 or float32 in [0, 1] -> (3, H, W) float32 in [0, 1]."""
+    tensor = torch.from_numpy(np.array(pixels)).permute(2, 0, 1).float()  # a writable copy
+    return tensor.div_(255.0) if pixels.dtype == np.uint8 else tensor
+
+
+def _pil_to_tensor(image: Image.Image) -> Tensor:
+    """PIL image of any mode -> (3, H, W) float32 RGB in [0, 1] (``data/images.py``'s policy)."""
+    try:
+        return _pixels_to_tensor(rgb_pixels(image, grayscale=True))
+    except ImageFileError as error:
+        raise ImageError(str(error)) from None
+
+
+def _read_file(path: Path, limits: ImageLimits) -> Tensor:
+    try:
+        with open_image(path, limits) as image:
+            return _pixels_to_tensor(rgb_pixels(image, grayscale=True))
+    except ImageSizeError as error:
+        raise ImageTooLargeError(str(error)) from None
+    except ImageFileError as error:
+        raise ImageError(str(error)) from None
+
+
+def _to_chw(image: ImageLike, limits: ImageLimits) -> Tensor:
+    """One image of any accepted kind -> (3, H, W) float tensor in [0, 1] (or (B, 3, H, W))."""
+    if isinstance(image, (str, Path)):
+        return _read_file(Path(image), limits)
+    if isinstance(image, Image.Image):
+        return _pil_to_tensor(image)
+    if isinstance(image, np.ndarray):
+        if image.dtype == np.uint8:
+            return _pil_to_tensor(Image.fromarray(image))
+        if image.ndim == 3 and image.shape[-1] == 3 and np.issubdtype(image.dtype, np.floating):
+            # (H, W, 3) float in [0, 1] -> (3, H, W), no round trip through uint8.
+            return torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1)
+        raise ImageError(
+            f"numpy images must be uint8 (H, W[, 3 or 4]) or float (H, W, 3) in [0, 1]; got "
+            f"{image.dtype} {image.shape}"
+        )
+    if isinstance(image, Tensor):
+        if image.dim() not in (3, 4) or image.shape[-3] != 3 or not image.is_floating_point():
+            raise ImageError(
+                f"image tensors must be float (B, 3, S, S) or (3, S, S) in [0, 1]; got "
+                f"{image.dtype} {tuple(image.shape)}"
+            )
+        return image
+    raise ImageError(f"cannot read an image from a {type(image).__name__}")
+
+
+def _fit(images: Tensor, size: int) -> Tensor:
+    """(B, 3, H, W) -> (B, 3, size, size): pad to a square with white, then resize."""
+    _, _, h, w = images.shape
+    if (h, w) == (size, size):
+        return images
+    log.warning(
+        "input image is %dx%d px but the model takes %dx%d: padding it to a square with "
+        "white and resizing it",
+        w,
+        h,
+        size,
+        size,
+    )
+    side = max(h, w)
+    top, left = (side - h) // 2, (side - w) // 2
+    images = F.pad(images, (left, side - w - left, top, side - h - top), value=1.0)
+    return F.interpolate(
+        images, size=(size, size), mode="bilinear", antialias=side > size, align_corners=False
+    ).clamp(0, 1)
+
+
+def image_batch(
+    images: ImageLike | Sequence[ImageLike], size: int, limits: ImageLimits = UNBOUNDED
+) -> Tensor:
+    """Turn images of any accepted kind (see the module docstring) into the network's input.
+
+    Args:
+        images: one image, a (B, 3, H, W) tensor, or a list of images.
+        size: side S the model takes.
+        limits: largest image FILE accepted, checked before decoding (in-memory images are
+            the caller's own).
+
+    Returns:
+        (B, 3, S, S) float32 RGB in [0, 1], on the device of a tensor input, else on the CPU.
+
+    Raises:
+        ImageError: a missing or unreadable file, one over ``limits``, or an array or tensor
+            of the wrong kind.
+    """
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise ImageError("no images given")
+        tensors = [image_batch(image, size, limits) for image in images]
+        return torch.cat([t.to(tensors[0].device) for t in tensors])
+    batch = _to_chw(images, limits).float()
+    return _fit(batch if batch.dim() == 4 else batch[None], size)
