@@ -1,0 +1,32 @@
+"""Benchmarks: data, training steps, inference, FLOPs against peak -> outputs/bench/bench.json.
+
+Run as `make bench` (the full suite, under 10 minutes on 2 cores) or `make bench ARGS=--quick`
+(a smoke run with the tiny model, what the tests use). Every entry runs in a fresh child
+process, so its peak memory and allocator state are its own; `--only NAME ...` re-runs some
+entries and updates them in an existing report.
+
+JSON keys: `machine` (cpu model, cores, torch version and threads, bf16_native, cuda),
+`quick`, `reference` (the original implementation's figures from issue 6, same machine class),
+and `results`, a mapping from entry name to a dict with `unit`, `median`, `min`, `max`,
+`repeats` plus:
+
+* `peak_*`: GFLOP/s of a large matmul (torch.matmul, MKL) and of the same product as a 1x1
+  convolution (oneDNN), fp32 and bf16; `peak_gflops` is the best of them (the roof).
+* `train_step_<experiment>_b<images>_<fp32|bf16|bf16_ckpt>`: seconds per optimiser step
+  (forward in both directions, loss, backward, Adam) on synthetic pairs, with the glibc heap
+  kept as train() keeps it; `bf16` is `trainer.precision=bf16-mixed`, `_ckpt` adds
+  `model.activation_checkpointing=true`; `pairs_per_s`, `images_per_s`,
+  `peak_rss_mb` (the child's peak resident memory), `page_faults_per_step`, `gflop_per_step`
+  (torch.utils.flop_counter) and `achieved_gflops`.
+* `inference_<experiment>_<fp32|bf16>`: milliseconds; sub-dicts `encode_one_image`,
+  `novel_view_from_cached_latent`, `turntable_36_views_per_view` (one call, 36 poses) and
+  `image_to_novel_view`, each a summary; `gflop_encode`, `gflop_novel_view`, `achieved_gflops`.
+* `compile_novel_view_<experiment>`: `compile_s` (first call) and the steady-state view time
+  against eager.
+* `viewer_update_<experiment>`: milliseconds of one viewer slider update (server side: rotate
+  + render from the kept latent, bf16 where native).
+* `onnx_<experiment>`: the ONNX export in onnxruntime vs eager PyTorch (fp32, same threads):
+  `exported` and `eager` sub-dicts per path, `export_s`.
+* `pairs_per_s_workers<N>`: train-loader throughput from the cache; `generate_128px`: dataset
+  generation time.
+"""
