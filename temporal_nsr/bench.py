@@ -8,22 +8,8 @@ import sys
 from pathlib import Path
 
 from temporal_nsr.benchmarks.entries import entries
-from temporal_nsr.benchmarks.harness import DEFAULT_OUT, result_line, run_child, write_report
-
-# The original temporal ENR code on this machine class (issue 6): 2 cores, torch 2.13 CPU,
-# synthetic data, 128 px, C = 3, 20 slots, L1 + Adam; medians of repeats.
-REFERENCE = {
-    "train_step_b16_s": 28.0,
-    "train_step_b16_peak_gb": 8.2,
-    "train_step_b8_s": 6.3,
-    "train_step_b2_s": 1.1,
-    "encode_ms": 116.0,
-    "novel_view_ms": 64.0,
-    "image_to_novel_view_ms": 177.0,
-    "enr_original_train_step_b16_s": 29.0,
-    "enr_original_train_step_b16_peak_gb": 10.2,
-    "enr_original_novel_view_ms": 126.0,
-}
+from temporal_nsr.benchmarks.harness import DEFAULT_OUT, run_child
+from temporal_nsr.benchmarks.report import result_line, vs_original_lines, write_report
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,7 +33,9 @@ def main(argv: list[str] | None = None) -> None:
     for name in names:
         results[name] = run_child(name, args.quick)
         print(result_line(name, results[name]), flush=True)
-    report = write_report(args.out, args.quick, results, REFERENCE, merge=bool(args.only))
+    report = write_report(args.out, args.quick, results, merge=bool(args.only))
+    for line in vs_original_lines(report["vs_original"], report["reference"]["measured"]):
+        print(line)
     print(f"wrote {args.out}")
     if any("error" in r for r in report["results"].values()):
         sys.exit(1)

@@ -6,9 +6,19 @@ process, so its peak memory and allocator state are its own; `--only NAME ...` r
 entries and updates them in an existing report.
 
 JSON keys: `machine` (cpu model, cores, torch version and threads, bf16_native, cuda),
-`quick`, `reference` (the original implementation's figures from issue 6, same machine class),
-and `results`, a mapping from entry name to a dict with `unit`, `median`, `min`, `max`,
-`repeats` plus:
+`quick`, `reference`, `vs_original` and `results`.
+
+* `reference`: the original implementation's figures, `figures` (name -> value, `_s`, `_ms`,
+  `_gb` by unit), their `source` and `notes`, from `benchmarks/original_reference.json`;
+  `measured` is true when `original_*` entries of this report measured some of them
+  (`measured_figures`), which then replace the shipped ones.
+* `vs_original`: row -> `label`, `unit`, `original`, `ours` and `speedup` (original time / ours),
+  the last two per precision (fp32, bf16), for each row where both are known: the 128 px
+  `bend_20t` train step of 16 images, encode, novel view from a cached latent, image to novel
+  view (`inference_bend_20t_*`), and the 64 px train step of 16 images (`bend_20t_cpu`).
+  Printed as a table after the entries.
+
+`results` maps an entry name to a dict with `unit`, `median`, `min`, `max`, `repeats` plus:
 
 * `peak_*`: GFLOP/s of a large matmul (torch.matmul, MKL) and of the same product as a 1x1
   convolution (oneDNN), fp32 and bf16; `peak_gflops` is the best of them (the roof).

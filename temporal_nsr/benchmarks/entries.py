@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from temporal_nsr.benchmarks.data import bench_generate, bench_pairs
-from temporal_nsr.benchmarks.harness import bench_peak
+from temporal_nsr.benchmarks.harness import PRECISIONS, bench_peak
 from temporal_nsr.benchmarks.inference import (
     bench_compile,
     bench_export,
@@ -15,8 +15,6 @@ from temporal_nsr.benchmarks.inference import (
     bench_viewer,
 )
 from temporal_nsr.benchmarks.training import bench_train_step
-
-PRECISIONS = ("fp32", "bf16")
 
 
 def entries(quick: bool) -> dict[str, Callable[[], dict[str, Any]]]:

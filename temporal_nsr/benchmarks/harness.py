@@ -1,5 +1,5 @@
-"""What every benchmark entry shares: child processes, memory and FLOP counts, the machine and
-its roof, and the JSON report with its `--only` merge."""
+"""What every benchmark entry shares: child processes, timing, memory and FLOP counts, the
+machine and its roof."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from typing import Any
 
 import torch
 
-from temporal_nsr.atomic import write_text
 from temporal_nsr.timing import summarise, timed
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = PROJECT_ROOT / "outputs" / "bench" / "bench.json"
+PRECISIONS = ("fp32", "bf16")
 
 
 def peak_rss_mb() -> float:
@@ -95,28 +95,3 @@ def run_child(name: str, quick: bool) -> dict[str, Any]:
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr else "failed"}
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def result_line(name: str, r: dict[str, Any]) -> str:
-    """One printed row of the table: median, unit, peak memory and GFLOP/s where measured."""
-    if "error" in r:
-        return f"{name:<40} ERROR {r['error']}"
-    extra = f"  peak {r['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in r else ""
-    if "achieved_gflops" in r:
-        extra += f"  {r['achieved_gflops']:.0f} GFLOP/s"
-    return f"{name:<40} {r['median']:.4g} {r['unit']}{extra}"
-
-
-def write_report(
-    out: Path, quick: bool, results: dict[str, Any], reference: dict[str, Any], merge: bool
-) -> dict[str, Any]:
-    """Write the JSON report atomically; ``merge``: keep the other entries of an existing one."""
-    if merge and out.is_file():
-        # Re-running some entries updates them in the existing report; the rest are kept.
-        previous = json.loads(out.read_text())
-        if previous.get("quick") == quick:
-            results = {**previous["results"], **results}
-    report = {"machine": machine_info(), "quick": quick, "reference": reference, "results": results}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_text(out, json.dumps(report, indent=2))  # a killed run never leaves half a file
-    return report
