@@ -9,6 +9,7 @@ import platform
 import resource
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,29 @@ def count_flops(fn: Callable[[], Any]) -> int:
     with FlopCounterMode(display=False) as counter:
         fn()
     return counter.get_total_flops()
+
+
+def step_repeats(warmup_s: float, quick: bool) -> int:
+    """Timed training steps after a warm-up of ``warmup_s`` seconds: short steps vary more on a
+    shared 2-core machine, so they get more repeats; the long 128 px steps keep 2."""
+    if quick:
+        return 1
+    return 10 if warmup_s < 1.5 else 4 if warmup_s < 5.0 else 2
+
+
+def time_steps(step: Callable[[], Any], quick: bool) -> tuple[list[float], float]:
+    """Seconds of repeated training steps after a warm-up one, and minor page faults per step."""
+    start = time.perf_counter()
+    step()  # warm-up: allocator, oneDNN kernels
+    repeats = step_repeats(time.perf_counter() - start, quick)
+    faults = minor_faults()
+    samples = timed(step, repeats, warmup=0)
+    return samples, (minor_faults() - faults) / len(samples)
+
+
+def milliseconds(fn: Callable[[], Any], repeats: int) -> list[float]:
+    """Wall-clock milliseconds of ``repeats`` calls after one untimed call."""
+    return [1000 * t for t in timed(fn, repeats)]
 
 
 def compose(experiment: str) -> Any:

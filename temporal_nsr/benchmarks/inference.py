@@ -6,12 +6,17 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from temporal_nsr.benchmarks.harness import DEFAULT_OUT, compose, count_flops, peak_rss_mb
+from temporal_nsr.benchmarks.harness import (
+    DEFAULT_OUT,
+    compose,
+    count_flops,
+    milliseconds,
+    peak_rss_mb,
+)
 from temporal_nsr.timing import summarise, timed
 
 
@@ -30,14 +35,12 @@ def bench_inference(quick: bool, experiment: str, precision: str) -> dict[str, A
     views = torch.linspace(0, 350, 36)
     dt = min(1, renderer.max_offset)  # a rotation-only model has the one slot dt = 0
     latent = renderer.encode(image)
-
-    def ms(fn: Callable[[], Any], n: int = repeats) -> list[float]:
-        return [1000 * t for t in timed(fn, n)]
-
-    encode = ms(lambda: renderer.encode(image))
-    one_view = ms(lambda: renderer.render(latent, 30.0, 10.0, dt))
-    turntable = ms(lambda: renderer.render(latent, views, 20.0, 0), max(2, repeats // 3))
-    end_to_end = ms(lambda: renderer.render(renderer.encode(image), 30.0, 10.0, dt))
+    encode = milliseconds(lambda: renderer.encode(image), repeats)
+    one_view = milliseconds(lambda: renderer.render(latent, 30.0, 10.0, dt), repeats)
+    turntable = milliseconds(lambda: renderer.render(latent, views, 20.0, 0), max(2, repeats // 3))
+    end_to_end = milliseconds(
+        lambda: renderer.render(renderer.encode(image), 30.0, 10.0, dt), repeats
+    )
     flops_encode = count_flops(lambda: renderer.encode(image))
     flops_view = count_flops(lambda: renderer.render(latent, 30.0, 10.0, dt))
     return {
@@ -67,12 +70,12 @@ def bench_compile(quick: bool, experiment: str) -> dict[str, Any]:
     net = instantiate(cfg.model).renderer
     eager = NovelViewRenderer(net, device="cpu", precision="auto")
     latent = eager.encode(torch.rand(1, 3, eager.image_size, eager.image_size))
-    eager_ms = [1000 * t for t in timed(lambda: eager.render(latent, 30.0, 10.0, 0), 5)]
+    eager_ms = milliseconds(lambda: eager.render(latent, 30.0, 10.0, 0), 5)
     compiled = NovelViewRenderer(net, device="cpu", precision="auto", compile=True)
     start = time.perf_counter()
     compiled.render(latent, 30.0, 10.0, 0)
     compile_s = time.perf_counter() - start
-    compiled_ms = [1000 * t for t in timed(lambda: compiled.render(latent, 30.0, 10.0, 0), 5)]
+    compiled_ms = milliseconds(lambda: compiled.render(latent, 30.0, 10.0, 0), 5)
     return {
         **summarise(compiled_ms, "ms"),
         "experiment": experiment,

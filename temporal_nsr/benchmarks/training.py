@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from temporal_nsr.benchmarks.harness import compose, count_flops, minor_faults, peak_rss_mb
-from temporal_nsr.timing import summarise, timed
+from temporal_nsr.benchmarks.harness import compose, count_flops, peak_rss_mb, time_steps
+from temporal_nsr.timing import summarise
 
 
 def synthetic_pairs(batch_pairs: int, image_size: int, max_offset: int) -> Any:
@@ -59,11 +59,7 @@ def bench_train_step(
         loss.backward()
         optimizer.step()
 
-    repeats = 1 if quick else (2 if batch_pairs >= 8 else 3)
-    step()  # warm-up: allocator, oneDNN kernels
-    faults = minor_faults()
-    samples = timed(step, repeats, warmup=0)
-    faults = (minor_faults() - faults) / len(samples)
+    samples, faults = time_steps(step, quick)
     peak_mb = peak_rss_mb()  # before the FLOP count, whose bookkeeping costs memory
     flops = count_flops(step)
     median = statistics.median(samples)
