@@ -9,6 +9,7 @@ from pathlib import Path
 
 from temporal_nsr.benchmarks.entries import entries
 from temporal_nsr.benchmarks.harness import DEFAULT_OUT, run_child
+from temporal_nsr.benchmarks.original import check_checkout
 from temporal_nsr.benchmarks.report import result_line, vs_original_lines, write_report
 
 
@@ -19,9 +20,18 @@ def main(argv: list[str] | None = None) -> None:
         "--only", nargs="*", help="entry names to run (default: all); updates an existing --out"
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON file to write")
+    parser.add_argument(
+        "--original", type=Path, metavar="PATH",
+        help="a checkout of the original temporal ENR fork: time it beside ours (original_*)",
+    )  # fmt: skip
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    table = entries(args.quick)
+    if args.original is not None:
+        try:
+            check_checkout(args.original)
+        except FileNotFoundError as error:
+            parser.error(str(error))
+    table = entries(args.quick, args.original)
     if args.child:
         print(json.dumps(table[args.child]()))
         return
@@ -31,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown entries {unknown}; choose from {sorted(table)}")
     results = {}
     for name in names:
-        results[name] = run_child(name, args.quick)
+        results[name] = run_child(name, args.quick, args.original)
         print(result_line(name, results[name]), flush=True)
     report = write_report(args.out, args.quick, results, merge=bool(args.only))
     for line in vs_original_lines(report["vs_original"], report["reference"]["measured"]):

@@ -3,7 +3,12 @@
 Run as `make bench` (the full suite, under 10 minutes on 2 cores) or `make bench ARGS=--quick`
 (a smoke run with the tiny model, what the tests use). Every entry runs in a fresh child
 process, so its peak memory and allocator state are its own; `--only NAME ...` re-runs some
-entries and updates them in an existing report.
+entries and updates them in an existing report. `--original PATH` (a checkout of the original
+temporal ENR fork) adds the `original_*` entries, which time the original beside ours.
+
+Modules: `harness` (child processes, timing, memory and FLOP counts, the machine and its roof),
+`data`, `training`, `inference` and `original` (the entries), `entries` (the table of them by
+name), `report` (the JSON report, the original's figures, `vs_original`, the printed tables).
 
 JSON keys: `machine` (cpu model, cores, torch version and threads, bf16_native, cuda),
 `quick`, `reference`, `vs_original` and `results`.
@@ -40,4 +45,10 @@ JSON keys: `machine` (cpu model, cores, torch version and threads, bf16_native, 
   `exported` and `eager` sub-dicts per path, `export_s`.
 * `pairs_per_s_workers<N>`: train-loader throughput from the cache; `generate_128px`: dataset
   generation time.
+* `original_inference_128px` (quick: 32 px): the original's `encode_one_image`,
+  `novel_view_from_cached_latent` and `image_to_novel_view` in ms (eval, no_grad, fp32), sub-dicts
+  as in `inference_*`; `original_train_step_b16_<64|128>px` (quick: `b4_32px`): seconds of one
+  Adam step of its own forward on random pairs with an L1 loss on the renders, `images_per_s`,
+  `peak_rss_mb`, `page_faults_per_step`. The 128 and 64 px ones replace the shipped figures in
+  `reference`.
 """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from temporal_nsr.benchmarks.data import bench_generate, bench_pairs
@@ -14,11 +15,17 @@ from temporal_nsr.benchmarks.inference import (
     bench_profile,
     bench_viewer,
 )
+from temporal_nsr.benchmarks.original import bench_original_inference, bench_original_train_step
 from temporal_nsr.benchmarks.training import bench_train_step
 
 
-def entries(quick: bool) -> dict[str, Callable[[], dict[str, Any]]]:
-    """Name -> zero-argument benchmark; quick mode uses small sizes and the tiny model."""
+def entries(quick: bool, original: Path | None = None) -> dict[str, Callable[[], dict[str, Any]]]:
+    """Name -> zero-argument benchmark; quick mode uses small sizes and the tiny model.
+
+    ``original``: a checkout of the original temporal ENR fork, to time beside ours: its
+    inference at 128 px and its training step of 16 images at 64 and 128 px (quick: 32 px and
+    4 images, which no reference figure uses).
+    """
     out: dict[str, Callable[[], dict[str, Any]]] = {
         "peak": lambda: bench_peak(quick),
         "generate_128px": lambda: bench_generate(quick),
@@ -50,4 +57,13 @@ def entries(quick: bool) -> dict[str, Callable[[], dict[str, Any]]]:
     if not quick:
         out["compile_novel_view_bend_20t"] = lambda: bench_compile(quick, "bend_20t")
         out["profile_novel_view_bend_20t"] = lambda: bench_profile(quick, "bend_20t")
+    if original is not None:
+        size = 32 if quick else 128
+        out[f"original_inference_{size}px"] = lambda: bench_original_inference(
+            quick, original, size
+        )
+        for images, size in [(4, 32)] if quick else [(16, 64), (16, 128)]:
+            out[f"original_train_step_b{images}_{size}px"] = lambda n=images, s=size: (
+                bench_original_train_step(quick, original, s, n)
+            )
     return out

@@ -109,11 +109,19 @@ def bench_peak(quick: bool) -> dict[str, Any]:
     return {**summarise([best], "GFLOP/s"), "peak_gflops": best, **out, "size": n}
 
 
-def run_child(name: str, quick: bool) -> dict[str, Any]:
-    """One entry in a fresh `python -m temporal_nsr.bench --child NAME`: its result, or an error."""
+def child_command(name: str, quick: bool, original: Path | None) -> list[str]:
+    """The command line that runs one entry alone: `python -m temporal_nsr.bench --child NAME`."""
     cmd = [sys.executable, "-m", "temporal_nsr.bench", "--child", name]
     if quick:
         cmd.append("--quick")
+    if original is not None:
+        cmd += ["--original", str(original.resolve())]  # the child runs in PROJECT_ROOT
+    return cmd
+
+
+def run_child(name: str, quick: bool, original: Path | None = None) -> dict[str, Any]:
+    """One entry in a fresh child process: its result, or its last line of stderr as an error."""
+    cmd = child_command(name, quick, original)
     env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=PROJECT_ROOT)
     if done.returncode != 0:
