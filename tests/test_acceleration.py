@@ -15,7 +15,7 @@ from temporal_nsr.acceleration import (
     keep_freed_memory,
     to_channels_last,
 )
-from temporal_nsr.bench import synthetic_pairs
+from temporal_nsr.benchmarks.training import synthetic_pairs
 from temporal_nsr.config import compose_config
 from temporal_nsr.inference import NovelViewRenderer
 

@@ -25,8 +25,9 @@ def test_quick_benchmark_writes_every_entry(tmp_path: Path) -> None:
     for precision in ("fp32", "bf16"):
         expected |= {f"inference_tiny_{precision}", f"train_step_tiny_b8_{precision}"}
     assert expected <= set(results)
-    reference = report["reference"]  # the original code's figures, for the ratios
-    assert reference and all(isinstance(v, (int, float)) and v > 0 for v in reference.values())
+    figures = report["reference"]["figures"]  # the original code's figures, for the ratios
+    assert figures and all(isinstance(v, (int, float)) and v > 0 for v in figures.values())
+    assert report["reference"]["measured"] is False and report["vs_original"] == {}
     for entry in results.values():
         assert entry["min"] <= entry["median"] <= entry["max"]
     assert results["peak"]["peak_gflops"] > 0
