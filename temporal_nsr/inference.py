@@ -18,7 +18,8 @@ camera's vertical (grid y) axis and elevation about its grid z axis. A dataset v
 input at another elevation use ``SceneRenderer.render_views`` with both absolute poses.
 
 Inputs to ``encode`` (``temporal_nsr.image_input``): a (B, 3, S, S) or (3, S, S) float
-tensor in [0, 1], a PIL image, a path to an image file, an (H, W), (H, W, 3) or (H, W, 4) uint8 numpy array (float arrays are read
+tensor in [0, 1], a PIL image, a path to an image file, an (H, W), (H, W, 3) or (H, W, 4)
+uint8 numpy array (float arrays are read
 as [0, 1]), or a list of these. Transparency is composited over WHITE (the background of the
 training renders), palette and other colour modes become RGB, grayscale is replicated into
 three channels. An image of another size is padded with white to a square (keeping its aspect
