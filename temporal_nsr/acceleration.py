@@ -3,8 +3,10 @@
 Each switch here changes only how the network runs, never what it computes beyond rounding:
 
 * ``inference_dtype``: bfloat16 where the hardware has native bf16 (CUDA with bf16, or a CPU
-  whose oneDNN build reports bf16 support, e.g. AVX512-BF16 / AMX); about 2x faster on such a
-  CPU, renders within ~40 dB PSNR of float32.
+  whose oneDNN build reports bf16 support, e.g. AVX512-BF16 / AMX) and, on a CPU, where it is
+  also measured to be faster (``bf16_pays``): about 2x faster on an AMD EPYC with AVX512-BF16,
+  but slower than float32 on an Intel Xeon with AVX512-BF16 and no AMX; renders within ~40 dB
+  PSNR of float32.
 * ``to_channels_last``: NHWC / NDHWC weights, which oneDNN's bf16 convolutions prefer (it pays
   in bf16 inference, not in float32 or in training; see docs/performance.md).
 * ``keep_freed_memory``: stop glibc from returning large freed tensors to the OS, which is
@@ -15,7 +17,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
+import time
 
 import torch
 from omegaconf import OmegaConf
@@ -42,15 +46,60 @@ def bf16_native(device: torch.device) -> bool:
     return False
 
 
+# bf16 must beat float32 by this factor in the probe to be chosen automatically: a tie is not
+# worth bf16's rounding.
+BF16_MIN_SPEEDUP = 1.15
+
+
+def _probe_seconds(dtype: torch.dtype, rounds: int) -> list[float]:
+    """Seconds of forward + backward of the convolutions that dominate a step, per round."""
+    generator = torch.Generator().manual_seed(0)
+    volume = torch.nn.Conv3d(32, 32, 3, padding=1).to(dtype)
+    plane = torch.nn.Conv2d(64, 64, 3, padding=1).to(dtype)
+    x3 = torch.randn(2, 32, 16, 16, 16, generator=generator).to(dtype).requires_grad_()
+    x2 = torch.randn(4, 64, 32, 32, generator=generator).to(dtype).requires_grad_()
+    times = []
+    for _ in range(rounds + 1):  # the first round creates the oneDNN primitives
+        start = time.perf_counter()
+        (volume(x3).float().sum() + plane(x2).float().sum()).backward()
+        times.append(time.perf_counter() - start)
+    return times[1:]
+
+
+@functools.cache
+def bf16_pays(device_type: str = "cpu") -> bool:
+    """Whether bfloat16 is native on ``device_type`` AND faster than float32 there.
+
+    On CUDA, native bf16 is enough. On a CPU, native bf16 can still lose: oneDNN's AVX512-BF16
+    kernels on an Intel Xeon without AMX run this model's training step 1.3x slower than
+    float32 (docs/performance.md), while an AMD EPYC runs it 1.6x faster. So the CPU answer is
+    measured once per process: forward + backward of a 3D and a 2D convolution of this model's
+    sizes in both dtypes, interleaved (about 0.3 s), bf16 chosen when it is at least
+    ``BF16_MIN_SPEEDUP`` times faster.
+    """
+    device = torch.device(device_type)
+    if not bf16_native(device):
+        return False
+    if device.type != "cpu":
+        return True
+    fp32, bf16 = [], []
+    for _ in range(3):  # interleaved, so a busy machine slows both alike
+        fp32 += _probe_seconds(torch.float32, 1)
+        bf16 += _probe_seconds(torch.bfloat16, 1)
+    speedup = min(fp32) / min(bf16)
+    log.info("bf16 vs float32 convolutions on this CPU: %.2fx", speedup)
+    return speedup >= BF16_MIN_SPEEDUP
+
+
 def inference_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """dtype to run inference in: "fp32", "bf16", or "auto" (bf16 where it is native).
+    """dtype to run inference in: "fp32", "bf16", or "auto" (bf16 where ``bf16_pays``).
 
     Raises:
         ValueError: an unknown precision, or "bf16" on a device without native bf16.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r}: use one of {PRECISIONS}")
-    if precision == "fp32" or (precision == "auto" and not bf16_native(device)):
+    if precision == "fp32" or (precision == "auto" and not bf16_pays(device.type)):
         return torch.float32
     if not bf16_native(device):
         raise ValueError(
@@ -98,11 +147,11 @@ def keep_freed_memory(top_pad_mb: int = 256) -> bool:
 
 
 def cpu_training_precision() -> str:
-    """Lightning precision for CPU training: "bf16-mixed" where bf16 is native, else "32-true".
+    """Lightning precision for CPU training: "bf16-mixed" where ``bf16_pays``, else "32-true".
 
     Registered as the config resolver ``${cpu_precision:}`` (conf/trainer/cpu.yaml).
     """
-    return "bf16-mixed" if bf16_native(torch.device("cpu")) else "32-true"
+    return "bf16-mixed" if bf16_pays("cpu") else "32-true"
 
 
 OmegaConf.register_new_resolver("cpu_precision", cpu_training_precision, replace=True)

@@ -8,8 +8,10 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+import temporal_nsr.acceleration as acceleration
 from temporal_nsr.acceleration import (
     bf16_native,
+    bf16_pays,
     cpu_training_precision,
     inference_dtype,
     keep_freed_memory,
@@ -96,13 +98,40 @@ def test_bf16_and_channels_last_inference_stay_close_to_fp32() -> None:
 
 def test_precision_choices_and_errors() -> None:
     assert inference_dtype("fp32", CPU) == torch.float32
-    expected = torch.bfloat16 if bf16_native(CPU) else torch.float32
+    expected = torch.bfloat16 if bf16_pays("cpu") else torch.float32
     assert inference_dtype("auto", CPU) == expected
-    assert cpu_training_precision() == ("bf16-mixed" if bf16_native(CPU) else "32-true")
+    assert cpu_training_precision() == ("bf16-mixed" if bf16_pays("cpu") else "32-true")
+    assert not bf16_pays("cpu") or bf16_native(CPU)
     with pytest.raises(ValueError, match="use one of"):
         inference_dtype("fp16", CPU)
     cfg = compose_config(["experiment=bend_20t_cpu", "paths.output_dir=/tmp"])
     assert cfg.trainer.precision == cpu_training_precision()
+
+
+@pytest.mark.parametrize(
+    ("fp32_s", "bf16_s", "chosen"),
+    [(1.0, 0.5, True), (1.0, 0.9, False), (1.0, 1.3, False)],  # 2x, 1.1x (a tie), 0.77x
+)
+def test_auto_precision_picks_bf16_only_where_it_measures_faster(
+    monkeypatch: pytest.MonkeyPatch, fp32_s: float, bf16_s: float, chosen: bool
+) -> None:
+    # Native bf16 that runs slower than float32 (an Intel Xeon without AMX) must not be picked.
+    monkeypatch.setattr(acceleration, "bf16_native", lambda device: True)
+    seconds = {torch.float32: fp32_s, torch.bfloat16: bf16_s}
+    monkeypatch.setattr(acceleration, "_probe_seconds", lambda dtype, rounds: [seconds[dtype]])
+    bf16_pays.cache_clear()
+    try:
+        assert bf16_pays("cpu") is chosen
+        assert cpu_training_precision() == ("bf16-mixed" if chosen else "32-true")
+        assert inference_dtype("auto", CPU) == (torch.bfloat16 if chosen else torch.float32)
+    finally:
+        bf16_pays.cache_clear()
+
+
+def test_precision_probe_times_both_dtypes() -> None:
+    for dtype in (torch.float32, torch.bfloat16):
+        times = acceleration._probe_seconds(dtype, rounds=2)
+        assert len(times) == 2 and all(t > 0 for t in times)
 
 
 def test_channels_last_converts_every_convolution() -> None:

@@ -10,7 +10,7 @@ Modules: `harness` (child processes, timing, memory and FLOP counts, the machine
 `data`, `training`, `inference` and `original` (the entries), `entries` (the table of them by
 name), `report` (the JSON report, the original's figures, `vs_original`, the printed tables).
 
-JSON keys: `machine` (cpu model, cores, torch version and threads, bf16_native, cuda),
+JSON keys: `machine` (cpu model, cores, torch version and threads, bf16_native, bf16_pays, cuda),
 `quick`, `reference`, `vs_original` and `results`.
 
 * `reference`: the original implementation's figures, `figures` (name -> value, `_s`, `_ms`,

@@ -71,7 +71,7 @@ def compose(experiment: str) -> Any:
 
 
 def machine_info() -> dict[str, Any]:
-    from temporal_nsr.acceleration import bf16_native
+    from temporal_nsr.acceleration import bf16_native, bf16_pays
 
     cpu = platform.processor()
     cpuinfo = Path("/proc/cpuinfo")
@@ -87,6 +87,7 @@ def machine_info() -> dict[str, Any]:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "bf16_native": bf16_native(torch.device("cpu")),
+        "bf16_pays": bf16_pays("cpu"),  # what precision auto / ${cpu_precision:} pick
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
 
