@@ -184,10 +184,11 @@ class NovelViewRenderer:
         """(1, K, C, D, H, W) or (K, C, D, H, W) -> (K, C, D, H, W) on ``device``."""
         if latent.dim() == 6 and latent.shape[0] == 1:
             latent = latent[0]
-        if latent.dim() != 5 or latent.shape[0] != 2 * self.max_offset + 1:
+        slots = self.renderer.encoder.num_slots
+        if latent.dim() != 5 or latent.shape[0] != slots:
             raise ValueError(
                 f"expected the latent of ONE image, (1, K, C, D, H, W) or (K, C, D, H, W) with "
-                f"K = {2 * self.max_offset + 1}; got {tuple(latent.shape)} (index a batch "
+                f"K = {slots}; got {tuple(latent.shape)} (index a batch "
                 "latent as latent[i])"
             )
         return latent.to(self._device, self.dtype)

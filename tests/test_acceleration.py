@@ -20,14 +20,15 @@ from temporal_nsr.acceleration import (
 from temporal_nsr.benchmarks.training import synthetic_pairs
 from temporal_nsr.config import compose_config
 from temporal_nsr.inference import NovelViewRenderer
+from temporal_nsr.model.blocks import ResNet
 
 CPU = torch.device("cpu")
 
 
-def _tiny_model(**options):
-    cfg = compose_config(["experiment=tiny", "logger=none", "paths.output_dir=/tmp"])
+def _tiny_model(*overrides: str):
+    cfg = compose_config(["experiment=tiny", "logger=none", "paths.output_dir=/tmp", *overrides])
     torch.manual_seed(0)
-    return instantiate(cfg.model, **options), cfg
+    return instantiate(cfg.model), cfg
 
 
 def _loss_curve(model, cfg, steps: int, bf16: bool = False) -> list[float]:
@@ -46,7 +47,9 @@ def _loss_curve(model, cfg, steps: int, bf16: bool = False) -> list[float]:
 
 def test_activation_checkpointing_gives_the_same_loss_curve_and_weights() -> None:
     plain, cfg = _tiny_model()
-    checkpointed, _ = _tiny_model(activation_checkpointing=True)
+    checkpointed, _ = _tiny_model("model.renderer.encoder.activation_checkpointing=true")
+    stacks = [m for m in checkpointed.modules() if isinstance(m, ResNet)]
+    assert len(stacks) >= 4 and all(stack.checkpoint_blocks for stack in stacks)  # both halves
     assert _loss_curve(checkpointed, cfg, 4) == pytest.approx(_loss_curve(plain, cfg, 4), abs=1e-6)
     pairs = zip(plain.state_dict().items(), checkpointed.state_dict().values(), strict=True)
     for (name, a), b in pairs:
@@ -172,7 +175,7 @@ def test_matrix_ssim_gives_the_loss_curve_of_torchmetrics_ssim(monkeypatch) -> N
 
     from temporal_nsr.training import losses
 
-    ours, cfg = _tiny_model(ssim_weight=0.5)
+    ours, cfg = _tiny_model("model.ssim_weight=0.5")
     theirs = copy.deepcopy(ours)
     curve = _loss_curve(ours, cfg, 4)
     monkeypatch.setattr(

@@ -32,11 +32,15 @@ def test_evaluation_is_deterministic_and_complete(tiny_run: Path, tmp_path: Path
     val = first["splits"]["val"]["by_setting"]
     # val holds one timestep, so "other held-out timestep" has no pairs; the others do.
     assert set(val) >= {"same_time", "train_time", "all_dt_nonzero"}
+    assert val["same_time"]["ambiguity_floor"] == {"bend_error_deg": 0.0}  # its own bend
     for cell in val.values():
         assert {"model", "static", "copy", "mean", "shuffled_source"} <= set(cell)
         assert cell["bend_pairs"] == cell["pairs"]  # the tiny splits are under bend_targets
-        for scores in (v for v in cell.values() if isinstance(v, dict)):
-            assert set(scores) == {"psnr", "ssim", "iou", "bend_error_deg"}
+        floor = cell["ambiguity_floor"]  # what no predictor can beat from one image
+        assert set(floor) == {"bend_error_deg"} and floor["bend_error_deg"] >= 0.0
+        for name, scores in cell.items():
+            if isinstance(scores, dict) and name != "ambiguity_floor":
+                assert set(scores) == {"psnr", "ssim", "iou", "bend_error_deg"}
     eval_dir = tiny_run / "eval"
     for name in ("results.json", "results.md", "pairs_val.csv", "pairs_test.csv"):
         assert (eval_dir / name).is_file()

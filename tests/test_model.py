@@ -53,6 +53,17 @@ def build(
     return SceneRenderer(encoder, LatentRotation("bilinear"), decoder)
 
 
+def build_enr_128(max_offset: int, latent_channels: int) -> SceneRenderer:
+    """ENR's 128 px network with its projection widths."""
+    return build(
+        ENR_128,
+        max_offset=max_offset,
+        latent_channels=latent_channels,
+        inverse_projection=(256, 512, 1024),
+        projection=(512, 256, 256),
+    )
+
+
 @pytest.fixture(scope="module")
 def tiny() -> SceneRenderer:
     torch.manual_seed(0)
@@ -191,13 +202,7 @@ def test_inverse_projection_must_divide_by_feature_side() -> None:
 
 def test_enr_128_sizes_round_trip() -> None:
     torch.manual_seed(0)
-    renderer = build(
-        ENR_128,
-        max_offset=1,
-        latent_channels=3,
-        inverse_projection=(256, 512, 1024),
-        projection=(512, 256, 256),
-    ).eval()
+    renderer = build_enr_128(max_offset=1, latent_channels=3).eval()
     assert renderer.encoder.scene_shape == (3, 32, 32, 32)
     with torch.no_grad():
         out = renderer(
@@ -208,11 +213,5 @@ def test_enr_128_sizes_round_trip() -> None:
 
 
 def test_enr_128_c64_parameter_count_matches_reference() -> None:
-    renderer = build(
-        ENR_128,
-        max_offset=0,
-        latent_channels=64,
-        inverse_projection=(256, 512, 1024),
-        projection=(512, 256, 256),
-    )
+    renderer = build_enr_128(max_offset=0, latent_channels=64)
     assert sum(p.numel() for p in renderer.parameters()) == ENR_128_C64_PARAMETERS

@@ -30,8 +30,8 @@ JSON keys: `machine` (cpu model, cores, torch version and threads, bf16_native, 
 * `train_step_<experiment>_b<images>_<fp32|bf16|bf16_ckpt>`: seconds per optimiser step
   (forward in both directions, loss, backward, Adam) on synthetic pairs, with the glibc heap
   kept as train() keeps it; `bf16` is `trainer.precision=bf16-mixed`, `_ckpt` adds
-  `model.activation_checkpointing=true`; short steps vary more, so `repeats` is 10 when the
-  warm-up step took under 1.5 s, 4 under 5 s, else 2; `pairs_per_s`, `images_per_s`,
+  `model.renderer.encoder.activation_checkpointing=true`; short steps vary more, so `repeats`
+  is 10 when the warm-up step took under 1.5 s, 4 under 5 s, else 2; `pairs_per_s`, `images_per_s`,
   `peak_rss_mb` (the child's peak resident memory), `page_faults_per_step`, `gflop_per_step`
   (torch.utils.flop_counter) and `achieved_gflops`.
 * `inference_<experiment>_<fp32|bf16>`: milliseconds; sub-dicts `encode_one_image`,

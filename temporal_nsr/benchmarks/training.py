@@ -35,7 +35,7 @@ def bench_train_step(
 
     The bf16 path is what `trainer.precision=bf16-mixed` runs: autocast to bfloat16 around the
     forward pass (Lightning's MixedPrecision plugin does exactly this on CPU), fp32 weights and
-    optimizer. ``checkpointing``: `model.activation_checkpointing=true`.
+    optimizer. ``checkpointing``: `model.renderer.encoder.activation_checkpointing=true`.
     """
     from hydra.utils import instantiate
 
@@ -43,8 +43,9 @@ def bench_train_step(
 
     keep_freed_memory()  # as train() does by default (docs/design.md §7)
     cfg = compose(experiment)
+    cfg.model.renderer.encoder.activation_checkpointing = checkpointing  # the decoder follows
     torch.manual_seed(0)
-    model = instantiate(cfg.model, activation_checkpointing=checkpointing)
+    model = instantiate(cfg.model)
     optimizer = model.configure_optimizers()
     batch = synthetic_pairs(batch_pairs, cfg.data.image_size, cfg.data.max_offset)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")

@@ -124,16 +124,10 @@ class ViewPairDataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         dataset = self._dataset("train")
-        rank, world = self._replica()
         sampler = SameObjectPairSampler(
-            dataset.object_id,
-            dataset.timestep,
-            max_offset=self.hparams.max_offset,
+            **self._pairs_of(dataset),
             num_pairs=self.hparams.pairs_per_epoch or len(dataset),
-            dt_distribution=self.hparams.dt_distribution,
             seed=self.hparams.seed,
-            num_replicas=world,
-            rank=rank,
             same_time_fraction=self.hparams.same_time_fraction,
             same_time_epochs=self.hparams.same_time_epochs,
         )
@@ -166,26 +160,26 @@ class ViewPairDataModule(LightningDataModule):
             )
         return self.datasets[split]
 
-    def _replica(self) -> tuple[int, int]:
-        """(rank, world size) from the attached trainer, else (0, 1)."""
-        if self.trainer is None:
-            return 0, 1
-        return self.trainer.global_rank, self.trainer.world_size
+    def _pairs_of(self, dataset: RenderedViews) -> dict[str, Any]:
+        """The arguments every pair sampler of ``dataset`` shares: its views, the offsets, and
+        this rank's share (the attached trainer's rank and world size, else 0 of 1)."""
+        trainer = self.trainer
+        rank, world = (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
+        return {
+            "object_id": dataset.object_id,
+            "timestep": dataset.timestep,
+            "max_offset": self.hparams.max_offset,
+            "dt_distribution": self.hparams.dt_distribution,
+            "num_replicas": world,
+            "rank": rank,
+        }
 
     def _fixed_loader(self, split: str, seed: int) -> DataLoader:
         dataset = self._dataset(split)
-        rank, world = self._replica()
-        sampler = FixedPairs(
-            dataset.object_id,
-            dataset.timestep,
-            max_offset=self.hparams.max_offset,
-            num_pairs=self.hparams.val_pairs or len(dataset),
-            dt_distribution=self.hparams.dt_distribution,
-            seed=seed,
-            num_replicas=world,
-            rank=rank,
+        pairs = FixedPairs(
+            **self._pairs_of(dataset), num_pairs=self.hparams.val_pairs or len(dataset), seed=seed
         )
-        return self._loader(dataset, sampler, drop_last=False)
+        return self._loader(dataset, pairs, drop_last=False)
 
     def _loader(self, dataset: RenderedViews, sampler: Any, drop_last: bool) -> DataLoader:
         workers = self.hparams.num_workers

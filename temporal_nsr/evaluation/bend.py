@@ -145,6 +145,30 @@ class BendEstimator:
         bend = float(self.schedule[name][timestep])
         return bend, float(self.twist_schedule[timestep]) if self.twists else None
 
+    def ambiguity_floor(self, name: str, source_timestep: int, dt: int) -> float:
+        """The least mean bend error (degrees) any predictor that sees only the source image
+        can reach on this pair, whatever it has learnt.
+
+        One image shows the bend (and twist) at its time, not the time itself: on the sine
+        schedule, angle(t) = angle(T - t), so a bar at t that is bending up looks exactly like
+        the bar at T - t that is straightening. The look-alikes of the source are the timesteps
+        whose (bend, twist) equals the source's; each, moved by dt (where that is a timestep),
+        is a candidate for the target's bend, all equally likely under the uniform training
+        prior. The median of the candidates minimises the expected absolute error; the floor is
+        that expected error. It is 0 where the schedule is monotonic (linear, and sine_twist,
+        whose twist grows with t), and for dt = 0.
+        """
+        steps = len(self.schedule[name])
+        shown = [np.array(self.truth(name, u), dtype=float) for u in range(steps)]  # None: nan
+        seen = shown[source_timestep]
+        twins = [u for u in range(steps) if np.allclose(shown[u], seen, atol=1e-6, equal_nan=True)]
+        candidates = [self.truth(name, u + dt)[0] for u in twins if 0 <= u + dt < steps]
+        if not candidates:  # the pair itself is a timestep, so at least it is a candidate
+            raise ValueError(f"{name}: no timestep at {source_timestep} + {dt}")
+        middle = float(np.median(candidates))
+        # look-alikes agree to 1e-6 deg, so the floor is given to that precision (dt = 0: 0.0)
+        return round(float(np.mean([abs(c - middle) for c in candidates])), 6)
+
     def clear(self) -> None:
         """Forget the cached generator images."""
         self._references.clear()

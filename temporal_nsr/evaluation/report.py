@@ -6,6 +6,9 @@ Writes into the evaluation folder:
   <predictor>/<metric>`` (and ``by_abs_dt/<|dt|>/...``, ``by_objects/<seen|unseen>/...``),
   metrics ``psnr``, ``ssim``, ``iou``, ``bend_error_deg`` (``bend_twist_error_deg`` for
   sine_twist); a cell's ``pairs`` counts its pairs, ``bend_pairs`` those with a bend estimate;
+  the pseudo-predictor ``ambiguity_floor`` has only ``bend_error_deg``: the least mean bend
+  error any predictor seeing only the source image can reach on those pairs (the sine
+  schedule's up/down ambiguity; 0 where one image determines the future);
   ``splits/<split>/slots_bend``: the estimated bend of every slot of one source;
 * ``pairs_<split>.csv``: one row per (pair, predictor);
 * ``results.md``: per split a PSNR / SSIM table and an IoU / bend-error table;
@@ -38,6 +41,9 @@ from temporal_nsr.figures import image_grid, to_uint8
 log = logging.getLogger(__name__)
 
 METRICS = ("psnr", "ssim", "iou", "bend_error_deg", "bend_twist_error_deg")
+# The bend error no predictor can beat from the source image alone (BendEstimator.ambiguity_floor),
+# a row column of every bend-scored pair, summarised as the pseudo-predictor "ambiguity_floor".
+FLOOR, FLOOR_PREDICTOR = "bend_floor_deg", "ambiguity_floor"
 _FORMATS = {"psnr": ".2f", "ssim": ".3f", "iou": ".3f"}  # bend errors: ".1f"
 NOTE = (
     "PSNR (dB) / SSIM, then silhouette IoU / bend-angle error (degrees; sine_twist: then twist "
@@ -71,6 +77,10 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             cell["bend_pairs"] = len(per["model"]["bend_error_deg"])
         for name, values in per.items():
             cell[name] = {m: float(np.mean(values[m])) for m in METRICS if values[m]}
+        floors = [row[FLOOR] for row in members
+                  if row["predictor"] == "model" and row.get(FLOOR) is not None]  # fmt: skip
+        if floors:
+            cell[FLOOR_PREDICTOR] = {"bend_error_deg": float(np.mean(floors))}
         out[f"by_{kind}"][key] = cell
     return out
 
@@ -88,7 +98,7 @@ def markdown_table(
     column also gives the pairs with a bend estimate, in parentheses.
     """
     first = next(iter(summary["by_setting"].values()))
-    predictors = [p for p in PREDICTORS if p in first]
+    predictors = [p for p in (*PREDICTORS, FLOOR_PREDICTOR) if p in first]
     head = "| " + split + " | pairs | " + " | ".join(predictors) + " |"
     lines = [head, "|" + "---|" * (len(predictors) + 2)]
     for kind, label in (("by_setting", "{}"), ("by_abs_dt", "\\|dt\\| = {}")):

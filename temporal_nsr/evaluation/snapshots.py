@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from temporal_nsr.atomic import atomic_file
+from temporal_nsr.evaluation.protocol import EvaluationError
 from temporal_nsr.evaluation.split import EvalOptions, evaluate_split
 from temporal_nsr.runs import load_run, run_datamodule, training_state
 
@@ -66,6 +67,8 @@ def snapshot_row(summary: dict[str, Any], split: str, step: int) -> dict[str, An
             return None
         return scores["model"]["psnr"] - scores[other]["psnr"]
 
+    floor = by_setting.get("all_dt_nonzero", {}).get("ambiguity_floor", {})
+    row[f"{split}/bend_floor_all_dt_nonzero"] = floor.get("bend_error_deg")
     row[f"{split}/static_gain_dt_nonzero"] = gain("all_dt_nonzero", "static")
     row[f"{split}/shuffled_gain_same_time"] = gain("same_time", "shuffled_source")
     return row
@@ -92,8 +95,6 @@ def evaluate_snapshots(
         CheckpointError: no run folder, or a snapshot that does not fit its model.
         EvaluationError: no snapshots.
     """
-    from temporal_nsr.evaluation.protocol import EvaluationError
-
     options = options or EvalOptions(max_views=8, bend_targets=32, figure_examples=0)
     snapshots = snapshot_files(run_dir)
     if not snapshots:

@@ -159,7 +159,7 @@ def evaluate_split(
                     )  # fmt: skip
             examples.add(setting, start, pair.source, pair.target, predictions)
     if estimator is not None:
-        _score_bends(estimator, split, names, rows, pending)
+        _score_bends(estimator, pools, names, rows, pending)
     summary = summarise(rows)
     summary["objects"] = {
         "seen": sorted(set(names[seen].tolist())),
@@ -178,13 +178,15 @@ def evaluate_split(
 
 def _score_bends(
     estimator: BendEstimator,
-    split: RenderedViews,
+    pools: tuple[RenderedViews, RenderedViews],
     names: np.ndarray,
     rows: list[dict[str, Any]],
     pending: list[tuple[int, Tensor]],
 ) -> None:
-    """Add the bend columns to every row: the error where estimated, None elsewhere."""
-    columns = ["bend_error_deg", "bend_estimated_deg", "bend_true_deg"]
+    """Add the bend columns to every row: the error where estimated, None elsewhere, and the
+    pair's ambiguity floor (``BendEstimator.ambiguity_floor``) beside it."""
+    split = pools[0]
+    columns = ["bend_error_deg", "bend_floor_deg", "bend_estimated_deg", "bend_true_deg"]
     if estimator.twists:
         columns += ["bend_twist_error_deg", "twist_estimated_deg", "twist_true_deg"]
     for row in rows:
@@ -197,8 +199,11 @@ def _score_bends(
     for i, (r, _) in enumerate(pending):
         bend, twist = estimator.truth(names[targets[i]], int(split.original_timestep[targets[i]]))
         found = float(estimate.bend_deg[i])
-        rows[r].update(bend_error_deg=abs(found - bend), bend_estimated_deg=found,
-                       bend_true_deg=bend)  # fmt: skip
+        source = pools[POOLS.index(rows[r]["source_pool"])].original_timestep[rows[r]["source"]]
+        target = split.original_timestep[targets[i]]  # dt in the dataset's own timesteps
+        floor = estimator.ambiguity_floor(names[targets[i]], int(source), int(target - source))
+        rows[r].update(bend_error_deg=abs(found - bend), bend_floor_deg=floor,
+                       bend_estimated_deg=found, bend_true_deg=bend)  # fmt: skip
         if estimate.twist_deg is not None:
             found = float(estimate.twist_deg[i])
             rows[r].update(bend_twist_error_deg=abs(found - twist), twist_estimated_deg=found,

@@ -18,6 +18,7 @@ checkpoints map onto ours by renaming key prefixes only:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -145,9 +146,12 @@ class ResNet(nn.Module):
         in_channels: channels of the input.
         channels: output channels per stage.
         strides: stride per stage, each 1, 2 or -2.
-        dims: 2 or 3 spatial dimensions.
         out_channels: if given, a final 1x1 conv to this many channels (no norm, no act).
         num_groups: GroupNorm cap, see ``group_count``.
+        checkpoint_blocks: activation checkpointing: when gradients are on, residual blocks
+            keep only their input for backward and recompute the rest (training memory
+            about halved, ~30% more compute).
+        dims: 2 or 3 spatial dimensions (``ResNet2d`` and ``ResNet3d`` fix it).
     """
 
     def __init__(
@@ -155,9 +159,11 @@ class ResNet(nn.Module):
         in_channels: int,
         channels: Sequence[int],
         strides: Sequence[int],
-        dims: int,
         out_channels: int | None = None,
         num_groups: int | None = None,
+        checkpoint_blocks: bool = False,
+        *,
+        dims: int,
     ) -> None:
         super().__init__()
         channels, strides = [int(c) for c in channels], [int(s) for s in strides]
@@ -186,9 +192,7 @@ class ResNet(nn.Module):
             layers.append(conv(width, out_channels, kernel_size=1))
         self.layers = nn.Sequential(*layers)
         self.dims = dims
-        # Activation checkpointing: when set and gradients are on, residual blocks keep only
-        # their input for backward and recompute the rest (less memory, ~30% more compute).
-        self.checkpoint_blocks = False
+        self.checkpoint_blocks = bool(checkpoint_blocks)
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, in_channels, *spatial) -> (B, channels[-1] or out_channels, *resampled)."""
@@ -203,31 +207,17 @@ class ResNet(nn.Module):
 
 
 class ResNet2d(ResNet):
-    """``ResNet`` on (B, C, H, W) feature maps."""
+    """``ResNet`` on (B, C, H, W) feature maps: ``ResNet`` with ``dims=2``."""
 
-    def __init__(
-        self,
-        in_channels: int,
-        channels: Sequence[int],
-        strides: Sequence[int],
-        out_channels: int | None = None,
-        num_groups: int | None = None,
-    ) -> None:
-        super().__init__(in_channels, channels, strides, 2, out_channels, num_groups)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, dims=2, **kwargs)
 
 
 class ResNet3d(ResNet):
-    """``ResNet`` on (B, C, D, H, W) feature volumes."""
+    """``ResNet`` on (B, C, D, H, W) feature volumes: ``ResNet`` with ``dims=3``."""
 
-    def __init__(
-        self,
-        in_channels: int,
-        channels: Sequence[int],
-        strides: Sequence[int],
-        out_channels: int | None = None,
-        num_groups: int | None = None,
-    ) -> None:
-        super().__init__(in_channels, channels, strides, 3, out_channels, num_groups)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, dims=3, **kwargs)
 
 
 class PointwiseConvs(nn.Module):

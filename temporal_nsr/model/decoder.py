@@ -59,6 +59,8 @@ class Decoder(nn.Module):
             white and black are reached at finite logits (|x| ~ log(1/m)). 0 is ENR's plain
             sigmoid, whose backgrounds stay a few levels short of white (about 247/255 after
             20 CPU minutes: an error on most pixels of a white-background image).
+        activation_checkpointing: recompute the residual blocks in backward (as the
+            ``Encoder``'s); changes no weight and no output.
 
     Raises:
         ValueError: if the lists are inconsistent with each other or with image_size.
@@ -76,6 +78,7 @@ class Decoder(nn.Module):
         lift_strides: Sequence[int],
         num_groups: int | None = None,
         output_margin: float = 0.0,
+        activation_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         if not 0.0 <= output_margin < 0.5:
@@ -111,8 +114,13 @@ class Decoder(nn.Module):
         if out_side != self.image_size:
             raise ValueError(f"the mirrored strides render {out_side} px, not {image_size}")
 
+        recompute = bool(activation_checkpointing)
         self.resnet_3d = ResNet3d(
-            self.latent_channels, channels_3d_up, strides_3d_up, num_groups=num_groups
+            self.latent_channels,
+            channels_3d_up,
+            strides_3d_up,
+            num_groups=num_groups,
+            checkpoint_blocks=recompute,
         )
         self.projection = PointwiseConvs(
             channels_3d_up[-1] * depth, projection, num_groups=num_groups
@@ -123,6 +131,7 @@ class Decoder(nn.Module):
             strides_2d_up,
             out_channels=3,
             num_groups=num_groups,
+            checkpoint_blocks=recompute,
         )
 
     def forward(self, scene: Tensor) -> Tensor:

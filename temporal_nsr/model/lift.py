@@ -44,6 +44,7 @@ class ConditionedLift(nn.Module):
         max_offset: largest |dt|; dt is scaled by it before the Fourier features.
         num_groups: GroupNorm cap, see ``temporal_nsr.model.blocks.group_count``.
         hidden: width of the modulation MLP.
+        checkpoint_blocks: recompute the stages' residual blocks in backward (``ResNet``).
     """
 
     def __init__(
@@ -55,6 +56,7 @@ class ConditionedLift(nn.Module):
         max_offset: int,
         num_groups: int | None = None,
         hidden: int = 64,
+        checkpoint_blocks: bool = False,
     ) -> None:
         super().__init__()
         self.max_offset = int(max_offset)
@@ -72,6 +74,7 @@ class ConditionedLift(nn.Module):
             lift_strides,
             out_channels=int(latent_channels),
             num_groups=num_groups,
+            checkpoint_blocks=checkpoint_blocks,
         )
 
     def forward(self, features: Tensor, dt: Tensor) -> Tensor:

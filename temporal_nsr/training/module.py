@@ -11,7 +11,6 @@ from torch import Tensor
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from temporal_nsr.batch import ViewPair
-from temporal_nsr.model.blocks import ResNet
 from temporal_nsr.model.renderer import SceneRenderer
 from temporal_nsr.training.losses import RECONSTRUCTION_LOSSES, LossTerms, total_loss
 
@@ -38,9 +37,6 @@ class TemporalNSRModule(L.LightningModule):
         loss: reconstruction loss, "l1" (ENR) or "l2".
         ssim_weight: weight of 1 - SSIM (0.05 in ENR).
         smoothness_weight: weight of the mean squared difference of neighbouring slots.
-        activation_checkpointing: recompute residual blocks in backward instead of storing
-            their activations (training memory about halved, step ~30% slower; README
-            "Performance").
     """
 
     def __init__(
@@ -51,7 +47,6 @@ class TemporalNSRModule(L.LightningModule):
         loss: str = "l1",
         ssim_weight: float = 0.05,
         smoothness_weight: float = 0.0,
-        activation_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         if smoothness_weight and renderer.encoder.conditioned:
@@ -68,9 +63,6 @@ class TemporalNSRModule(L.LightningModule):
         self.loss_kind = loss
         self.ssim_weight = ssim_weight
         self.smoothness_weight = smoothness_weight
-        for stack in renderer.modules():
-            if isinstance(stack, ResNet):
-                stack.checkpoint_blocks = activation_checkpointing
         # One metric object per stage so validation and test never share state.
         self.psnr = torch.nn.ModuleDict(
             {s: PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3)) for s in ("val", "test")}

@@ -88,3 +88,25 @@ def test_sine_twist_estimates_bend_and_twist(tmp_path: Path) -> None:
     assert np.abs(found.bend_deg.numpy() - truth[:, 0]).max() < 1.0
     # The twist of a 2 x 2 cross-section shows in few pixels: within a fine twist step (3 deg).
     assert np.abs(found.twist_deg.numpy() - truth[:, 1]).max() < 3.5
+
+
+def _schedule_estimator(tiny_data: Path, schedule: str, bends: list[float]) -> BendEstimator:
+    manifest = json.loads((tiny_data / "manifest.json").read_text())
+    manifest["config"]["schedule"] = schedule
+    manifest["bend_angle_deg"] = {name: bends for name in manifest["bend_angle_deg"]}
+    return BendEstimator(manifest, 32)
+
+
+def test_ambiguity_floor_is_half_the_distance_of_the_mirror_times_future(tiny_data: Path) -> None:
+    steps = 20
+    angle = [70.0 * (1 - np.cos(2 * np.pi * t / steps)) for t in range(steps)]  # the sine schedule
+    sine = _schedule_estimator(tiny_data, "sine", angle)
+    name = next(iter(sine.schedule))
+    # t = 5 looks like t = 15 (bending up vs straightening): its future at dt = 3 is 8 or 18
+    assert sine.ambiguity_floor(name, 5, 3) == pytest.approx(abs(angle[8] - angle[18]) / 2)
+    assert sine.ambiguity_floor(name, 15, -3) == pytest.approx(abs(angle[12] - angle[2]) / 2)
+    assert sine.ambiguity_floor(name, 5, 0) == 0.0  # the image shows its own bend
+    assert sine.ambiguity_floor(name, 10, 4) == 0.0  # the peak has no look-alike
+    assert sine.ambiguity_floor(name, 5, 6) == 0.0  # 15 + 6 is past the last timestep
+    linear = _schedule_estimator(tiny_data, "linear", [7.0 * t for t in range(steps)])
+    assert all(linear.ambiguity_floor(name, t, d) == 0.0 for t in range(5) for d in range(5))

@@ -36,3 +36,17 @@ def test_slots_bend_plot(tmp_path: Path) -> None:
              "true_bend_deg": [105.0, 140.0, 105.0, 35.0, None]}  # fmt: skip
     assert plot_slots_bend(tmp_path / "slots_bend.png", {"val": strip, "test": strip})
     assert Image.open(tmp_path / "slots_bend.png").size == (900, 360)
+
+
+def test_the_ambiguity_floor_is_summarised_as_a_column_of_its_own() -> None:
+    rows = [{**_row("model", 3, 20.0, 30.0), "bend_floor_deg": 20.0},
+            {**_row("model", 3, 22.0, 10.0), "bend_floor_deg": 0.0},
+            {**_row("static", 3, 18.0, 50.0), "bend_floor_deg": 20.0},
+            {**_row("static", 3, 18.0, 40.0), "bend_floor_deg": 0.0}]  # fmt: skip
+    summary = summarise(rows)
+    cell = summary["by_setting"]["all_dt_nonzero"]
+    assert cell["ambiguity_floor"] == {"bend_error_deg": 10.0}  # once per pair, not per predictor
+    assert cell["model"]["bend_error_deg"] == 20.0 and "bend_floor_deg" not in cell["model"]
+    table = markdown_table(summary, "val", ["iou", "bend_error_deg"])
+    assert "| val | pairs | model | static | ambiguity_floor |" in table
+    assert "| all_dt_nonzero | 2 (2) | 1.000 / 20.0 | 1.000 / 45.0 | - / 10.0 |" in table
