@@ -4,8 +4,10 @@
 * `static`: the same model and source rendered at dt = 0 for every target (it ignores time), so
   ``model - static`` on dt != 0 is what the time axis contributes;
 * `shuffled_source`: the model fed the source image and pose of another pair of the same
-  setting whose source shows another object or timestep (`foreign_sources`): if it scores like
-  `model`, the model ignores what its input shows and paints a pose-conditioned average;
+  setting whose source shows another (object, timestep) than the pair's source AND target
+  (`foreign_sources`; a training image at a third timestep where the setting has none): if it
+  scores like `model`, the model ignores what its input shows and paints a pose-conditioned
+  average;
 * `other_object`: the model fed the image and pose of ANOTHER object at the source's timestep
   (`other_object_sources`): if it scores like `model`, the render does not follow this object's
   shape and colour; present when the data hold two or more objects;
@@ -49,21 +51,47 @@ def novel_view(
     return renderer.novel_view(latent, dt, source_pose, target_pose).float().clamp(0, 1)
 
 
-def foreign_sources(table: np.ndarray, pools: tuple[RenderedViews, RenderedViews]) -> np.ndarray:
-    """For each protocol row, another row whose source shows another (object, timestep).
+def foreign_sources(
+    table: np.ndarray, pools: tuple[RenderedViews, RenderedViews], seed: int = 0
+) -> np.ndarray:
+    """For each protocol row, a source that shows neither its source's (object, timestep) nor
+    its target's: the foreign-content control of `shuffled_source`.
 
-    Rows are sorted by their source's (object, timestep) and each takes the row half the list
-    further on, so with two or more equally common groups every row gets a source from another
-    group (a group holding more than half the rows keeps some of its own).
+    Rows are sorted by their source's (object, timestep) and each takes the source of the row
+    half the list further on, so with two or more equally common groups every row gets a source
+    from another group. Where that source shows the target's own (object, timestep) (in
+    `other_heldout` with two held-out timesteps, the other group IS the target's), or no other
+    group exists, a seeded training image of the source's object at a third timestep is taken
+    instead (of any other object, should that object have no third timestep).
+
+    Args:
+        table: (N, 3) protocol rows (source index, source pool, target index).
+        pools: (split, train) views; pool 0 is the split.
+        seed: fixes the training images chosen.
 
     Returns:
-        (N,) row indices into ``table``.
+        (N, 3) rows (source index, source pool, target index) of the foreign sources.
     """
-    key = np.array([(pools[p].object_id[s], pools[p].timestep[s]) for s, p, _ in table])
+    obj = shared_codes(object_names(pools[0]), object_names(pools[1]))
+    time = (pools[0].original_timestep, pools[1].original_timestep)
+    group = [(obj[p][s], time[p][s]) for s, p, _ in table]
+    key = np.array(group, dtype=np.int64).reshape(-1, 2)
     order = np.lexsort(key.T[::-1]) if len(table) else np.zeros(0, dtype=np.int64)
-    foreign = np.empty(len(table), dtype=np.int64)
-    foreign[order] = np.roll(order, len(table) // 2)
-    return foreign
+    partner = np.empty(len(table), dtype=np.int64)
+    partner[order] = np.roll(order, len(table) // 2)
+    rng = np.random.default_rng([seed, 2])
+    out = table[partner].copy()
+    out[:, 2] = table[:, 2]
+    for r, (_, _, y) in enumerate(table):
+        mine, target = group[r], (obj[0][y], time[0][y])
+        if group[partner[r]] not in (mine, target):
+            continue
+        third = (time[1] != mine[1]) & (time[1] != target[1])
+        candidates = np.flatnonzero(third & (obj[1] == mine[0]))
+        if not len(candidates):
+            candidates = np.flatnonzero(third | (obj[1] != mine[0]))
+        out[r, :2] = (int(rng.choice(candidates)), 1)
+    return out
 
 
 def other_object_sources(

@@ -130,13 +130,13 @@ def evaluate_split(
     rows: list[dict[str, Any]] = []
     pending: list[tuple[int, Tensor]] = []  # (row, (3, S, S) uint8 prediction) to bend-score
     for setting, table in pairs.items():
-        shuffled = foreign_sources(table, pools)
+        shuffled = foreign_sources(table, pools, options.seed)
         other_object = other_object_sources(table, pools, options.seed)
         for start in range(0, len(table), options.batch_size):
             stop = start + options.batch_size
             chunk = table[start:stop]
             pair = gather_pairs(pools, chunk, device)
-            foreign = gather_pairs(pools, table[shuffled[start:stop]], device)
+            foreign = gather_pairs(pools, shuffled[start:stop], device)
             alien = None if other_object is None else other_object[start:stop]
             alien = None if alien is None else gather_pairs(pools, alien, device)
             predictions = predict(model, baseline, pair, foreign, alien, mean_image)
