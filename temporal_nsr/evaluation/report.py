@@ -97,15 +97,15 @@ def markdown_table(
     Cells join the metrics with " / " (a missing one is "-"); with bend metrics the pairs
     column also gives the pairs with a bend estimate, in parentheses.
     """
-    first = next(iter(summary["by_setting"].values()))
-    predictors = [p for p in (*PREDICTORS, FLOOR_PREDICTOR) if p in first]
+    cells = [*summary["by_setting"].values(), *summary["by_abs_dt"].values()]
+    predictors = [p for p in (*PREDICTORS, FLOOR_PREDICTOR) if any(p in c for c in cells)]
     head = "| " + split + " | pairs | " + " | ".join(predictors) + " |"
     lines = [head, "|" + "---|" * (len(predictors) + 2)]
     for kind, label in (("by_setting", "{}"), ("by_abs_dt", "\\|dt\\| = {}")):
         for key, cell in summary[kind].items():
             values = " | ".join(
                 " / ".join(
-                    f"{cell[p][m]:{_FORMATS.get(m, '.1f')}}" if m in cell[p] else "-"
+                    f"{cell[p][m]:{_FORMATS.get(m, '.1f')}}" if m in cell.get(p, {}) else "-"
                     for m in metrics
                 )
                 for p in predictors

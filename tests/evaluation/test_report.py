@@ -50,3 +50,11 @@ def test_the_ambiguity_floor_is_summarised_as_a_column_of_its_own() -> None:
     table = markdown_table(summary, "val", ["iou", "bend_error_deg"])
     assert "| val | pairs | model | static | ambiguity_floor |" in table
     assert "| all_dt_nonzero | 2 (2) | 1.000 / 20.0 | 1.000 / 45.0 | - / 10.0 |" in table
+
+
+def test_a_cell_without_the_floor_shows_a_dash() -> None:
+    rows = [_row("model", 0, 20.0, None), _row("model", 3, 22.0, 10.0)]
+    rows[1]["bend_floor_deg"] = 4.0  # only the dt != 0 pair has a bend estimate
+    table = markdown_table(summarise(rows), "val", ["bend_error_deg"])
+    assert "| same_time | 1 (0) | - | - |" in table
+    assert "| all_dt_nonzero | 1 (1) | 10.0 | 4.0 |" in table
