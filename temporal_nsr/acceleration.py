@@ -74,7 +74,7 @@ def bf16_pays(device_type: str = "cpu") -> bool:
     kernels on an Intel Xeon without AMX run this model's training step 1.3x slower than
     float32 (docs/performance.md), while an AMD EPYC runs it 1.6x faster. So the CPU answer is
     measured once per process: forward + backward of a 3D and a 2D convolution of this model's
-    sizes in both dtypes, interleaved (about 0.3 s), bf16 chosen when it is at least
+    sizes in both dtypes, interleaved (about 0.4 s), bf16 chosen when it is at least
     ``BF16_MIN_SPEEDUP`` times faster.
     """
     device = torch.device(device_type)
