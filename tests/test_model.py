@@ -107,41 +107,6 @@ def test_forward_and_backward(tiny: SceneRenderer) -> None:
     tiny.zero_grad(set_to_none=True)
 
 
-def test_residual_slots_share_the_dt0_scene_and_train_it_from_every_dt() -> None:
-    torch.manual_seed(0)
-    kwargs = {**TINY, "max_offset": 2, "latent_channels": 3, "inverse_projection": [32, 64]}
-    independent = Encoder(**kwargs)
-    residual = Encoder(**kwargs, slot_parameterization="residual")
-    residual.load_state_dict(independent.state_dict())  # same weights, other reading
-    images = torch.rand(2, 3, 32, 32)
-    outputs, scenes = independent(images), residual(images)
-    assert scenes.shape == outputs.shape == (2, 5, 3, 16, 16, 16)
-    assert torch.equal(scenes[:, 2], outputs[:, 2])  # the centre slot is the dt = 0 scene
-    for k in (0, 1, 3, 4):  # every other scene is that scene plus its own change
-        torch.testing.assert_close(scenes[:, k], outputs[:, k] + outputs[:, 2])
-    outside = spherical_mask(16) == 0
-    assert (scenes[..., outside] == 0).all()
-    # A loss on a dt != 0 scene alone reaches the dt = 0 output (not so for independent slots).
-    for encoder, reaches in ((independent, False), (residual, True)):
-        lift_out: list[torch.Tensor] = []
-        handle = encoder.resnet_3d.register_forward_hook(lambda m, i, o: lift_out.append(o))
-        latent = encoder(images)
-        handle.remove()
-        lift_out[0].retain_grad()
-        latent[:, 4].sum().backward()
-        centre_grad = lift_out[0].grad.view(2, 5, 3, 16, 16, 16)[:, 2]
-        assert bool((centre_grad != 0).any()) is reaches
-        encoder.zero_grad(set_to_none=True)
-
-
-def test_residual_slots_need_the_slot_lift() -> None:
-    kwargs = {**TINY, "max_offset": 1, "latent_channels": 3, "inverse_projection": [64]}
-    with pytest.raises(ValueError, match="slot_parameterization must be one of"):
-        Encoder(**kwargs, slot_parameterization="shared")
-    with pytest.raises(ValueError, match="needs lift='slots'"):
-        Encoder(**kwargs, lift="conditioned", slot_parameterization="residual")
-
-
 def test_select_slot_integer_offsets(tiny: SceneRenderer) -> None:
     latent = torch.randn(5, 5, 3, 16, 16, 16)
     dt = torch.tensor([0, -2, -1, 1, 2])

@@ -11,7 +11,6 @@ from temporal_nsr.model.blocks import PointwiseConvs, ResNet2d, ResNet3d, resamp
 from temporal_nsr.model.lift import ConditionedLift
 
 LIFTS = ("slots", "conditioned")
-SLOT_PARAMETERIZATIONS = ("independent", "residual")
 
 
 def spherical_mask(side: int) -> Tensor:
@@ -76,11 +75,6 @@ class Encoder(nn.Module):
             evaluates it at the K integer offsets, ``scene_at`` at any real dt).
         lift_width: channels of the conditioned lift's stages; None = K * C, the slot
             lift's width (about the same cost per rendered pair).
-        slot_parameterization: how a slot lift's K outputs become scenes. "independent"
-            (faithful): output k is the scene at dt = k - max_offset. "residual": the centre
-            output is the scene at dt = 0 and every other scene is that scene plus its own
-            output (a per-offset change), so every training pair, whatever its dt, trains
-            the dt = 0 scene; same weights, same cost.
         activation_checkpointing: recompute the residual blocks in backward instead of
             storing their activations (training memory about halved, step ~30% slower;
             docs/performance.md). Changes no weight and no output.
@@ -89,8 +83,7 @@ class Encoder(nn.Module):
         ValueError: if the lists disagree in length, a stride is invalid, a stride-2 stage
             meets an odd side, the last inverse projection width is not divisible by the
             feature side, the lift is empty, K, C are not positive, or the K latent slots
-            do not fit in the lift's slots from first_slot on, or a residual
-            parameterisation meets the conditioned lift.
+            do not fit in the lift's slots from first_slot on.
     """
 
     def __init__(
@@ -110,19 +103,10 @@ class Encoder(nn.Module):
         lift: str = "slots",
         lift_width: int | None = None,
         activation_checkpointing: bool = False,
-        slot_parameterization: str = "independent",
     ) -> None:
         super().__init__()
         if lift not in LIFTS:
             raise ValueError(f"lift must be one of {LIFTS}, got {lift!r}")
-        if slot_parameterization not in SLOT_PARAMETERIZATIONS:
-            raise ValueError(
-                f"slot_parameterization must be one of {SLOT_PARAMETERIZATIONS}, "
-                f"got {slot_parameterization!r}"
-            )
-        if lift == "conditioned" and slot_parameterization != "independent":
-            raise ValueError("slot_parameterization='residual' needs lift='slots'")
-        self.residual_slots = slot_parameterization == "residual"
         if lift == "conditioned" and (lift_slots is not None or first_slot):
             raise ValueError("lift_slots / first_slot describe slot checkpoints; lift='slots'")
         if max_offset < 0:
@@ -242,17 +226,7 @@ class Encoder(nn.Module):
         if self.lift_slots != self.num_slots:
             # (B, lift_slots, C, D, H, W) -> (B, K, C, D, H, W): slot k = lift slot first + k
             scenes = scenes[:, self.first_slot : self.first_slot + self.num_slots]
-        if self.residual_slots:
-            scenes = self._add_centre_scene(scenes)
         return scenes * self.mask.to(scenes.dtype)
-
-    def _add_centre_scene(self, outputs: Tensor) -> Tensor:
-        """(B, K, C, D, H, W) lift outputs -> scenes: slot k != centre gets the centre added."""
-        centre = self.max_offset
-        others = torch.ones(self.num_slots, device=outputs.device, dtype=outputs.dtype)
-        others[centre] = 0
-        # broadcast (K,) over (B, K, C, D, H, W): the centre slot stays as it is
-        return outputs + outputs[:, centre : centre + 1] * others.view(1, -1, 1, 1, 1, 1)
 
     def scene_at(self, images: Tensor, dt: Tensor) -> Tensor:
         """Scene of each image at its own offset, from the conditioned lift.
