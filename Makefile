@@ -71,17 +71,19 @@ bench: $(STAMP) ## benchmarks -> outputs/bench/bench.json (ARGS=--quick for a sm
 # rotation-only baseline first (the others are scored against it).
 RESULTS_EXPERIMENTS ?= enr_original_cpu bend_20t_cpu bend_20t_linear_cpu bend_many_linear_cpu
 RESULTS_RUNS ?= outputs/results
+# A smoke run points both elsewhere: make results ARGS=trainer.max_time=00:00:00:20 RESULTS_DOCS=/tmp/d ...
+RESULTS_DOCS ?= docs
 results: $(STAMP) ## regenerate the README's results into docs/ (about 100 min on 2 cores): train, evaluate, render, curves
 	set -e; curves=""; \
 	for exp in $(RESULTS_EXPERIMENTS); do \
 	  run=$(RESULTS_RUNS)/$$exp; \
 	  $(PY) -m temporal_nsr.train experiment=$$exp hydra.run.dir=$$run $(ARGS); \
 	  base=""; [ $$exp = enr_original_cpu ] || base="baseline_run_dir=$(RESULTS_RUNS)/enr_original_cpu"; \
-	  $(PY) -m temporal_nsr.evaluate run_dir=$$run out_dir=docs/$$exp $$base; \
-	  [ $$exp = enr_original_cpu ] || $(PY) -m temporal_nsr.render run_dir=$$run out_dir=docs/$$exp; \
+	  $(PY) -m temporal_nsr.evaluate run_dir=$$run out_dir=$(RESULTS_DOCS)/$$exp $$base; \
+	  [ $$exp = enr_original_cpu ] || $(PY) -m temporal_nsr.render run_dir=$$run out_dir=$(RESULTS_DOCS)/$$exp; \
 	  curves="$$curves,$$exp: $$run"; \
 	done; \
-	$(PY) -m temporal_nsr.curves "runs={$${curves#,}}" out=docs/learning_curves.png
+	$(PY) -m temporal_nsr.curves "runs={$${curves#,}}" out=$(RESULTS_DOCS)/learning_curves.png
 
 clean: ## remove caches (never outputs/ or data/)
 	rm -rf .pytest_cache .ruff_cache .hypothesis
