@@ -99,6 +99,8 @@ def plot_curves(
     if not present:
         raise CurveError(f"none of the runs logged any of {list(metrics)}")
     fig, axes = plt.subplots(1, len(present), figsize=(6.5 * len(present), 4.5), squeeze=False)
+    # One colour per run in every panel, also where a run lacks a metric: the legend is panel 0's.
+    colours = {label: f"C{i % 10}" for i, label in enumerate(tables)}
     for ax, metric in zip(axes[0], present, strict=True):
         for label, rows in tables.items():
             xs, ys = curve(rows, metric)
@@ -108,7 +110,7 @@ def plot_curves(
             rate = (steps_per_minute or {}).get(label) or _steps_per_minute(runs[label], rows)
             if not has_clock and rate:
                 xs = [x / rate for x in xs]
-            ax.plot(xs, ys, marker="o", markersize=3, label=label)
+            ax.plot(xs, ys, marker="o", markersize=3, label=label, color=colours[label])
         ax.set_xlabel("training wall-clock minutes (2 CPU cores)")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)

@@ -83,3 +83,28 @@ def test_learning_curves_plot_minutes_from_the_logs(tmp_path: Path) -> None:
         plot_curves({"a": tmp_path / "a"}, ["val/nothing"], tmp_path / "d.png")
     with pytest.raises(CurveError, match="no csv"):
         read_metrics(tmp_path / "missing")
+
+
+def test_learning_curves_keep_a_runs_colour_where_another_run_lacks_a_metric(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import matplotlib.pyplot as plt
+
+    from temporal_nsr.learning_curves import plot_curves
+
+    logs = (("a", "val/psnr", "21.0"), ("b", "val/psnr,val/bend", "22.0,30.0"))
+    for name, header, values in logs:
+        folder = tmp_path / name / "csv"
+        folder.mkdir(parents=True)
+        (folder / "metrics.csv").write_text(
+            f"epoch,step,{header},val/minutes\n0,9,{values},1.0\n0,19,{values},2.0\n"
+        )
+    figures: list = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to inspect it
+    runs = {"a": tmp_path / "a", "b": tmp_path / "b"}
+    plot_curves(runs, ["val/psnr", "val/bend"], tmp_path / "c.png")
+    psnr, bend = figures[0].axes
+    colour = {line.get_label(): line.get_color() for line in psnr.get_lines()}
+    assert colour["a"] != colour["b"]
+    bend_lines = [(line.get_label(), line.get_color()) for line in bend.get_lines()]
+    assert bend_lines == [("b", colour["b"])]
