@@ -239,13 +239,16 @@ def client(server: tuple[str, int, Path]):
 
 
 def test_client_upload_sliders_and_render(
-    client, tiny_run: Path, png: Path, tmp_path: Path
+    client, server: tuple[str, int, Path], tiny_run: Path, png: Path, tmp_path: Path
 ) -> None:
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
 
-    # The server's model, as conf/viewer.yaml loads it (precision=auto: bf16 where native).
-    renderer = NovelViewRenderer.from_run(tiny_run, device="cpu", precision="auto")
+    # The server's model in the precision the server chose and logged: precision=auto times a
+    # probe (acceleration.bf16_pays), so this process could choose otherwise on a busy machine.
+    chosen = server[2].read_text().split("precision ")[1].split()[0]
+    precision = {"bfloat16": "bf16", "float32": "fp32"}[chosen]
+    renderer = NovelViewRenderer.from_run(tiny_run, device="cpu", precision=precision)
 
     seen, note, view, strip, slices = client.predict(
         handle_file(str(png)), 0, 0, 0, api_name="/set_image"
