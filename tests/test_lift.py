@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from temporal_nsr.evaluation.predictors import novel_views
 from temporal_nsr.model.decoder import Decoder
 from temporal_nsr.model.encoder import Encoder
 from temporal_nsr.model.renderer import SceneRenderer
@@ -55,6 +56,25 @@ def test_conditioned_lift_is_continuous_in_dt_and_checks_the_bound() -> None:
     assert gaps[1] < gaps[0] / 5 and gaps[2] < gaps[1] / 5
     with pytest.raises(ValueError, match="max_offset"):
         renderer.scenes(images, torch.tensor([2.5]))
+
+
+def test_evaluation_renders_only_the_offsets_it_needs_and_matches_the_full_latent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    renderer = conditioned_renderer()
+    images, pose, turned = torch.rand(3, 3, 16, 16), torch.zeros(3, 2), torch.full((3, 2), 30.0)
+    offsets = (torch.tensor([2, -1, 0]), torch.zeros(3, dtype=torch.long))
+    latent = renderer.encode(images)
+    expected = [renderer.novel_view(latent, dt, pose, turned).clamp(0, 1) for dt in offsets]
+    lifted = []
+    original = renderer.encoder.lift.forward
+    monkeypatch.setattr(
+        renderer.encoder.lift, "forward", lambda f, dt: lifted.append(len(dt)) or original(f, dt)
+    )
+    renders = novel_views(renderer, images, offsets, pose, turned)
+    assert lifted == [3, 3]  # one scene per source and offset, not K = 5 per source
+    for got, want in zip(renders, expected, strict=True):
+        assert torch.allclose(got, want, atol=1e-5)
 
 
 def test_new_conditioned_lift_ignores_dt_and_trains() -> None:

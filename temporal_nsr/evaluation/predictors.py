@@ -15,7 +15,8 @@
   time, so it is asked for dt = 0;
 * `copy`: the source image itself; `mean`: the mean training image.
 
-Every network call goes through `novel_view`, the one place that turns a latent into a render.
+Every network call goes through `novel_views`, which renders a batch of sources at several
+offsets with one encoding (or, for a dt-conditioned lift, only the scenes it needs).
 """
 
 from __future__ import annotations
@@ -33,22 +34,37 @@ from temporal_nsr.model.renderer import SceneRenderer
 PREDICTORS = ("model", "static", "shuffled_source", "other_object", "baseline", "copy", "mean")
 
 
-def novel_view(
-    renderer: SceneRenderer, latent: Tensor, dt: Tensor, source_pose: Tensor, target_pose: Tensor
-) -> Tensor:
-    """Render encoded sources at target poses, dt time steps later.
+def novel_views(
+    renderer: SceneRenderer,
+    images: Tensor,
+    offsets: tuple[Tensor, ...],
+    source_pose: Tensor,
+    target_pose: Tensor,
+) -> list[Tensor]:
+    """Render the same sources at the target poses once per vector of time offsets.
+
+    A slot encoder encodes the sources once and selects a slot per offset (``novel_view``); a
+    dt-conditioned lift computes only the scenes at the offsets asked for, not its full
+    K-slot latent (``SceneRenderer.scenes``; 2 offsets instead of 21 for `model` and
+    `static`). Both paths give the same images.
 
     Args:
         renderer: the network.
-        latent: (B, K, C, D, H, W) ``renderer.encode`` of the source images.
-        dt: (B,) int64 time offsets, |dt| <= max_offset.
+        images: (B, 3, S, S) source images in [0, 1].
+        offsets: (B,) int64 time offsets per render, |dt| <= max_offset.
         source_pose: (B, 2) azimuth, elevation in degrees of the sources.
         target_pose: (B, 2) azimuth, elevation in degrees to render at.
 
     Returns:
-        (B, 3, S, S) float32 renders in [0, 1].
+        one (B, 3, S, S) float32 render in [0, 1] per entry of ``offsets``.
     """
-    return renderer.novel_view(latent, dt, source_pose, target_pose).float().clamp(0, 1)
+    if renderer.encoder.conditioned:
+        scenes = [renderer.scenes(images, dt)[0] for dt in offsets]
+        renders = [renderer.render(scene, source_pose, target_pose) for scene in scenes]
+    else:
+        latent = renderer.encode(images)
+        renders = [renderer.novel_view(latent, dt, source_pose, target_pose) for dt in offsets]
+    return [image.float().clamp(0, 1) for image in renders]
 
 
 def foreign_sources(
@@ -178,21 +194,18 @@ def predict(
         predictor name -> (B, 3, S, S) images in [0, 1], in `PREDICTORS` order.
     """
     dt, still = pair.dt, torch.zeros_like(pair.dt)
-    latent = model.encode(pair.source)
-    out = {
-        "model": novel_view(model, latent, dt, pair.source_pose, pair.target_pose),
-        "static": novel_view(model, latent, still, pair.source_pose, pair.target_pose),
-        "shuffled_source": novel_view(
-            model, model.encode(shuffled.source), dt, shuffled.source_pose, pair.target_pose
-        ),
-    }
+    at_dt, at_zero = novel_views(
+        model, pair.source, (dt, still), pair.source_pose, pair.target_pose
+    )
+    (foreign,) = novel_views(model, shuffled.source, (dt,), shuffled.source_pose, pair.target_pose)
+    out = {"model": at_dt, "static": at_zero, "shuffled_source": foreign}
     if other_object is not None:
-        out["other_object"] = novel_view(
-            model, model.encode(other_object.source), dt, other_object.source_pose, pair.target_pose
+        (out["other_object"],) = novel_views(
+            model, other_object.source, (dt,), other_object.source_pose, pair.target_pose
         )
     if baseline is not None:
-        out["baseline"] = novel_view(
-            baseline, baseline.encode(pair.source), still, pair.source_pose, pair.target_pose
+        (out["baseline"],) = novel_views(
+            baseline, pair.source, (still,), pair.source_pose, pair.target_pose
         )
     out["copy"] = pair.source
     out["mean"] = mean_image.expand_as(pair.target)
@@ -212,7 +225,7 @@ def slot_strip(model: SceneRenderer, pair: ViewPair) -> tuple[Tensor, Tensor]:
     """
     m = model.max_offset
     dt = torch.arange(-m, m + 1, device=pair.source.device)
-    latent = model.encode(pair.source[:1])  # (1, K, C, D, H, W)
+    latent = model.encode(pair.source[:1])  # (1, K, C, D, H, W): every slot is rendered
     latent = latent.expand(len(dt), *latent.shape[1:])  # one copy per slot, no memory
     pose = pair.source_pose[:1].expand(len(dt), 2)
-    return dt.cpu(), novel_view(model, latent, dt, pose, pose).cpu()
+    return dt.cpu(), model.novel_view(latent, dt, pose, pose).float().clamp(0, 1).cpu()
