@@ -37,6 +37,10 @@ class TemporalNSRModule(L.LightningModule):
         loss: reconstruction loss, "l1" (ENR) or "l2".
         ssim_weight: weight of 1 - SSIM (0.05 in ENR).
         smoothness_weight: weight of the mean squared difference of neighbouring slots.
+        cross_targets: in training, each image of the batch is also rendered at up to this
+            many other images of the batch (same object, |dt| <= max_offset, not its own
+            pair), from the latent it already has: more supervision per encoder pass
+            (``cross_pairs``). 0: only the pairs (the faithful objective). Slot lifts only.
     """
 
     def __init__(
@@ -47,8 +51,17 @@ class TemporalNSRModule(L.LightningModule):
         loss: str = "l1",
         ssim_weight: float = 0.05,
         smoothness_weight: float = 0.0,
+        cross_targets: int = 0,
     ) -> None:
         super().__init__()
+        if cross_targets < 0:
+            raise ValueError(f"model.cross_targets must be >= 0, got {cross_targets}")
+        if cross_targets and renderer.encoder.conditioned:
+            raise ValueError(
+                "model.cross_targets reuses each image's latent of K slots; a conditioned lift "
+                "computes one scene per render (model.renderer.encoder.lift=slots, or "
+                "model.cross_targets=0)"
+            )
         if smoothness_weight and renderer.encoder.conditioned:
             raise ValueError(
                 "model.smoothness_weight needs slots (model.renderer.encoder.lift=slots); a "
@@ -63,6 +76,7 @@ class TemporalNSRModule(L.LightningModule):
         self.loss_kind = loss
         self.ssim_weight = ssim_weight
         self.smoothness_weight = smoothness_weight
+        self.cross_targets = cross_targets
         # One metric object per stage so validation and test never share state.
         self.psnr = torch.nn.ModuleDict(
             {s: PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3)) for s in ("val", "test")}
@@ -71,11 +85,13 @@ class TemporalNSRModule(L.LightningModule):
             {s: StructuralSimilarityIndexMeasure(data_range=1.0) for s in ("val", "test")}
         )
 
-    def render_pairs(self, batch: ViewPair) -> PairRenders:
+    def render_pairs(self, batch: ViewPair, cross_targets: int = 0) -> PairRenders:
         """Render each pair in both directions (docs/design.md §3, "Temporal lift").
 
         a -> b takes slot dt = t_b - t_a of a's latent, rotates it to b's pose and decodes it;
-        b -> a takes slot -dt of b's latent at a's pose. Both run as one batch of 2B.
+        b -> a takes slot -dt of b's latent at a's pose. Both run as one batch of 2B. With
+        ``cross_targets`` > 0 (slot lifts), the latents of the 2B images are also rendered
+        at other images of the batch (``cross_pairs``), appended after the 2B pair renders.
         """
         images = torch.cat([batch.source, batch.target])  # (2B, 3, S, S)
         truth = torch.cat([batch.target, batch.source])
@@ -83,8 +99,25 @@ class TemporalNSRModule(L.LightningModule):
         to_pose = torch.cat([batch.target_pose, batch.source_pose])
         dt = batch.dt
         dt = torch.cat([dt, -dt])  # (2B,)
-        out = self.renderer(images, from_pose, to_pose, dt)  # latent (2B, K, C, D, H, W) or None
-        return PairRenders(out.image, truth, out.latent, dt)
+        if not cross_targets:
+            out = self.renderer(images, from_pose, to_pose, dt)  # latent (2B, K, ...) or None
+            return PairRenders(out.image, truth, out.latent, dt)
+        times = torch.cat([batch.source_time, batch.target_time])  # (2B,)
+        source, target = cross_pairs(
+            torch.cat([batch.object_id, batch.object_id]),
+            times,
+            self.renderer.max_offset,
+            cross_targets,
+        )
+        n = images.shape[0]
+        pairs = torch.arange(n, device=images.device)
+        source = torch.cat([pairs, source])  # (2B + X,) image index of each render's input
+        target = torch.cat([pairs.roll(n // 2), target])  # its truth: a -> b, b -> a, cross
+        dt = times[target] - times[source]
+        latent = self.renderer.encode(images)  # (2B, K, C, D, H, W), once per image
+        scene = self.renderer.select_slot(latent[source], dt)  # (2B + X, C, D, H, W)
+        prediction = self.renderer.render(scene, from_pose[source], from_pose[target])
+        return PairRenders(prediction, images[target], latent, dt)
 
     def _loss(self, renders: PairRenders) -> LossTerms:
         return total_loss(
@@ -97,7 +130,7 @@ class TemporalNSRModule(L.LightningModule):
         )
 
     def training_step(self, batch: ViewPair, batch_idx: int) -> Tensor:
-        terms = self._loss(self.render_pairs(batch))
+        terms = self._loss(self.render_pairs(batch, self.cross_targets))
         n = batch.source.shape[0]
         parts = {f"train/{k}": v for k, v in terms._asdict().items() if k != "loss"}
         self.log_dict(parts, batch_size=n)
@@ -126,3 +159,38 @@ class TemporalNSRModule(L.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
+
+
+def cross_pairs(
+    object_id: Tensor, time: Tensor, max_offset: int, per_image: int
+) -> tuple[Tensor, Tensor]:
+    """Extra (input, truth) renders within a batch of 2B images stacked as sources, targets.
+
+    Image i may be rendered at image j when both show the same object, |t_j - t_i| <=
+    max_offset, and j is neither i nor i's pair partner (i + B mod 2B, which the pair
+    renders cover). Each image takes up to ``per_image`` such j at random (torch's global
+    generator, so a seeded run repeats); an image with fewer candidates takes them all.
+
+    Args:
+        object_id: (2B,) object of each image.
+        time: (2B,) timestep of each image.
+        max_offset: largest |dt| the latent represents.
+        per_image: extra renders wanted per image.
+
+    Returns:
+        (X,) input indices and (X,) truth indices, X <= 2B * per_image.
+    """
+    n = time.shape[0]
+    index = torch.arange(n, device=time.device)
+    allowed = (object_id[:, None] == object_id[None, :]) & (
+        (time[None, :] - time[:, None]).abs() <= max_offset
+    )  # (2B, 2B): row i may render at column j
+    allowed[index, index] = False
+    allowed[index, index.roll(n // 2)] = False
+    # Random scores, -1 where not allowed: the top per_image of a row are a random allowed
+    # subset (rows with fewer allowed columns also pick some -1s, dropped below).
+    scores = torch.where(allowed, torch.rand(n, n, device=time.device), -1.0)
+    picked = scores.topk(min(per_image, n), dim=1)
+    keep = picked.values >= 0  # (2B, per_image)
+    rows = index[:, None].expand_as(keep)
+    return rows[keep], picked.indices[keep]

@@ -1,10 +1,13 @@
 import math
 
+import pytest
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from temporal_nsr.batch import ViewPair
+from temporal_nsr.training.module import cross_pairs
 
 
 def _batch(datamodule) -> ViewPair:
@@ -58,3 +61,57 @@ def test_overfitting_one_pair_reaches_25_db(cfg_train: DictConfig) -> None:
         mse.backward()
         optimizer.step()
     assert psnr > 25
+
+
+def test_cross_pairs_respect_object_offset_and_skip_the_pair() -> None:
+    torch.manual_seed(0)
+    b = 6
+    object_id = torch.tensor([0, 0, 1, 1, 0, 1] * 2)
+    time = torch.tensor([0, 3, 5, 19, 12, 7, 2, 3, 6, 0, 1, 9])
+    source, target = cross_pairs(object_id, time, max_offset=4, per_image=3)
+    assert len(source) > 0
+    assert torch.equal(object_id[source], object_id[target])
+    assert bool(((time[target] - time[source]).abs() <= 4).all())
+    assert bool((source != target).all())
+    assert bool((target != (source + b) % (2 * b)).all())
+    assert int(torch.bincount(source, minlength=2 * b).max()) <= 3
+    assert len(set(zip(source.tolist(), target.tolist(), strict=True))) == len(source)
+    # image 3 (object 1, t = 19) has no partner within 4 steps: it gets no cross render
+    assert 3 not in source.tolist()
+
+
+def test_cross_pairs_take_every_candidate_when_fewer_than_asked() -> None:
+    object_id = torch.zeros(4, dtype=torch.long)
+    time = torch.tensor([0, 1, 2, 3])
+    source, target = cross_pairs(object_id, time, max_offset=10, per_image=5)
+    # 4 images, each allowed 2 others (not itself, not its partner i + 2 mod 4)
+    assert len(source) == 8
+
+
+def test_cross_targets_add_renders_from_the_same_latents(cfg_train: DictConfig) -> None:
+    torch.manual_seed(0)
+    model = instantiate(cfg_train.model, cross_targets=2)
+    batch = _batch(instantiate(cfg_train.data))
+    # one object at one time: every other image but the partner is a candidate
+    zeros = torch.zeros_like(batch.object_id)
+    batch = batch._replace(object_id=zeros, source_time=zeros, target_time=zeros)
+    b = batch.source.shape[0]
+    plain = model.render_pairs(batch)
+    renders = model.render_pairs(batch, cross_targets=2)
+    assert renders.prediction.shape[0] > 2 * b
+    assert renders.prediction.shape[0] == renders.truth.shape[0] == renders.dt.shape[0]
+    # the first 2B renders are the pair renders, unchanged
+    assert torch.allclose(renders.prediction[: 2 * b], plain.prediction, atol=1e-6)
+    assert torch.equal(renders.truth[: 2 * b], plain.truth)
+    assert torch.equal(renders.dt[: 2 * b], plain.dt)
+    loss = model.training_step(batch, 0)
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
+def test_cross_targets_need_slots_and_a_count(cfg_train: DictConfig) -> None:
+    with pytest.raises(InstantiationException, match="cross_targets must be >= 0"):
+        instantiate(cfg_train.model, cross_targets=-1)
+    cfg_train.model.renderer.encoder.lift = "conditioned"
+    with pytest.raises(InstantiationException, match="lift=slots"):
+        instantiate(cfg_train.model, cross_targets=1)
