@@ -94,12 +94,11 @@ class TemporalNSRModule(L.LightningModule):
         at other images of the batch (``cross_pairs``), appended after the 2B pair renders.
         """
         images = torch.cat([batch.source, batch.target])  # (2B, 3, S, S)
-        truth = torch.cat([batch.target, batch.source])
         from_pose = torch.cat([batch.source_pose, batch.target_pose])  # (2B, 2) degrees
-        to_pose = torch.cat([batch.target_pose, batch.source_pose])
-        dt = batch.dt
-        dt = torch.cat([dt, -dt])  # (2B,)
         if not cross_targets:
+            truth = torch.cat([batch.target, batch.source])
+            to_pose = torch.cat([batch.target_pose, batch.source_pose])
+            dt = torch.cat([batch.dt, -batch.dt])  # (2B,)
             out = self.renderer(images, from_pose, to_pose, dt)  # latent (2B, K, ...) or None
             return PairRenders(out.image, truth, out.latent, dt)
         times = torch.cat([batch.source_time, batch.target_time])  # (2B,)
