@@ -114,8 +114,10 @@ class TemporalNSRModule(L.LightningModule):
         target = torch.cat([pairs.roll(n // 2), target])  # its truth: a -> b, b -> a, cross
         dt = times[target] - times[source]
         latent = self.renderer.encode(images)  # (2B, K, C, D, H, W), once per image
-        scene = self.renderer.select_slot(latent[source], dt)  # (2B + X, C, D, H, W)
-        prediction = self.renderer.render(scene, from_pose[source], from_pose[target])
+        # (2B, K, ...) -> (2B + X, K, ...): each render's input latent
+        prediction = self.renderer.novel_view(
+            latent[source], dt, from_pose[source], from_pose[target]
+        )
         return PairRenders(prediction, images[target], latent, dt)
 
     def _loss(self, renders: PairRenders) -> LossTerms:
