@@ -99,6 +99,17 @@ def test_loaders_shard_across_ranks(data: Path) -> None:
     assert set(shares[0]) | set(shares[1]) == set(single.val_dataloader().sampler)
 
 
+def test_pairs_per_object_makes_batches_of_object_blocks(data: Path) -> None:
+    dm = make(data, pairs_per_object=2)
+    dm.setup("fit")
+    batches = list(dm.train_dataloader())
+    blocks = torch.stack([b.object_id.view(2, 2) for b in batches])  # (batches, blocks, pairs)
+    # The first batches hold whole blocks; the epoch's leftovers (< 2 per object) come last.
+    assert (blocks[:-1, :, 0] == blocks[:-1, :, 1]).all()
+    with pytest.raises(ValueError, match=r"data.pairs_per_object=3 .* data.batch_size=4"):
+        make(data, pairs_per_object=3)
+
+
 def test_prepare_data_generates_once(tmp_path: Path) -> None:
     root = tmp_path / "tiny"
     dm = make(root, generator=OmegaConf.create(TINY_GENERATOR))

@@ -53,6 +53,9 @@ class ViewPairDataModule(LightningDataModule):
         same_time_fraction: probability that a training pair is a dt = 0 pair (see
             ``SameObjectPairSampler``); 0 is the plain uniform draw.
         same_time_epochs: epochs over which that share falls to 0; None keeps it constant.
+        pairs_per_object: training batches made of blocks of this many pairs of one object
+            (``SameObjectPairSampler``), so that ``model.cross_targets`` finds other images of
+            an image's object in its batch on many-object data; must divide ``batch_size``.
         check_test_split: ``setup("fit")`` also opens (and so validates) the test split, so
             that a damaged file there fails before the first step, not after the whole fit
             (the configs pass train.yaml's ``test``).
@@ -60,6 +63,7 @@ class ViewPairDataModule(LightningDataModule):
             reach (a warning instead of an error); those slots never get training signal.
 
     Raises:
+        ValueError: a ``batch_size`` that ``pairs_per_object`` does not divide.
         DatasetError: from ``setup``: a missing or malformed split, or a ``max_offset`` that no
             training pair reaches (unless ``allow_unreachable_offsets``).
     """
@@ -82,10 +86,16 @@ class ViewPairDataModule(LightningDataModule):
         generator: Mapping[str, Any] | None = None,
         same_time_fraction: float = 0.0,
         same_time_epochs: int | None = None,
+        pairs_per_object: int = 1,
         check_test_split: bool = True,
         allow_unreachable_offsets: bool = False,
     ) -> None:
         super().__init__()
+        if pairs_per_object < 1 or batch_size % pairs_per_object:
+            raise ValueError(
+                f"data.pairs_per_object={pairs_per_object} must be >= 1 and divide "
+                f"data.batch_size={batch_size}: set one of them so that it does"
+            )
         # Plain values only: checkpoints store these and must load with torch.load(weights_only).
         root = str(root)
         generator = _plain(generator)
@@ -130,6 +140,7 @@ class ViewPairDataModule(LightningDataModule):
             seed=self.hparams.seed,
             same_time_fraction=self.hparams.same_time_fraction,
             same_time_epochs=self.hparams.same_time_epochs,
+            pairs_per_object=self.hparams.pairs_per_object,
         )
         return self._loader(dataset, sampler, drop_last=True)
 

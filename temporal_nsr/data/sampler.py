@@ -16,6 +16,12 @@ Distributions of dt = timestep[target] - timestep[source]:
 * ``"natural"``: the source is drawn uniformly among all records and the target uniformly from
   C(source), so dt follows the split's own pair statistics (small |dt| dominate).
 
+Grouping. ``pairs_per_object = g > 1`` reorders an epoch's draw (never changes it) so that each
+rank's stream runs in blocks of g consecutive pairs of one object: a batch of a multiple of g
+pairs then holds whole blocks, which is what lets the model render one image's latent at other
+images of its object in the batch (``model.cross_targets``) when the data has many objects.
+An object's pairs that do not fill a block go to the end of the epoch.
+
 Every draw is vectorised with numpy over precomputed (object, timestep) group tables and comes
 from ``np.random.default_rng`` seeded by (seed, epoch): no global RNG, and the order is a pure
 function of the constructor arguments and the epoch.
@@ -165,6 +171,40 @@ def _check(
         )
 
 
+def group_by_object(
+    pairs: np.ndarray, object_id: np.ndarray, size: int, rng: np.random.Generator, ranks: int
+) -> np.ndarray:
+    """Reorder pairs into blocks of ``size`` pairs of one object, for each rank's stream.
+
+    The pairs of each object, in their drawn order, are cut into blocks of ``size``; the full
+    blocks of all objects are shuffled, the rest of each object's pairs follow at the end. Rank r
+    takes rows r::ranks, so the sequence is laid out column-wise: rank r's stream is the r-th
+    contiguous share of it, its blocks aligned with its batches when the share's length is a
+    multiple of ``size`` (always for rank 0).
+
+    Args:
+        pairs: (n, 2) source, target record indices; n a multiple of ``ranks``.
+        object_id: (N,) object of each record.
+        size: pairs per block; 1 returns ``pairs`` unchanged and draws nothing from ``rng``.
+        rng: the generator of the draw (the blocks' order).
+        ranks: number of ranks sharing the epoch.
+
+    Returns:
+        (n, 2) the same rows, reordered.
+    """
+    if size == 1:
+        return pairs
+    obj = np.asarray(object_id)[pairs[:, 0]]
+    order = np.argsort(obj, kind="stable")  # by object, drawn order within
+    start = np.searchsorted(obj[order], obj[order], side="left")
+    count = np.searchsorted(obj[order], obj[order], side="right") - start
+    within = np.arange(order.size) - start  # position of each pair within its object's run
+    in_full = within < count // size * size
+    blocks = order[in_full].reshape(-1, size)[rng.permutation(int(in_full.sum()) // size)]
+    sequence = np.concatenate([blocks.reshape(-1), rng.permutation(order[~in_full])])
+    return pairs[sequence.reshape(ranks, -1).T.reshape(-1)]
+
+
 def _as_tuples(pairs: np.ndarray) -> Iterator[tuple[int, int]]:
     return zip(pairs[:, 0].tolist(), pairs[:, 1].tolist(), strict=True)
 
@@ -191,6 +231,8 @@ class SameObjectPairSampler(Sampler[tuple[int, int]]):
             the share of the first epoch.
         same_time_epochs: epochs over which that share falls linearly to 0; None keeps it
             constant.
+        pairs_per_object: g > 1 orders each rank's pairs in blocks of g of one object (see
+            ``group_by_object``); the pairs drawn are the same. 1 keeps the drawn order.
     """
 
     def __init__(
@@ -205,10 +247,15 @@ class SameObjectPairSampler(Sampler[tuple[int, int]]):
         rank: int = 0,
         same_time_fraction: float = 0.0,
         same_time_epochs: int | None = None,
+        pairs_per_object: int = 1,
     ) -> None:
         _check(num_pairs, dt_distribution, num_replicas, rank, same_time_fraction)
         if same_time_epochs is not None and same_time_epochs < 1:
             raise ValueError(f"same_time_epochs must be >= 1 or None, got {same_time_epochs}")
+        if pairs_per_object < 1:
+            raise ValueError(f"pairs_per_object must be >= 1, got {pairs_per_object}")
+        self.pairs_per_object = int(pairs_per_object)
+        self.object_id = np.asarray(object_id)
         self.same_time_fraction = float(same_time_fraction)
         self.same_time_epochs = same_time_epochs
         self.table = _PairTable(object_id, timestep, max_offset)
@@ -243,7 +290,8 @@ class SameObjectPairSampler(Sampler[tuple[int, int]]):
         epoch = self.epoch if epoch is None else int(epoch)
         rng = np.random.default_rng([self.seed, epoch])
         n = self.num_samples * self.num_replicas
-        return self.table.draw(n, rng, self.dt_distribution, self.same_time_share(epoch))
+        pairs = self.table.draw(n, rng, self.dt_distribution, self.same_time_share(epoch))
+        return group_by_object(pairs, self.object_id, self.pairs_per_object, rng, self.num_replicas)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         return _as_tuples(self.all_pairs()[self.rank :: self.num_replicas])
