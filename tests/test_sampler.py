@@ -226,30 +226,38 @@ def test_same_time_fraction_rejects_bad_values() -> None:
         SameObjectPairSampler(obj, t, 1, 10, dt_distribution="natural", same_time_fraction=0.2)
 
 
-@pytest.mark.parametrize("world", [1, 2])
-def test_pairs_per_object_groups_the_same_draw(world: int) -> None:
+@pytest.mark.parametrize(("world", "num_pairs"), [(1, 203), (2, 203), (3, 301)])
+def test_pairs_per_object_groups_the_same_draw(world: int, num_pairs: int) -> None:
+    # Object 5 has 2 records: fewer pairs than a block, so all of them come last.
     obj, t = grid(5, list(range(6)), 4)
-    plain = SameObjectPairSampler(obj, t, 3, 203, seed=4, num_replicas=world)
-    grouped = SameObjectPairSampler(obj, t, 3, 203, seed=4, num_replicas=world, pairs_per_object=4)
+    obj, t = np.concatenate([obj, [5, 5]]), np.concatenate([t, [0, 1]])
+    plain = SameObjectPairSampler(obj, t, 3, num_pairs, seed=4, num_replicas=world)
+    grouped = SameObjectPairSampler(
+        obj, t, 3, num_pairs, seed=4, num_replicas=world, pairs_per_object=4
+    )
     grouped.set_epoch(1)
     drawn, ordered = plain.all_pairs(1), grouped.all_pairs()
     # Only the order changes: the same pairs, so dt and source statistics are the plain draw's.
     assert sorted(map(tuple, ordered.tolist())) == sorted(map(tuple, drawn.tolist()))
     assert not np.array_equal(ordered, drawn)
+    share = len(ordered) // world
+    # Blocks: all but at most 3 pairs of each of objects 0-4 and every pair of object 5.
+    num_blocks = (len(ordered) - 15 - (obj[ordered[:, 0]] == 5).sum()) // 4
+    whole = min(share // 4, num_blocks // world)
     for r in range(world):
+        # Every rank's stream starts with that many whole blocks, aligned with its batches.
         stream = obj[ordered[r::world, 0]]
-        # Full blocks come first; at most 5 objects x 3 leftover pairs follow them.
-        full = (len(stream) - 5 * 3) // 4
-        if r == 0 or len(stream) % 4 == 0:
-            blocks = stream[: full * 4].reshape(-1, 4)
-            assert (blocks == blocks[:, :1]).all()
-        grouped.rank = r
-        assert [p for p, _ in grouped] == ordered[r::world, 0].tolist()
-    same = SameObjectPairSampler(obj, t, 3, 203, seed=4, num_replicas=world, pairs_per_object=1)
+        blocks = stream[: whole * 4].reshape(-1, 4)
+        assert whole > 10 and (blocks == blocks[:, :1]).all()
+        assert 5 not in blocks
+    same = SameObjectPairSampler(
+        obj, t, 3, num_pairs, seed=4, num_replicas=world, pairs_per_object=1
+    )
     assert np.array_equal(same.all_pairs(1), drawn)
 
 
 def test_pairs_per_object_rejects_bad_values() -> None:
     obj, t = grid(2, [0, 1, 2], 3)
-    with pytest.raises(ValueError, match="pairs_per_object"):
-        SameObjectPairSampler(obj, t, 1, 10, pairs_per_object=0)
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match="pairs_per_object"):
+            SameObjectPairSampler(obj, t, 1, 10, pairs_per_object=bad)

@@ -91,9 +91,13 @@ class ViewPairDataModule(LightningDataModule):
         allow_unreachable_offsets: bool = False,
     ) -> None:
         super().__init__()
-        if pairs_per_object < 1 or batch_size % pairs_per_object:
+        if (
+            int(pairs_per_object) != pairs_per_object
+            or pairs_per_object < 1
+            or (batch_size % pairs_per_object)
+        ):
             raise ValueError(
-                f"data.pairs_per_object={pairs_per_object} must be >= 1 and divide "
+                f"data.pairs_per_object={pairs_per_object} must be an integer >= 1 that divides "
                 f"data.batch_size={batch_size}: set one of them so that it does"
             )
         # Plain values only: checkpoints store these and must load with torch.load(weights_only).

@@ -20,7 +20,8 @@ Grouping. ``pairs_per_object = g > 1`` reorders an epoch's draw (never changes i
 rank's stream runs in blocks of g consecutive pairs of one object: a batch of a multiple of g
 pairs then holds whole blocks, which is what lets the model render one image's latent at other
 images of its object in the batch (``model.cross_targets``) when the data has many objects.
-An object's pairs that do not fill a block go to the end of the epoch.
+Blocks group by object only: ``cross_pairs`` still skips partners beyond max_offset. Pairs that
+fill no whole block (and blocks beyond an equal share per rank) come last in each rank's epoch.
 
 Every draw is vectorised with numpy over precomputed (object, timestep) group tables and comes
 from ``np.random.default_rng`` seeded by (seed, epoch): no global RNG, and the order is a pure
@@ -174,19 +175,19 @@ def _check(
 def group_by_object(
     pairs: np.ndarray, object_id: np.ndarray, size: int, rng: np.random.Generator, ranks: int
 ) -> np.ndarray:
-    """Reorder pairs into blocks of ``size`` pairs of one object, for each rank's stream.
+    """Reorder pairs so that each rank's stream starts with blocks of ``size`` pairs of one object.
 
     The pairs of each object, in their drawn order, are cut into blocks of ``size``; the full
-    blocks of all objects are shuffled, the rest of each object's pairs follow at the end. Rank r
-    takes rows r::ranks, so the sequence is laid out column-wise: rank r's stream is the r-th
-    contiguous share of it, its blocks aligned with its batches when the share's length is a
-    multiple of ``size`` (always for rank 0).
+    blocks of all objects are shuffled. Each rank's share of m = n / ranks pairs starts with
+    min(m // size, blocks // ranks) whole blocks, so its batches of a multiple of ``size``
+    pairs hold whole blocks; the rest of each share comes from the remaining blocks and the
+    pairs that fill no block, in that order. Rank r takes rows r::ranks, as for plain draws.
 
     Args:
         pairs: (n, 2) source, target record indices; n a multiple of ``ranks``.
         object_id: (N,) object of each record.
         size: pairs per block; 1 returns ``pairs`` unchanged and draws nothing from ``rng``.
-        rng: the generator of the draw (the blocks' order).
+        rng: the generator of the draw (the order of blocks and of the rest).
         ranks: number of ranks sharing the epoch.
 
     Returns:
@@ -201,8 +202,12 @@ def group_by_object(
     within = np.arange(order.size) - start  # position of each pair within its object's run
     in_full = within < count // size * size
     blocks = order[in_full].reshape(-1, size)[rng.permutation(int(in_full.sum()) // size)]
-    sequence = np.concatenate([blocks.reshape(-1), rng.permutation(order[~in_full])])
-    return pairs[sequence.reshape(ranks, -1).T.reshape(-1)]
+    share = order.size // ranks
+    k = min(share // size, len(blocks) // ranks)  # whole blocks at the start of every share
+    head = blocks[: ranks * k].reshape(ranks, k * size)
+    rest = np.concatenate([blocks[ranks * k :].reshape(-1), rng.permutation(order[~in_full])])
+    streams = np.concatenate([head, rest.reshape(ranks, -1)], axis=1)  # (ranks, share)
+    return pairs[streams.T.reshape(-1)]
 
 
 def _as_tuples(pairs: np.ndarray) -> Iterator[tuple[int, int]]:
@@ -252,8 +257,8 @@ class SameObjectPairSampler(Sampler[tuple[int, int]]):
         _check(num_pairs, dt_distribution, num_replicas, rank, same_time_fraction)
         if same_time_epochs is not None and same_time_epochs < 1:
             raise ValueError(f"same_time_epochs must be >= 1 or None, got {same_time_epochs}")
-        if pairs_per_object < 1:
-            raise ValueError(f"pairs_per_object must be >= 1, got {pairs_per_object}")
+        if int(pairs_per_object) != pairs_per_object or pairs_per_object < 1:
+            raise ValueError(f"pairs_per_object must be an integer >= 1, got {pairs_per_object}")
         self.pairs_per_object = int(pairs_per_object)
         self.object_id = np.asarray(object_id)
         self.same_time_fraction = float(same_time_fraction)
