@@ -197,8 +197,9 @@ def group_by_object(
         return pairs
     obj = np.asarray(object_id)[pairs[:, 0]]
     order = np.argsort(obj, kind="stable")  # by object, drawn order within
-    start = np.searchsorted(obj[order], obj[order], side="left")
-    count = np.searchsorted(obj[order], obj[order], side="right") - start
+    by_object = obj[order]
+    start = np.searchsorted(by_object, by_object, side="left")
+    count = np.searchsorted(by_object, by_object, side="right") - start
     within = np.arange(order.size) - start  # position of each pair within its object's run
     in_full = within < count // size * size
     blocks = order[in_full].reshape(-1, size)[rng.permutation(int(in_full.sum()) // size)]
