@@ -8,6 +8,7 @@ those runs as an extra callback and writes what each rank saw to JSON.
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import signal
@@ -338,6 +339,10 @@ def test_sweep_summary_lists_failed_and_finished_jobs(tmp_path: Path) -> None:
     rows = md.read_text().splitlines()
     assert rows[2].startswith("| 0 | `seed=1` | 20.50 |")
     assert rows[3].startswith("| 1 | `seed=2` |  |") and rows[3].endswith("interrupted |")
+    with (tmp_path / "sweep_summary.csv").open(newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert [row["job"] for row in table] == ["0", "1"] and table[0]["best_val_psnr"] == "20.5"
+    assert not [p.name for p in tmp_path.rglob(".*")]  # atomic writes leave no temp files
     assert write_summary(tmp_path / "empty") is None
 
 

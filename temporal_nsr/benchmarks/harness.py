@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from typing import Any
 
 import torch
 
+from temporal_nsr.machine import describe
 from temporal_nsr.timing import summarise, timed
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -73,22 +73,10 @@ def compose(experiment: str) -> Any:
 def machine_info() -> dict[str, Any]:
     from temporal_nsr.acceleration import bf16_native, bf16_pays
 
-    cpu = platform.processor()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
     return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
+        **describe(),
         "bf16_native": bf16_native(torch.device("cpu")),
         "bf16_pays": bf16_pays("cpu"),  # what precision auto / ${cpu_precision:} pick
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
 
 

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from temporal_nsr.acceleration import keep_freed_memory
 from temporal_nsr.enr_checkpoint import load_initial_weights
+from temporal_nsr.machine import describe
 from temporal_nsr.model.blocks import resample_side
 from temporal_nsr.runs import training_state
 from temporal_nsr.training.checkpointing import AtomicCheckpointIO, resolve_ckpt_path
@@ -49,9 +50,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     temporal-ENR file, or a .ckpt of ours) unless ``ckpt_path`` resumes a run.
 
     Rank 0 also writes ``<output_dir>/metrics.json`` (overrides, best val PSNR, wall time,
-    metrics, status: completed / interrupted / failed), which the sweep summary collects. Every
-    stop of fit (its end, ``max_time``, SIGTERM) leaves ``checkpoints/last.ckpt`` at the furthest
-    step; a SIGTERM then ends the process with status 0 (see temporal_nsr.training.checkpointing).
+    global step, precision, the machine, metrics, status: completed / interrupted / failed),
+    which the sweep summary and the headline tables read. Every stop of fit (its end,
+    ``max_time``, SIGTERM) leaves ``checkpoints/last.ckpt`` at the furthest step; a SIGTERM
+    then ends the process with status 0 (see temporal_nsr.training.checkpointing).
 
     Raises:
         CheckpointError: a ``ckpt_path`` / ``init_from`` that cannot be read or does not fit.
@@ -212,6 +214,8 @@ def _job_result(
         "wall_time_s": round(time.perf_counter() - started, 2),
         "global_step": trainer.global_step,
         "world_size": trainer.world_size,
+        "precision": str(trainer.precision),
+        "machine": describe(),
         "metrics": metrics,
         "optimized_metric": cfg.get("optimized_metric"),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+from temporal_nsr.atomic import write_text
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +24,7 @@ def write_job_result(run_dir: str | Path, result: dict[str, Any]) -> Path:
     """Write one run's result (overrides, best val PSNR, wall time, metrics) as JSON."""
     path = Path(run_dir) / RESULT_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2, sort_keys=True))
-    tmp.replace(path)
+    write_text(path, json.dumps(result, indent=2, sort_keys=True))
     return path
 
 
@@ -62,12 +63,13 @@ def write_summary(sweep_dir: str | Path) -> tuple[Path, Path] | None:
     common = set.intersection(*(set(row.get("overrides", [])) for row in rows))
     fields = ["job", "status", "best_val_psnr", "wall_time_s", "global_step", "overrides"]
     csv_path = sweep_dir / f"{SUMMARY_NAME}.csv"
-    with csv_path.open("w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(fields)
-        for row in rows:
-            values = [row.get(f) for f in fields[:-1]]
-            writer.writerow([*values, " ".join(row.get("overrides", []))])
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(fields)
+    for row in rows:
+        values = [row.get(f) for f in fields[:-1]]
+        writer.writerow([*values, " ".join(row.get("overrides", []))])
+    write_text(csv_path, buffer.getvalue())
     lines = [
         "| job | swept overrides | best val PSNR (dB) | wall time (s) | steps | status |",
         "| --- | --- | ---: | ---: | ---: | --- |",
@@ -83,7 +85,7 @@ def write_summary(sweep_dir: str | Path) -> tuple[Path, Path] | None:
     if common:
         lines += ["", f"Common overrides: `{' '.join(sorted(common))}`"]
     md_path = sweep_dir / f"{SUMMARY_NAME}.md"
-    md_path.write_text("\n".join(lines) + "\n")
+    write_text(md_path, "\n".join(lines) + "\n")
     return csv_path, md_path
 
 
