@@ -74,8 +74,8 @@ RESULTS_EXPERIMENTS ?= enr_original_cpu bend_20t_cpu bend_20t_linear_cpu bend_ma
 RESULTS_RUNS ?= outputs/results
 # A smoke run points both elsewhere: make results ARGS=trainer.max_time=00:00:00:20 RESULTS_DOCS=/tmp/d ...
 RESULTS_DOCS ?= docs
-results: $(STAMP) ## regenerate the README's results into docs/ (about 100 min on 2 cores): train, evaluate, render, curves
-	set -e; curves=""; \
+results: $(STAMP) ## regenerate the README's results into docs/ (about 100 min on 2 cores): train, evaluate, render, curves, headline tables
+	set -e; curves=""; tables=""; \
 	for exp in $(RESULTS_EXPERIMENTS); do \
 	  run=$(RESULTS_RUNS)/$$exp; \
 	  $(PY) -m temporal_nsr.train experiment=$$exp hydra.run.dir=$$run $(ARGS); \
@@ -83,9 +83,10 @@ results: $(STAMP) ## regenerate the README's results into docs/ (about 100 min o
 	    *) extra="baseline_run_dir=$(RESULTS_RUNS)/enr_original_cpu";; esac; \
 	  $(PY) -m temporal_nsr.evaluate run_dir=$$run out_dir=$(RESULTS_DOCS)/$$exp $$extra; \
 	  [ $$exp = enr_original_cpu ] || $(PY) -m temporal_nsr.render run_dir=$$run out_dir=$(RESULTS_DOCS)/$$exp; \
-	  curves="$$curves,$$exp: $$run"; \
+	  curves="$$curves,$$exp: $$run"; tables="$$tables,$$exp: $(RESULTS_DOCS)/$$exp"; \
 	done; \
-	$(PY) -m temporal_nsr.curves "runs={$${curves#,}}" out=$(RESULTS_DOCS)/learning_curves.png
+	$(PY) -m temporal_nsr.curves "runs={$${curves#,}}" out=$(RESULTS_DOCS)/learning_curves.png; \
+	$(PY) -m temporal_nsr.headline "results={$${tables#,}}" out=$(RESULTS_DOCS)/results_summary.md
 
 clean: ## remove caches (never outputs/ or data/)
 	rm -rf .pytest_cache .ruff_cache .hypothesis

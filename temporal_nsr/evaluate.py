@@ -93,6 +93,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "run_dir": str(Path(cfg.run_dir).resolve()) if cfg.get("run_dir") else None,
         "checkpoint": str(run.checkpoint),
         "checkpoint_sha256": sha256_file(run.checkpoint),
+        "step": run.step,  # the checkpoint's global step (None for an ENR file)
         "baseline_run_dir": cfg.baseline_run_dir,
         "seed": cfg.seed,
         "protocol": cfg.protocol,
