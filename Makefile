@@ -70,6 +70,8 @@ bench: $(STAMP) ## benchmarks -> outputs/bench/bench.json (ARGS=--quick for a sm
 # The CPU experiments behind the README's results, in the order they need each other: the
 # rotation-only baseline first (the one-bar experiments are scored against it; the 16-bar one
 # has other data, so it gets none, and 10 target views per (object, time) as in docs/results.md).
+# Each experiment's docs/<exp> is emptied once its training has finished, so no file of an older
+# evaluation survives beside the new ones (the old ones stay in git).
 RESULTS_EXPERIMENTS ?= enr_original_cpu bend_20t_cpu bend_20t_linear_cpu bend_many_linear_cpu
 RESULTS_RUNS ?= outputs/results
 # A smoke run points both elsewhere: make results ARGS=trainer.max_time=00:00:00:20 RESULTS_DOCS=/tmp/d ...
@@ -81,6 +83,7 @@ results: $(STAMP) ## regenerate the README's results into docs/ (about 100 min o
 	  $(PY) -m temporal_nsr.train experiment=$$exp hydra.run.dir=$$run $(ARGS); \
 	  case $$exp in enr_original_cpu) extra="";; bend_many*) extra="max_views=10";; \
 	    *) extra="baseline_run_dir=$(RESULTS_RUNS)/enr_original_cpu";; esac; \
+	  rm -rf $(RESULTS_DOCS)/$$exp; \
 	  $(PY) -m temporal_nsr.evaluate run_dir=$$run out_dir=$(RESULTS_DOCS)/$$exp $$extra; \
 	  [ $$exp = enr_original_cpu ] || $(PY) -m temporal_nsr.render run_dir=$$run out_dir=$(RESULTS_DOCS)/$$exp; \
 	  curves="$$curves,$$exp: $$run"; tables="$$tables,$$exp: $(RESULTS_DOCS)/$$exp"; \
