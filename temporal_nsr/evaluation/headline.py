@@ -6,9 +6,9 @@ markdown tables:
 
 * runs: steps, training minutes, precision, machine, the evaluated checkpoint's step;
 * PSNR of the model and every predictor on dt = 0, all dt != 0 and |dt| >= 5;
-* what the model adds over its controls (``model - static``, ``model - shuffled_source``,
-  ``model - other_object``, in dB) and the bend-angle error of model, static and the
-  ambiguity floor (degrees).
+* what the model adds over its controls and the rotation-only baseline (``model - static``,
+  ``model - shuffled_source``, ``model - other_object``, ``model - baseline``, in dB), and the
+  bend-angle error of model, static, baseline and the ambiguity floor (degrees).
 
 Where a split holds objects never seen in training, its rows are those objects' (the
 generalisation question); otherwise all pairs. ``|dt| >= 5`` pools the per-|dt| cells,
@@ -30,13 +30,14 @@ from temporal_nsr.evaluation.report import FLOOR_PREDICTOR
 # (row label, where the cell comes from): a by_setting key, or the |dt| pool from FAR_DT up.
 ROWS = (("dt = 0", "same_time"), ("all dt != 0", "all_dt_nonzero"), ("\\|dt\\| >= 5", "far"))
 FAR_DT = 5
-CONTROLS = ("static", "shuffled_source", "other_object")
+CONTROLS = ("static", "shuffled_source", "other_object", "baseline")
 NOTE = (
     "{splits}. PSNR in dB; `static`: the model at dt = 0; `shuffled_source`: the "
     "model fed a source of another (object, timestep); `other_object`: fed another object's "
     "image; `baseline`: the rotation-only model; `mean`: the mean training image. Bend error "
-    "(degrees): model / static / ambiguity floor (the least error any predictor that sees "
-    "only the source can reach). Rows of a split with unseen objects are those objects'."
+    "(degrees): model / static / baseline / ambiguity floor (the least error any predictor "
+    "that sees only the source can reach). Rows of a split with unseen objects are those "
+    "objects'."
 )
 
 
@@ -127,7 +128,7 @@ def _gain(cell: Mapping[str, Any] | None, control: str) -> float | None:
 
 
 def _bend(cell: Mapping[str, Any] | None) -> str:
-    predictors = ("model", "static", FLOOR_PREDICTOR)
+    predictors = ("model", "static", "baseline", FLOOR_PREDICTOR)
     return " / ".join(_number(_value(cell, p, "bend_error_deg"), ".1f") for p in predictors)
 
 
@@ -186,7 +187,8 @@ def headline_tables(evaluations: Mapping[str, Mapping[str, Any]]) -> str:
     controls = [p for p in CONTROLS if p in present]
     psnr = [f"| PSNR (dB) | {' | '.join(present)} |", "|---" * (len(present) + 1) + "|"]
     gain_names = [f"model - {c}" for c in controls]
-    head = ["gain (dB), bend error (deg)", *gain_names, "bend error: model / static / floor"]
+    bend = "bend error: model / static / baseline / floor"
+    head = ["gain (dB), bend error (deg)", *gain_names, bend]
     gains = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for name, cells in rows:
         values = [_pair([_number(_value(c, p, "psnr"), ".2f") for c in cells]) for p in present]
