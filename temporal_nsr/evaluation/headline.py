@@ -26,6 +26,7 @@ from omegaconf import OmegaConf
 
 from temporal_nsr.evaluation.predictors import PREDICTORS
 from temporal_nsr.evaluation.report import FLOOR_PREDICTOR
+from temporal_nsr.training.sweep import RESULT_FILE
 
 # (row label, where the cell comes from): a by_setting key, or the |dt| pool from FAR_DT up.
 ROWS = (("dt = 0", "same_time"), ("all dt != 0", "all_dt_nonzero"), ("\\|dt\\| >= 5", "far"))
@@ -68,9 +69,10 @@ def load_evaluation(folder: str | Path) -> dict[str, Any]:
 def _run_record(run_dir: str | None) -> dict[str, Any]:
     """The run's metrics.json, with the precision from its logged config when the file has none
     (runs trained before metrics.json recorded it); empty without a run folder."""
-    if not run_dir or not Path(run_dir, "metrics.json").is_file():
+    path = Path(run_dir or "", RESULT_FILE)
+    if not run_dir or not path.is_file():
         return {}
-    record = json.loads(Path(run_dir, "metrics.json").read_text())
+    record = json.loads(path.read_text())
     hparams = sorted(Path(run_dir).glob("csv/**/hparams.yaml"))
     if "precision" not in record and hparams:
         record["precision"] = OmegaConf.load(hparams[-1]).get("trainer", {}).get("precision")
