@@ -43,10 +43,10 @@ def novel_views(
 ) -> list[Tensor]:
     """Render the same sources at the target poses once per vector of time offsets.
 
-    A slot encoder encodes the sources once and selects a slot per offset (``novel_view``); a
-    dt-conditioned lift computes only the scenes at the offsets asked for, not its full
-    K-slot latent (``SceneRenderer.scenes``; 2 offsets instead of 21 for `model` and
-    `static`). Both paths give the same images.
+    The sources are encoded once (``SceneRenderer.encode_state``); a slot encoder then
+    selects a slot per offset, a dt-conditioned lift or a time operator computes only the
+    scenes at the offsets asked for, not its full K-slot latent (2 offsets instead of 21 for
+    `model` and `static`). The images are those of ``novel_view``.
 
     Args:
         renderer: the network.
@@ -58,12 +58,11 @@ def novel_views(
     Returns:
         one (B, 3, S, S) float32 render in [0, 1] per entry of ``offsets``.
     """
-    if renderer.encoder.conditioned:
-        scenes = [renderer.scenes(images, dt)[0] for dt in offsets]
-        renders = [renderer.render(scene, source_pose, target_pose) for scene in scenes]
-    else:
-        latent = renderer.encode(images)
-        renders = [renderer.novel_view(latent, dt, source_pose, target_pose) for dt in offsets]
+    state = renderer.encode_state(images)
+    for dt in offsets:
+        renderer.check_offsets(dt)
+    scenes = [renderer.move(state, dt) for dt in offsets]
+    renders = [renderer.render(scene, source_pose, target_pose) for scene in scenes]
     return [image.float().clamp(0, 1) for image in renders]
 
 

@@ -9,8 +9,12 @@ from torch import Tensor, nn
 
 from temporal_nsr.model.blocks import PointwiseConvs, ResNet2d, ResNet3d, resample_side
 from temporal_nsr.model.lift import ConditionedLift
+from temporal_nsr.model.operators import TIME_OPERATORS, build_operator
 
-LIFTS = ("slots", "conditioned")
+
+def lift_kinds() -> tuple[str, ...]:
+    """Values of ``Encoder(lift=...)``: the two lifts, then every registered time operator."""
+    return ("slots", "conditioned", *TIME_OPERATORS)
 
 
 def spherical_mask(side: int) -> Tensor:
@@ -70,11 +74,14 @@ class Encoder(nn.Module):
             slot conventions need more.
         first_slot: the lift slot that becomes latent slot 0 (dt = -max_offset); the
             latent is lift slots first_slot .. first_slot + K - 1.
-        lift: "slots" (the faithful K * C channel lift) or "conditioned" (one network
-            taking dt, ``temporal_nsr.model.lift.ConditionedLift``; ``forward`` then
-            evaluates it at the K integer offsets, ``scene_at`` at any real dt).
-        lift_width: channels of the conditioned lift's stages; None = K * C, the slot
-            lift's width (about the same cost per rendered pair).
+        lift: "slots" (the faithful K * C channel lift), "conditioned" (one network
+            taking dt, ``temporal_nsr.model.lift.ConditionedLift``) or the name of a time
+            operator (``temporal_nsr.model.operators``: the lift stages make ONE scene of C
+            channels, which the operator moves by dt). For all but slots ``forward``
+            evaluates the scene at the K integer offsets and ``scene_at`` at any real dt.
+        lift_width: channels of the lift stages of a conditioned lift or a time operator;
+            None = K * C, the slot lift's width.
+        lift_options: keyword options of the time operator (``lift_options`` in configs).
         activation_checkpointing: recompute the residual blocks in backward instead of
             storing their activations (training memory about halved, step ~30% slower;
             docs/performance.md). Changes no weight and no output.
@@ -102,12 +109,15 @@ class Encoder(nn.Module):
         first_slot: int = 0,
         lift: str = "slots",
         lift_width: int | None = None,
+        lift_options: dict | None = None,
         activation_checkpointing: bool = False,
     ) -> None:
         super().__init__()
-        if lift not in LIFTS:
-            raise ValueError(f"lift must be one of {LIFTS}, got {lift!r}")
-        if lift == "conditioned" and (lift_slots is not None or first_slot):
+        if lift not in lift_kinds():
+            raise ValueError(f"lift must be one of {lift_kinds()}, got {lift!r}")
+        if lift_options and lift not in TIME_OPERATORS:
+            raise ValueError(f"lift_options configure a time operator, not lift={lift!r}")
+        if lift != "slots" and (lift_slots is not None or first_slot):
             raise ValueError("lift_slots / first_slot describe slot checkpoints; lift='slots'")
         if max_offset < 0:
             raise ValueError(f"max_offset must be >= 0, got {max_offset}")
@@ -155,8 +165,9 @@ class Encoder(nn.Module):
         self.inverse_projection = PointwiseConvs(
             int(channels_2d[-1]), inverse_projection, num_groups=num_groups
         )
-        self.conditioned = lift == "conditioned"
-        if self.conditioned:
+        self.lift_kind = lift
+        self.time_operator = None
+        if lift != "slots":
             self.resnet_3d = ResNet3d(
                 self._volume_channels,
                 channels_3d,
@@ -164,6 +175,7 @@ class Encoder(nn.Module):
                 num_groups=num_groups,
                 checkpoint_blocks=recompute,
             )
+        if lift == "conditioned":
             self.lift = ConditionedLift(
                 int(channels_3d[-1]),
                 lift_width or lift_channels,
@@ -172,6 +184,19 @@ class Encoder(nn.Module):
                 self._max_offset,
                 num_groups=num_groups,
                 checkpoint_blocks=recompute,
+            )
+        elif lift != "slots":
+            # One scene: the lift's stages end in a 1x1 conv to C channels (no slots).
+            self.lift = ResNet3d(
+                int(channels_3d[-1]),
+                [int(lift_width or lift_channels)] * len(lift_strides),
+                lift_strides,
+                out_channels=self.latent_channels,
+                num_groups=num_groups,
+                checkpoint_blocks=recompute,
+            )
+            self.time_operator = build_operator(
+                lift, self.latent_channels, self._max_offset, lift_options
             )
         else:
             # The lift is the tail of the same stack, so indices match ENR's inv_transform_3d.
@@ -201,6 +226,11 @@ class Encoder(nn.Module):
         side = self._scene_side
         return (self.latent_channels, side, side, side)
 
+    @property
+    def slotted(self) -> bool:
+        """True for the slot lift, whose K scenes are inferred at once and selected from."""
+        return self.lift_kind == "slots"
+
     def forward(self, images: Tensor) -> Tensor:
         """Infer the time-offset scenes of each image.
 
@@ -210,17 +240,16 @@ class Encoder(nn.Module):
         Returns:
             (B, K, C, D, H, W) latent; zero outside the inscribed sphere of the grid.
         """
+        if not self.slotted:
+            state = self.state(images)
+            b, k = images.shape[0], self.num_slots
+            dt = torch.arange(-self.max_offset, self.max_offset + 1, device=images.device)
+            # (B, ...) -> (B * K, ...): item b * K + k at dt = k - max_offset
+            scenes = self.move(state.repeat_interleave(k, dim=0), dt.repeat(b))
+            # (B * K, C, D, H, W) -> (B, K, C, D, H, W)
+            return scenes.view(b, k, *scenes.shape[1:])
         scenes = self._features(images)
         b = scenes.shape[0]
-        if self.conditioned:
-            k = self.num_slots
-            dt = torch.arange(-self.max_offset, self.max_offset + 1, device=scenes.device)
-            # (B, F, d, h, w) -> (B * K, F, d, h, w): item b * K + k at dt = k - max_offset
-            repeated = scenes.repeat_interleave(k, dim=0)
-            scenes = self.lift(repeated, dt.repeat(b))
-            # (B * K, C, D, H, W) -> (B, K, C, D, H, W)
-            scenes = scenes.view(b, k, *scenes.shape[1:])
-            return scenes * self.mask.to(scenes.dtype)
         # (B, lift_slots * C, D, H, W) -> (B, lift_slots, C, D, H, W): channel = slot * C + c
         scenes = scenes.view(b, self.lift_slots, self.latent_channels, *scenes.shape[-3:])
         if self.lift_slots != self.num_slots:
@@ -228,13 +257,53 @@ class Encoder(nn.Module):
             scenes = scenes[:, self.first_slot : self.first_slot + self.num_slots]
         return scenes * self.mask.to(scenes.dtype)
 
-    def scene_at(self, images: Tensor, dt: Tensor) -> Tensor:
-        """Scene of each image at its own offset, from the conditioned lift.
+    def state(self, images: Tensor) -> Tensor:
+        """What one image determines, before any time offset is chosen.
 
         Args:
             images: (B, 3, S, S) RGB in [0, 1].
-            dt: (B,) offsets in time steps (int or float), |dt| <= max_offset (the caller,
-                ``SceneRenderer``, checks the bound).
+
+        Returns:
+            slots: the (B, K, C, D, H, W) latent (``forward``); conditioned lift: the
+            (B, F, d, h, w) features its lift takes; time operator: the (B, C, D, H, W)
+            scene at the input time, zero outside the inscribed sphere.
+        """
+        if self.slotted:
+            return self(images)
+        features = self._features(images)
+        if self.time_operator is None:
+            return features
+        scene = self.lift(features)
+        return scene * self.mask.to(scene.dtype)
+
+    def move(self, state: Tensor, dt: Tensor) -> Tensor:
+        """Scenes at each item's offset from ``state`` (conditioned lift or time operator).
+
+        Args:
+            state: (B, ...) as returned by ``state``.
+            dt: (B,) offsets in time steps, int or float; the caller (``SceneRenderer``)
+                checks the bound where one applies.
+
+        Returns:
+            (B, C, D, H, W) scenes, zero outside the inscribed sphere.
+
+        Raises:
+            ValueError: for a slot encoder, whose scenes are selected from its latent.
+        """
+        if self.slotted:
+            raise ValueError("a slot encoder's scenes are selected, not moved: select_slot")
+        if self.time_operator is None:
+            scenes = self.lift(state, dt)
+        else:
+            scenes = self.time_operator(state, dt)
+        return scenes * self.mask.to(scenes.dtype)
+
+    def scene_at(self, images: Tensor, dt: Tensor) -> Tensor:
+        """Scene of each image at its own offset (conditioned lift or time operator).
+
+        Args:
+            images: (B, 3, S, S) RGB in [0, 1].
+            dt: (B,) offsets in time steps (int or float).
 
         Returns:
             (B, C, D, H, W) scenes, zero outside the inscribed sphere.
@@ -242,13 +311,12 @@ class Encoder(nn.Module):
         Raises:
             ValueError: for a slot encoder, whose scenes are selected from ``forward``.
         """
-        if not self.conditioned:
-            raise ValueError("scene_at needs lift='conditioned'; slot encoders select slots")
-        scenes = self.lift(self._features(images), dt)
-        return scenes * self.mask.to(scenes.dtype)
+        if self.slotted:
+            raise ValueError("scene_at needs a lift other than slots; slot encoders select slots")
+        return self.move(self.state(images), dt)
 
     def _features(self, images: Tensor) -> Tensor:
-        """(B, 3, S, S) -> 3D features after resnet_3d (the slot lift included)."""
+        """(B, 3, S, S) -> 3D features after resnet_3d (the slot lift's stages included)."""
         features = self.inverse_projection(self.resnet_2d(images))
         b, _, h, w = features.shape
         # (B, C3 * depth, H, W) -> (B, C3, depth, H, W): channel index = c3 * depth + d

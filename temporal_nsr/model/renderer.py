@@ -19,7 +19,7 @@ class RenderOutput(NamedTuple):
     """What one forward pass produces."""
 
     image: Tensor  # (B, 3, S, S) in [0, 1], the rendered target view
-    latent: Tensor | None  # (B, K, C, D, H, W) all time-offset scenes; None: conditioned lift
+    latent: Tensor | None  # (B, K, C, D, H, W) all time-offset scenes; None: not a slot lift
 
 
 class SceneRenderer(nn.Module):
@@ -62,6 +62,21 @@ class SceneRenderer(nn.Module):
         """(B, 3, S, S) images in [0, 1] -> (B, K, C, D, H, W) latent."""
         return self.encoder(images)
 
+    def encode_state(self, images: Tensor) -> Tensor:
+        """What each image determines before a time offset is chosen (``Encoder.state``):
+        the (B, K, C, D, H, W) latent of a slot encoder, else what ``move`` takes."""
+        return self.encoder.state(images)
+
+    def move(self, state: Tensor, dt: Tensor) -> Tensor:
+        """(B, ...) states from ``encode_state`` and (B,) offsets -> (B, C, D, H, W) scenes.
+
+        Slots: ``select_slot``; a conditioned lift or a time operator: ``Encoder.move``. The
+        caller checks the offsets (``check_offsets``).
+        """
+        if self.encoder.slotted:
+            return self.select_slot(state, dt, check=False)
+        return self.encoder.move(state, dt)
+
     def scenes(self, images: Tensor, dt: Tensor) -> tuple[Tensor, Tensor | None]:
         """Scene of each image moved by its time offset, the training path.
 
@@ -71,16 +86,15 @@ class SceneRenderer(nn.Module):
 
         Returns:
             (B, C, D, H, W) scenes and the (B, K, C, D, H, W) latent they were selected
-            from; a conditioned lift computes just the scene at dt (latent None).
+            from; a conditioned lift or a time operator computes just the scene at dt
+            (latent None).
 
         Raises:
             ValueError: if some |dt| > max_offset.
         """
         self.check_offsets(dt)
-        if self.encoder.conditioned:
-            return self.encoder.scene_at(images, dt), None
-        latent = self.encode(images)
-        return self.select_slot(latent, dt, check=False), latent
+        state = self.encode_state(images)
+        return self.move(state, dt), state if self.encoder.slotted else None
 
     def check_offsets(self, dt: Tensor) -> None:
         """Raise ValueError unless every |dt| <= max_offset (NaN included).
@@ -186,7 +200,7 @@ class SceneRenderer(nn.Module):
 
         Returns:
             ``RenderOutput`` with the (B, 3, S, S) renders and the (B, K, C, D, H, W) latent
-            (None for a conditioned lift, which computes only the scene at dt).
+            (None unless slots: other lifts compute only the scene at dt).
         """
         scene, latent = self.scenes(images, dt)  # checks dt before any network work
         return RenderOutput(self.render(scene, source_pose, target_pose), latent)

@@ -23,7 +23,7 @@ class PairRenders(NamedTuple):
 
     prediction: Tensor  # (2B, 3, S, S) rendered images
     truth: Tensor  # (2B, 3, S, S) the images they should match
-    latent: Tensor | None  # (2B, K, C, D, H, W) latents of the inputs; None: conditioned lift
+    latent: Tensor | None  # (2B, K, C, D, H, W) latents of the inputs; None: not a slot lift
     dt: Tensor  # (2B,) time offset rendered
 
 
@@ -39,8 +39,9 @@ class TemporalNSRModule(L.LightningModule):
         smoothness_weight: weight of the mean squared difference of neighbouring slots.
         cross_targets: in training, each image of the batch is also rendered at up to this
             many other images of the batch (same object, |dt| <= max_offset, not its own
-            pair), from the latent it already has: more supervision per encoder pass
-            (``cross_pairs``). 0: only the pairs (the faithful objective). Slot lifts only.
+            pair), from the state its encoder pass already made (``Encoder.state``): more
+            supervision per encoder pass (``cross_pairs``). 0: only the pairs (the faithful
+            objective).
     """
 
     def __init__(
@@ -56,16 +57,10 @@ class TemporalNSRModule(L.LightningModule):
         super().__init__()
         if cross_targets < 0:
             raise ValueError(f"model.cross_targets must be >= 0, got {cross_targets}")
-        if cross_targets and renderer.encoder.conditioned:
-            raise ValueError(
-                "model.cross_targets reuses each image's latent of K slots; a conditioned lift "
-                "computes one scene per render (model.renderer.encoder.lift=slots, or "
-                "model.cross_targets=0)"
-            )
-        if smoothness_weight and renderer.encoder.conditioned:
+        if smoothness_weight and not renderer.encoder.slotted:
             raise ValueError(
                 "model.smoothness_weight needs slots (model.renderer.encoder.lift=slots); a "
-                "conditioned lift is smooth in dt by construction: set it to 0"
+                "conditioned lift or a time operator is smooth in dt by construction: set it to 0"
             )
         if loss not in RECONSTRUCTION_LOSSES:
             raise ValueError(f"model.loss={loss!r}: use one of {RECONSTRUCTION_LOSSES}")
@@ -90,8 +85,9 @@ class TemporalNSRModule(L.LightningModule):
 
         a -> b takes slot dt = t_b - t_a of a's latent, rotates it to b's pose and decodes it;
         b -> a takes slot -dt of b's latent at a's pose. Both run as one batch of 2B. With
-        ``cross_targets`` > 0 (slot lifts), the latents of the 2B images are also rendered
-        at other images of the batch (``cross_pairs``), appended after the 2B pair renders.
+        ``cross_targets`` > 0, the states of the 2B images (``SceneRenderer.encode_state``)
+        are also rendered at other images of the batch (``cross_pairs``), appended after the
+        2B pair renders.
         """
         images = torch.cat([batch.source, batch.target])  # (2B, 3, S, S)
         from_pose = torch.cat([batch.source_pose, batch.target_pose])  # (2B, 2) degrees
@@ -113,11 +109,11 @@ class TemporalNSRModule(L.LightningModule):
         source = torch.cat([pairs, source])  # (2B + X,) image index of each render's input
         target = torch.cat([pairs.roll(n // 2), target])  # its truth: a -> b, b -> a, cross
         dt = times[target] - times[source]
-        latent = self.renderer.encode(images)  # (2B, K, C, D, H, W), once per image
-        # (2B, K, ...) -> (2B + X, K, ...): each render's input latent
-        prediction = self.renderer.novel_view(
-            latent[source], dt, from_pose[source], from_pose[target]
-        )
+        state = self.renderer.encode_state(images)  # (2B, ...), once per image
+        # (2B, ...) -> (2B + X, ...): each render's input state, moved by its dt
+        scenes = self.renderer.move(state[source], dt)
+        prediction = self.renderer.render(scenes, from_pose[source], from_pose[target])
+        latent = state if self.renderer.encoder.slotted else None
         return PairRenders(prediction, images[target], latent, dt)
 
     def _loss(self, renders: PairRenders) -> LossTerms:
