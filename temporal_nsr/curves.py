@@ -27,6 +27,7 @@ def main(cfg: DictConfig) -> None:
         if cfg.snapshots:
             snap = cfg.snapshots
             options = EvalOptions(max_views=snap.max_views, bend_targets=snap.bend_targets,
+                                  equivariance_pairs=snap.get("equivariance_pairs", 32),
                                   figure_examples=0)  # fmt: skip
             for run_dir in cfg.runs.values():
                 if Path(run_dir, SNAPSHOT_DIR).is_dir():

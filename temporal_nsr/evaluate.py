@@ -76,6 +76,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         protocol=cfg.protocol, seed=cfg.seed, max_views=cfg.get("max_views"),
         batch_size=cfg.batch_size, figure_examples=cfg.figure_examples,
         iou_tolerance=cfg.iou_tolerance, bend_targets=cfg.bend_targets,
+        equivariance_pairs=cfg.equivariance_pairs,
     )  # fmt: skip
     device = str(resolve_device(cfg.device))
     run = _load_model(cfg, device)
@@ -101,6 +102,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "psnr_cap_db": PSNR_CAP_DB,
         "iou_tolerance": options.iou_tolerance,
         "bend_targets": options.bend_targets,
+        "equivariance_pairs": options.equivariance_pairs,
         "bend_estimator": BendEstimator.describe(manifest),
         "config": OmegaConf.to_container(run.cfg.model, resolve=True),
         "data": OmegaConf.to_container(data, resolve=True),

@@ -33,14 +33,16 @@ def test_evaluation_is_deterministic_and_complete(tiny_run: Path, tmp_path: Path
     # val holds one timestep, so "other held-out timestep" has no pairs; the others do.
     assert set(val) >= {"same_time", "train_time", "all_dt_nonzero"}
     assert val["same_time"]["ambiguity_floor"] == {"bend_error_deg": 0.0}  # its own bend
-    for cell in val.values():
+    for setting, cell in val.items():
         assert {"model", "static", "copy", "mean", "shuffled_source"} <= set(cell)
         assert cell["bend_pairs"] == cell["pairs"]  # the tiny splits are under bend_targets
         floor = cell["ambiguity_floor"]  # what no predictor can beat from one image
         assert set(floor) == {"bend_error_deg"} and floor["bend_error_deg"] >= 0.0
         for name, scores in cell.items():
             if isinstance(scores, dict) and name != "ambiguity_floor":
-                assert set(scores) == {"psnr", "ssim", "iou", "bend_error_deg"}
+                # time changes pixels only where dt != 0: the moving region is empty at dt = 0
+                moving = {"moving_psnr"} if setting != "same_time" else set()
+                assert set(scores) == {"psnr", "ssim", "iou", "bend_error_deg", *moving}
     eval_dir = tiny_run / "eval"
     for name in ("results.json", "results.md", "pairs_val.csv", "pairs_test.csv"):
         assert (eval_dir / name).is_file()
@@ -60,6 +62,15 @@ def test_evaluation_is_deterministic_and_complete(tiny_run: Path, tmp_path: Path
         and "| val: IoU / bend error (deg) | pairs |" in table
     )
     assert "| same_time | 8 (8) |" in table
+    assert "| val: moving-region PSNR | pairs |" in table
+    equivariance = saved["splits"]["val"]["equivariance"]
+    overall = equivariance["by_abs_dt"]["all"]
+    assert overall["pairs"] == sum(
+        c["pairs"] for k, c in equivariance["by_abs_dt"].items() if k != "all"
+    )
+    assert overall["moved_distance"] > 0 and overall["static_distance"] > 0
+    assert equivariance["composition"] is None  # slots do not compose
+    assert "| val: equivariance | pairs |" in table
 
 
 def test_every_predictor_is_scored_on_the_same_pairs(tiny_run: Path, tmp_path: Path) -> None:

@@ -169,6 +169,36 @@ class BendEstimator:
         # look-alikes agree to 1e-6 deg, so the floor is given to that precision (dt = 0: 0.0)
         return round(float(np.mean([abs(c - middle) for c in candidates])), 6)
 
+    def generate(
+        self, names: Sequence[str], poses_deg: np.ndarray, timesteps: Sequence[int]
+    ) -> Tensor:
+        """Ground-truth images of objects at poses and timesteps of their schedules.
+
+        Args:
+            names: (N,) object folder names.
+            poses_deg: (N, 2) azimuth, elevation in degrees.
+            timesteps: (N,) timesteps (0 <= t < the schedule's length).
+
+        Returns:
+            (N, 3, S, S) float32 in [0, 1]; at a dataset image's pose and timestep, its pixels.
+        """
+        poses_deg = np.asarray(poses_deg, dtype=np.float64).reshape(-1, 2)
+        out = torch.empty(len(names), 3, self.image_size, self.image_size)
+        for name in sorted(set(map(str, names))):
+            rows = [i for i, n in enumerate(names) if str(n) == name]
+            angles = [self.truth(name, int(timesteps[i])) for i in rows]
+            images = render_object(
+                self.objects[name],
+                poses_deg[rows],
+                np.array([b for b, _ in angles]),
+                np.array([w for _, w in angles]) if self.twists else None,
+                self.image_size,
+                self.config,
+            )
+            # (n, S, S, 3) uint8 -> (n, 3, S, S) float in [0, 1]
+            out[rows] = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+        return out
+
     def clear(self) -> None:
         """Forget the cached generator images."""
         self._references.clear()

@@ -5,7 +5,10 @@ Writes into the evaluation folder:
 * ``results.json``: run metadata and, per split, ``splits/<split>/by_setting/<setting>/
   <predictor>/<metric>`` (and ``by_abs_dt/<|dt|>/...``, ``by_objects/<seen|unseen>/...``),
   metrics ``psnr``, ``ssim``, ``iou``, ``bend_error_deg`` (``bend_twist_error_deg`` for
-  sine_twist); a cell's ``pairs`` counts its pairs, ``bend_pairs`` those with a bend estimate;
+  sine_twist), ``moving_psnr`` (PSNR over the pixels time changed; generated data, dt != 0);
+  ``splits/<split>/equivariance``: the temporal equivariance and composition errors
+  (`temporal_nsr.evaluation.equivariance`); a cell's ``pairs`` counts its pairs,
+  ``bend_pairs`` those with a bend estimate;
   the pseudo-predictor ``ambiguity_floor`` has only ``bend_error_deg``: the least mean bend
   error any predictor seeing only the source image can reach on those pairs (the sine
   schedule's up/down ambiguity; 0 where one image determines the future);
@@ -40,7 +43,7 @@ from temporal_nsr.figures import image_grid, to_uint8
 
 log = logging.getLogger(__name__)
 
-METRICS = ("psnr", "ssim", "iou", "bend_error_deg", "bend_twist_error_deg")
+METRICS = ("psnr", "ssim", "iou", "bend_error_deg", "bend_twist_error_deg", "moving_psnr")
 # The bend error no predictor can beat from the source image alone (BendEstimator.ambiguity_floor),
 # a row column of every bend-scored pair, summarised as the pseudo-predictor "ambiguity_floor".
 FLOOR, FLOOR_PREDICTOR = "bend_floor_deg", "ambiguity_floor"
@@ -48,7 +51,10 @@ _FORMATS = {"psnr": ".2f", "ssim": ".3f", "iou": ".3f"}  # bend errors: ".1f"
 NOTE = (
     "PSNR (dB) / SSIM, then silhouette IoU / bend-angle error (degrees; sine_twist: then twist "
     "error), mean over target images; rows: protocol setting, then |dt|; pairs (with a bend "
-    "estimate). `static`: the model at dt = 0. `other_object`: the model given another object's "
+    "estimate). Moving-region PSNR: over the pixels where the target differs from the same view "
+    "at the source's time. Equivariance: latent distance of the moved source scene to the "
+    "later image's scene, relative to the unmoved one's (ratio < 1: time moves the scene the "
+    "right way). `static`: the model at dt = 0. `other_object`: the model given another object's "
     "image at the source's timestep. Figure rows: source, target, model (`_unseen` figures: then "
     "the render from another object's image)."
 )
@@ -117,6 +123,32 @@ def markdown_table(
     return "\n".join(lines)
 
 
+def equivariance_table(summary: dict[str, Any], split: str) -> str | None:
+    """The temporal equivariance table of a split (``splits/<split>/equivariance``), or None."""
+    scores = summary.get("equivariance")
+    if not scores:
+        return None
+    lines = [
+        f"| {split}: equivariance | pairs | moved distance | static distance | ratio | "
+        "render PSNR | truth PSNR |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, cell in scores["by_abs_dt"].items():
+        label = "all dt != 0" if key == "all" else f"\\|dt\\| = {key}"
+        lines.append(
+            f"| {label} | {cell['pairs']} | {cell['moved_distance']:.3f} | "
+            f"{cell['static_distance']:.3f} | {cell['ratio']:.2f} | {cell['render_psnr']:.2f} | "
+            f"{cell['truth_psnr']:.2f} |"
+        )
+    comp = scores.get("composition")
+    if comp:
+        lines.append(
+            f"\ncomposition (A_b after A_a against A_(a+b), {comp['pairs']} pairs): relative "
+            f"distance {comp['distance']:.4f}, render PSNR {comp['render_psnr']:.2f} dB"
+        )
+    return "\n".join(lines)
+
+
 def split_tables(summary: dict[str, Any], split: str) -> list[str]:
     """The markdown tables of one split: all objects, then seen / unseen ones when mixed."""
     everything_unseen = not summary["objects"]["seen"]
@@ -130,7 +162,10 @@ def split_tables(summary: dict[str, Any], split: str) -> list[str]:
     tables = []
     for label, part in parts:
         tables += [markdown_table(part, label), markdown_table(part, f"{label}: {title}", shape)]
-    return tables
+        if any("moving_psnr" in c.get("model", {}) for c in part["by_setting"].values()):
+            tables.append(markdown_table(part, f"{label}: moving-region PSNR", ["moving_psnr"]))
+    equivariance = equivariance_table(summary, split)
+    return tables + ([equivariance] if equivariance else [])
 
 
 class ExampleFigures:

@@ -12,7 +12,10 @@ Columns: ``step``, then ``<split>/<metric>_<setting>`` for metric psnr and bend_
 model's mean over the pairs of the setting), for the settings same_time (dt = 0) and
 all_dt_nonzero; and ``<split>/static_gain_dt_nonzero`` (model - static PSNR on dt != 0, what
 the time axis adds) and ``<split>/shuffled_gain_same_time`` (model - shuffled_source PSNR at
-dt = 0, how much the render follows its input).
+dt = 0, how much the render follows its input); ``<split>/moving_psnr_all_dt_nonzero`` (PSNR over
+the pixels time changed), ``<split>/equivariance_ratio`` and ``<split>/equivariance_distance``
+(`temporal_nsr.evaluation.equivariance`, over all offsets) and ``<split>/composition_psnr``
+(operators that compose; empty otherwise).
 """
 
 from __future__ import annotations
@@ -67,6 +70,13 @@ def snapshot_row(summary: dict[str, Any], split: str, step: int) -> dict[str, An
             return None
         return scores["model"]["psnr"] - scores[other]["psnr"]
 
+    moving = by_setting.get("all_dt_nonzero", {}).get("model", {})
+    row[f"{split}/moving_psnr_all_dt_nonzero"] = moving.get("moving_psnr")
+    equivariance = summary.get("equivariance") or {}
+    overall = equivariance.get("by_abs_dt", {}).get("all", {})
+    row[f"{split}/equivariance_ratio"] = overall.get("ratio")
+    row[f"{split}/equivariance_distance"] = overall.get("moved_distance")
+    row[f"{split}/composition_psnr"] = (equivariance.get("composition") or {}).get("render_psnr")
     floor = by_setting.get("all_dt_nonzero", {}).get("ambiguity_floor", {})
     row[f"{split}/bend_floor_all_dt_nonzero"] = floor.get("bend_error_deg")
     row[f"{split}/static_gain_dt_nonzero"] = gain("all_dt_nonzero", "static")
@@ -95,7 +105,9 @@ def evaluate_snapshots(
         CheckpointError: no run folder, or a snapshot that does not fit its model.
         EvaluationError: no snapshots.
     """
-    options = options or EvalOptions(max_views=8, bend_targets=32, figure_examples=0)
+    options = options or EvalOptions(
+        max_views=8, bend_targets=32, figure_examples=0, equivariance_pairs=32
+    )
     snapshots = snapshot_files(run_dir)
     if not snapshots:
         raise EvaluationError(

@@ -13,7 +13,13 @@ from torch import Tensor
 
 from temporal_nsr.data.dataset import RenderedViews
 from temporal_nsr.evaluation.bend import BendEstimator
-from temporal_nsr.evaluation.metrics import WHITE, per_image_scores, silhouette_iou
+from temporal_nsr.evaluation.equivariance import temporal_equivariance
+from temporal_nsr.evaluation.metrics import (
+    WHITE,
+    moving_region_psnr,
+    per_image_scores,
+    silhouette_iou,
+)
 from temporal_nsr.evaluation.predictors import (
     foreign_sources,
     gather_pairs,
@@ -60,10 +66,12 @@ class EvalOptions:
     figure_examples: int = 8
     iou_tolerance: float = 0.1
     bend_targets: int | None = 64
+    equivariance_pairs: int = 64
 
     def __post_init__(self) -> None:
         _count(self.max_views, "max_views", 1)
         _count(self.bend_targets, "bend_targets", 0)
+        _count(self.equivariance_pairs, "equivariance_pairs", 0)
         if self.protocol not in PROTOCOLS:
             raise EvaluationError(f"protocol={self.protocol!r}: use one of {PROTOCOLS}")
         if not 0.0 <= self.iou_tolerance < 1.0:
@@ -140,14 +148,21 @@ def evaluate_split(
             alien = None if other_object is None else other_object[start:stop]
             alien = None if alien is None else gather_pairs(pools, alien, device)
             predictions = predict(model, baseline, pair, foreign, alien, mean_image)
+            still = None
+            if estimator is not None:  # the target's view at the source's time
+                times = [pools[p].original_timestep[s] for s, p, _ in chunk]
+                still = estimator.generate(names[chunk[:, 2]], split.pose[chunk[:, 2]], times)
+                still = still.to(device)
             scores = {
                 k: (*per_image_scores(v, pair.target),
-                    silhouette_iou(v, pair.target, background, options.iou_tolerance))
+                    silhouette_iou(v, pair.target, background, options.iou_tolerance),
+                    [None] * len(chunk) if still is None
+                    else moving_region_psnr(v, pair.target, still))
                 for k, v in predictions.items()
             }  # fmt: skip
             dt = pair.dt.tolist()
             for b, (s, p, y) in enumerate(chunk):
-                for predictor, (psnr, ssim, iou) in scores.items():
+                for predictor, (psnr, ssim, iou, moving) in scores.items():
                     if y in bend_targets:
                         image = (predictions[predictor][b] * 255).round().byte().cpu()
                         pending.append((len(rows), image))
@@ -155,7 +170,8 @@ def evaluate_split(
                         {"split": name, "setting": setting, "source": int(s),
                          "source_pool": POOLS[p], "target": int(y), "dt": int(dt[b]),
                          "predictor": predictor, "psnr": float(psnr[b]), "ssim": float(ssim[b]),
-                         "object": str(names[y]), "seen": bool(seen[y]), "iou": float(iou[b])}
+                         "object": str(names[y]), "seen": bool(seen[y]), "iou": float(iou[b]),
+                         "moving_psnr": moving[b]}
                     )  # fmt: skip
             examples.add(setting, start, pair.source, pair.target, predictions)
     if estimator is not None:
@@ -172,6 +188,9 @@ def evaluate_split(
         }
     if estimator is not None:
         summary["slots_bend"] = slots_bend(estimator, pools, model, device)
+        summary["equivariance"] = temporal_equivariance(
+            model, estimator, split, options.equivariance_pairs, options.seed, device
+        )
         estimator.clear()
     return SplitResult(summary, rows, examples.figures())
 
