@@ -32,7 +32,7 @@ def main(cfg: DictConfig) -> None:
             for run_dir in cfg.runs.values():
                 if Path(run_dir, SNAPSHOT_DIR).is_dir():
                     evaluate_snapshots(run_dir, snap.split, options, snap.every, snap.device)
-        print(plot_curves(dict(cfg.runs), list(cfg.metrics), cfg.out))
+        print(plot_curves(dict(cfg.runs), list(cfg.metrics), cfg.out, axes=list(cfg.axes)))
     except (CurveError, CheckpointError, EvaluationError) as error:
         raise SystemExit(f"curves: {error}") from None
 

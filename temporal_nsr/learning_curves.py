@@ -1,9 +1,10 @@
-"""Learning curves: validation metrics of training runs against wall-clock minutes.
+"""Learning curves: validation metrics of training runs against wall-clock minutes and steps.
 
 Reads the CSV logs that ``conf/logger/csv.yaml`` writes (every ``metrics*.csv`` under
 ``<run_dir>/csv``, so the files of a resumed run are joined), and the snapshot scores of
 ``temporal_nsr.evaluation.snapshots`` (``<run_dir>/curves/*.csv``: bend error over training),
-and plots one line per run.
+and plots one line per run: a row of panels against minutes (what a CPU budget buys) and a row
+against training steps (what a GPU user buys; machines differ 1.7x in minutes, not in steps).
 """
 
 from __future__ import annotations
@@ -40,8 +41,14 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
     return sorted(rows, key=lambda row: row.get("step", 0.0))
 
 
-def curve(rows: Sequence[Mapping[str, float]], metric: str) -> tuple[list[float], list[float]]:
-    """(minutes, values) of one metric; minutes from ``val/minutes`` or ``train/minutes``.
+AXES = ("minutes", "steps")
+
+
+def curve(
+    rows: Sequence[Mapping[str, float]], metric: str, axis: str = "minutes"
+) -> tuple[list[float], list[float]]:
+    """(minutes or steps, values) of one metric; minutes from ``val/minutes`` or
+    ``train/minutes``, steps as logged (``axis="steps"``).
 
     A step logged without minutes (a snapshot score) gets the minutes interpolated between
     the logged steps around it. Runs logged before the wall clock existed have no minutes at
@@ -58,6 +65,8 @@ def curve(rows: Sequence[Mapping[str, float]], metric: str) -> tuple[list[float]
     }
     points = [(row["step"], row[metric]) for row in rows if metric in row and "step" in row]
     steps = [step for step, _ in points]
+    if axis == "steps":
+        return steps, [value for _, value in points]
     if minutes_of_step:
         known = sorted(minutes_of_step.items())
         interpolated = np.interp(steps, [s for s, _ in known], [m for _, m in known])
@@ -72,8 +81,9 @@ def plot_curves(
     metrics: Sequence[str],
     out: str | Path,
     steps_per_minute: Mapping[str, float] | None = None,
+    axes: Sequence[str] = AXES,
 ) -> Path:
-    """Plot ``metrics`` (one panel each) of every run against wall-clock minutes.
+    """Plot ``metrics`` (one panel each) of every run, a row of panels per x axis.
 
     Args:
         runs: legend label (the recipe's overrides) -> run folder.
@@ -82,13 +92,16 @@ def plot_curves(
         out: PNG path (written atomically).
         steps_per_minute: label -> steps per minute for runs without a wall-clock column;
             by default the run's last step over its ``trainer.max_time``.
+        axes: x axes, one row of panels each: "minutes" (wall clock) and / or "steps".
 
     Returns:
         The written path.
 
     Raises:
-        CurveError: if no run has any of the metrics.
+        CurveError: if no run has any of the metrics, or an unknown axis.
     """
+    if not axes or any(a not in AXES for a in axes):
+        raise CurveError(f"axes={list(axes)}: use one or both of {list(AXES)}")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -98,23 +111,27 @@ def plot_curves(
     present = [m for m in metrics if any(m in row for rows in tables.values() for row in rows)]
     if not present:
         raise CurveError(f"none of the runs logged any of {list(metrics)}")
-    fig, axes = plt.subplots(1, len(present), figsize=(6.5 * len(present), 4.5), squeeze=False)
+    fig, panels = plt.subplots(
+        len(axes), len(present), figsize=(6.5 * len(present), 4.5 * len(axes)), squeeze=False
+    )
     # One colour per run in every panel, also where a run lacks a metric: the legend is panel 0's.
     colours = {label: f"C{i % 10}" for i, label in enumerate(tables)}
-    for ax, metric in zip(axes[0], present, strict=True):
-        for label, rows in tables.items():
-            xs, ys = curve(rows, metric)
-            if not xs:
-                continue
-            has_clock = any("train/minutes" in row for row in rows)
-            rate = (steps_per_minute or {}).get(label) or _steps_per_minute(runs[label], rows)
-            if not has_clock and rate:
-                xs = [x / rate for x in xs]
-            ax.plot(xs, ys, marker="o", markersize=3, label=label, color=colours[label])
-        ax.set_xlabel("training wall-clock minutes (2 CPU cores)")
-        ax.set_ylabel(metric)
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7, loc="best")
+    labels = {"minutes": "training wall-clock minutes (2 CPU cores)", "steps": "training steps"}
+    for row_of_panels, axis in zip(panels, axes, strict=True):
+        for ax, metric in zip(row_of_panels, present, strict=True):
+            for label, rows in tables.items():
+                xs, ys = curve(rows, metric, axis)
+                if not xs:
+                    continue
+                has_clock = any("train/minutes" in row for row in rows)
+                rate = (steps_per_minute or {}).get(label) or _steps_per_minute(runs[label], rows)
+                if axis == "minutes" and not has_clock and rate:
+                    xs = [x / rate for x in xs]
+                ax.plot(xs, ys, marker="o", markersize=3, label=label, color=colours[label])
+            ax.set_xlabel(labels[axis])
+            ax.set_ylabel(metric)
+            ax.grid(alpha=0.3)
+    panels[0][0].legend(fontsize=7, loc="best")
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

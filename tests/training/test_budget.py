@@ -90,7 +90,7 @@ def test_learning_curves_keep_a_runs_colour_where_another_run_lacks_a_metric(
 ) -> None:
     import matplotlib.pyplot as plt
 
-    from temporal_nsr.learning_curves import plot_curves
+    from temporal_nsr.learning_curves import CurveError, plot_curves
 
     logs = (("a", "val/psnr", "21.0"), ("b", "val/psnr,val/bend", "22.0,30.0"))
     for name, header, values in logs:
@@ -103,8 +103,13 @@ def test_learning_curves_keep_a_runs_colour_where_another_run_lacks_a_metric(
     monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to inspect it
     runs = {"a": tmp_path / "a", "b": tmp_path / "b"}
     plot_curves(runs, ["val/psnr", "val/bend"], tmp_path / "c.png")
-    psnr, bend = figures[0].axes
+    psnr, bend, psnr_by_step, bend_by_step = figures[0].axes  # rows: minutes, then steps
     colour = {line.get_label(): line.get_color() for line in psnr.get_lines()}
     assert colour["a"] != colour["b"]
     bend_lines = [(line.get_label(), line.get_color()) for line in bend.get_lines()]
     assert bend_lines == [("b", colour["b"])]
+    assert [list(line.get_xdata()) for line in psnr.get_lines()] == [[1.0, 2.0]] * 2
+    assert [list(line.get_xdata()) for line in psnr_by_step.get_lines()] == [[9.0, 19.0]] * 2
+    assert bend_by_step.get_xlabel() == "training steps"
+    with pytest.raises(CurveError, match="axes="):
+        plot_curves(runs, ["val/psnr"], tmp_path / "e.png", axes=["epochs"])
