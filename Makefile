@@ -10,7 +10,7 @@ export PROJECT_ROOT := $(CURDIR)
 SYSTEM_PACKAGES ?= chromium blender
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps format lint test test-all data train sweep bench results clean
+.PHONY: help install system-deps format lint test test-all data train sweep bench results gpu-check clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -66,6 +66,25 @@ sweep: $(STAMP) ## Hydra multirun over the smoothness grid of bend_20t
 
 bench: $(STAMP) ## benchmarks -> outputs/bench/bench.json (ARGS=--quick for a smoke run)
 	$(PY) -m temporal_nsr.bench $(ARGS)
+
+# Every check that needs a GPU, as ONE command for a short loan of one (docs/performance.md, "On a
+# GPU"): the gpu-marked tests, then bend_20t and bend_20t_flow trained for GPU_TIME each and
+# evaluated (steps, steps/s and memory in each run's metrics.json). Rehearse it on a CPU with
+# make gpu-check GPU_TRAINER=cpu GPU_TIME=00:00:00:20 GPU_OUT=/tmp/gpu_check
+GPU_TIME ?= 00:00:04:00
+GPU_TRAINER ?= gpu
+GPU_OUT ?= outputs/gpu_check
+GPU_EXPERIMENTS ?= bend_20t bend_20t_flow
+gpu-check: $(STAMP) ## on a GPU: gpu tests, then bend_20t and bend_20t_flow for GPU_TIME each, evaluated
+	set -e; tables=""; \
+	WANDB_MODE=disabled $(PY) -m pytest -q -m gpu -p no:cacheprovider || [ $$? = 5 ]; \
+	for exp in $(GPU_EXPERIMENTS); do \
+	  $(PY) -m temporal_nsr.train experiment=$$exp trainer=$(GPU_TRAINER) trainer.max_time=$(GPU_TIME) \
+	    hydra.run.dir=$(GPU_OUT)/$$exp $(ARGS); \
+	  $(PY) -m temporal_nsr.evaluate run_dir=$(GPU_OUT)/$$exp max_views=10; \
+	  tables="$$tables,$$exp: $(GPU_OUT)/$$exp/eval"; \
+	done; \
+	$(PY) -m temporal_nsr.headline "results={$${tables#,}}" out=$(GPU_OUT)/summary.md
 
 # The CPU experiments behind the README's results, in the order they need each other: the
 # rotation-only baseline first (the one-bar experiments are scored against it; the 16-bar one

@@ -35,7 +35,13 @@ def entries(quick: bool, original: Path | None = None) -> dict[str, Callable[[],
         plan = {"tiny": [4]}
     else:
         out["pairs_per_s_workers2"] = lambda: bench_pairs(quick, 2)
-        plan = {"bend_20t": [8, 4, 1], "enr_original": [8], "bend_20t_cpu": [8]}
+        plan = {
+            "bend_20t": [8, 4, 1],
+            "bend_20t_flow": [8],
+            "enr_original": [8],
+            "bend_20t_cpu": [8, 4],
+            "bend_20t_flow_cpu": [4],
+        }
     for experiment, batches in plan.items():
         for precision in PRECISIONS:
             out[f"inference_{experiment}_{precision}"] = lambda e=experiment, p=precision: (

@@ -8,7 +8,10 @@ markdown tables:
 * PSNR of the model and every predictor on dt = 0, all dt != 0 and |dt| >= 5;
 * what the model adds over its controls and the rotation-only baseline (``model - static``,
   ``model - shuffled_source``, ``model - other_object``, ``model - baseline``, in dB), and the
-  bend-angle error of model, static, baseline and the ambiguity floor (degrees).
+  bend-angle error of model, static, baseline and the ambiguity floor (degrees);
+* time itself, where the evaluations measured it: the moving-region PSNR of model and static
+  on all dt != 0 pairs, the temporal equivariance ratio and distances, and the composition
+  error of operators that compose (``temporal_nsr.evaluation.equivariance``).
 
 Where a split holds objects never seen in training, its rows are those objects' (the
 generalisation question); otherwise all pairs. ``|dt| >= 5`` pools the per-|dt| cells,
@@ -38,7 +41,9 @@ NOTE = (
     "image; `baseline`: the rotation-only model; `mean`: the mean training image. Bend error "
     "(degrees): model / static / baseline / ambiguity floor (the least error any predictor "
     "that sees only the source can reach). Rows of a split with unseen objects are those "
-    "objects'."
+    "objects'. Time: moving-region PSNR over the pixels time changed (dt != 0); equivariance "
+    "ratio: latent distance of the moved source scene to the later image's scene over the "
+    "unmoved one's (below 1: time moves the scene the right way)."
 )
 
 
@@ -154,8 +159,34 @@ def _runs_table(evaluations: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def _time_table(evaluations: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Moving-region PSNR and equivariance per experiment; empty where nothing measured them."""
+    head = ("time", "moving-region PSNR: model / static", "equivariance ratio",
+            "moved / static distance", "composition PSNR")  # fmt: skip
+    lines = []
+    for label, results in evaluations.items():
+        cells: list[list[str]] = [[], [], [], []]
+        for summary in results["splits"].values():
+            _, part = headline_part(summary)
+            cell = part["by_setting"].get("all_dt_nonzero")
+            moving = [_value(cell, p, "moving_psnr") for p in ("model", "static")]
+            equivariance = summary.get("equivariance") or {}
+            overall = equivariance.get("by_abs_dt", {}).get("all", {})
+            composition = equivariance.get("composition") or {}
+            cells[0].append(" / ".join(_number(v, ".2f") for v in moving))
+            cells[1].append(_number(overall.get("ratio"), ".2f"))
+            distances = (overall.get("moved_distance"), overall.get("static_distance"))
+            cells[2].append(" / ".join(_number(v, ".3f") for v in distances))
+            cells[3].append(_number(composition.get("render_psnr"), ".1f"))
+        if any(v not in ("-", "- / -") for column in cells for v in column):
+            lines.append(f"| {label} | {' | '.join(_pair(column) for column in cells)} |")
+    if not lines:
+        return []
+    return ["| " + " | ".join(head) + " |", "|---" * len(head) + "|", *lines]
+
+
 def headline_tables(evaluations: Mapping[str, Mapping[str, Any]]) -> str:
-    """The three markdown tables (module docs) of ``label -> load_evaluation(...)``.
+    """The markdown tables (module docs) of ``label -> load_evaluation(...)``.
 
     Raises:
         HeadlineError: no evaluations, or ones of different splits (their cells would not
@@ -198,5 +229,6 @@ def headline_tables(evaluations: Mapping[str, Mapping[str, Any]]) -> str:
         values = [_pair([_number(_gain(c, p), "+.2f") for c in cells]) for p in controls]
         values.append(_pair([_bend(c) for c in cells]))
         gains.append(f"| {name} | {' | '.join(values)} |")
-    tables = [_runs_table(evaluations), psnr, gains]
+    tables = [_runs_table(evaluations), psnr, gains, _time_table(evaluations)]
+    tables = [t for t in tables if t]
     return "\n\n".join([NOTE.format(splits=order), *("\n".join(t) for t in tables)]) + "\n"

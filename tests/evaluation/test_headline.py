@@ -77,6 +77,12 @@ def test_tables_of_an_evaluated_run(tiny_run: Path, tmp_path: Path) -> None:
     gain = val["model"]["psnr"] - val["shuffled_source"]["psnr"]
     assert f"| {gain:+.2f} (" in text
     assert text.startswith("val (test in brackets).")
+    ratio = [
+        results["splits"][s]["equivariance"]["by_abs_dt"]["all"]["ratio"] for s in ("val", "test")
+    ]
+    moving = results["splits"]["val"]["by_setting"]["all_dt_nonzero"]["model"]["moving_psnr"]
+    assert f"| tiny | {moving:.2f} / " in text  # the time table
+    assert f"| {ratio[0]:.2f} ({ratio[1]:.2f}) |" in text
 
 
 def test_bad_folders_are_clear_errors(tiny_run: Path, tmp_path: Path) -> None:
