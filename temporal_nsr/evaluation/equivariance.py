@@ -8,9 +8,11 @@ later image's scene at dt = 0:
 
 * ``moved_distance``: |A_dt E(x_t) - E(x_{t+dt})| / |E(x_{t+dt})|, the relative latent distance;
 * ``static_distance``: |E(x_t) - E(x_{t+dt})| / |E(x_{t+dt})|, the same for the unmoved scene;
-* ``ratio``: their quotient per pair, averaged: below 1 the action moves the scene toward the
-  later image's scene, 1 is no better than not moving; read it beside both distances (a latent
-  that ignores its input has tiny distances and any ratio);
+* ``ratio``: the mean moved distance over the mean static distance: below 1 the action moves
+  the scene toward the later image's scene, 1 is no better than not moving; read it beside both
+  distances (a latent that ignores its input has tiny distances and any ratio). A ratio of
+  means, not a mean of ratios: on the sine schedule x_t and x_{t+dt} can be the same image
+  (angle(t) = angle(20 - t)), whose static distance is 0;
 * ``render_psnr``: PSNR between the renders of the two scenes at v (high also when both are
   the same average: read it beside accuracy), and ``truth_psnr``, the moved render against
   x_{t+dt} itself.
@@ -58,7 +60,11 @@ def draw_pairs(
 
 
 def _cell(values: dict[str, list[float]]) -> dict[str, Any]:
-    return {"pairs": len(values["ratio"]), **{k: float(np.mean(v)) for k, v in values.items()}}
+    """Means of one group's scores, and the ratio of the mean distances."""
+    cell: dict[str, Any] = {"pairs": len(values["moved_distance"])}
+    cell.update({k: float(np.mean(v)) for k, v in values.items()})
+    cell["ratio"] = cell["moved_distance"] / max(cell["static_distance"], 1e-12)
+    return cell
 
 
 @torch.no_grad()
@@ -111,7 +117,6 @@ def temporal_equivariance(
         scores = {
             "moved_distance": moved_distance,
             "static_distance": static_distance,
-            "ratio": moved_distance / static_distance.clamp_min(1e-12),
             "render_psnr": render_psnr,
             "truth_psnr": truth_psnr,
         }
