@@ -1,4 +1,5 @@
-"""Training objective: reconstruction, SSIM and temporal smoothness as plain tensor functions."""
+"""Training objective: reconstruction, SSIM, temporal smoothness and latent equivariance as plain
+tensor functions."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ class LossTerms(NamedTuple):
     recon: Tensor
     ssim: Tensor  # 1 - SSIM, so lower is better like the others
     smooth: Tensor
+    equivariance: Tensor
 
 
 def reconstruction(prediction: Tensor, target: Tensor, kind: str = "l1") -> Tensor:
@@ -120,6 +122,25 @@ def temporal_smoothness(latent: Tensor) -> Tensor:
     return (latent[:, 1:] - latent[:, :-1]).pow(2).mean()
 
 
+def latent_equivariance(moved: Tensor, target: Tensor) -> Tensor:
+    """Relative squared distance between moved scenes and the scenes their targets encode to.
+
+    The time action's namesake property as a loss: a source's scene moved by dt and rotated to
+    the target's pose should be the scene the encoder infers from the target image itself.
+
+    Args:
+        moved: (N, C, D, H, W) source scenes moved by dt and rotated to the target pose.
+        target: (N, C, D, H, W) the target images' own scenes (dt = 0, their own pose).
+
+    Returns:
+        Scalar mean over items of |moved - target|^2 / |target|^2 (the denominator held
+        constant, so the loss cannot shrink by scaling the target down), in float32.
+    """
+    moved, target = moved.float().flatten(1), target.float().flatten(1)
+    size = target.detach().pow(2).sum(1).clamp_min(1e-12)
+    return ((moved - target).pow(2).sum(1) / size).mean()
+
+
 def total_loss(
     prediction: Tensor,
     target: Tensor,
@@ -127,8 +148,11 @@ def total_loss(
     kind: str,
     ssim_weight: float,
     smoothness_weight: float,
+    equivariance_weight: float = 0.0,
+    scenes: tuple[Tensor, Tensor] | None = None,
 ) -> LossTerms:
-    """Weighted objective of docs/design.md §3: recon + w_ssim * (1 - SSIM) + w_smooth * smoothness.
+    """Weighted objective of docs/design.md §3: recon + w_ssim * (1 - SSIM) + w_smooth *
+    smoothness + w_eq * latent equivariance.
 
     Args:
         prediction: (B, 3, S, S) rendered images in [0, 1].
@@ -137,10 +161,21 @@ def total_loss(
         kind: reconstruction loss, "l1" or "l2".
         ssim_weight: weight of 1 - SSIM (0.05 in ENR); 0 skips computing it.
         smoothness_weight: weight of the slot smoothness term; 0 skips computing it.
+        equivariance_weight: weight of ``latent_equivariance``; 0 skips computing it.
+        scenes: (moved, target) scenes for the equivariance term, or None when it is off.
     """
     recon = reconstruction(prediction, target, kind)
     zero = recon.new_zeros(())
     ssim = ssim_loss(prediction, target) if ssim_weight > 0 else zero
     smooth = temporal_smoothness(latent) if smoothness_weight > 0 and latent is not None else zero
+    equivariant = equivariance_weight > 0 and scenes is not None
+    equivariance = latent_equivariance(*scenes) if equivariant else zero
     loss = recon + ssim_weight * ssim + smoothness_weight * smooth
-    return LossTerms(loss=loss, recon=recon.detach(), ssim=ssim.detach(), smooth=smooth.detach())
+    loss = loss + equivariance_weight * equivariance
+    return LossTerms(
+        loss=loss,
+        recon=recon.detach(),
+        ssim=ssim.detach(),
+        smooth=smooth.detach(),
+        equivariance=equivariance.detach(),
+    )

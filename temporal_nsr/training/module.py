@@ -25,6 +25,7 @@ class PairRenders(NamedTuple):
     truth: Tensor  # (2B, 3, S, S) the images they should match
     latent: Tensor | None  # (2B, K, C, D, H, W) latents of the inputs; None: not a slot lift
     dt: Tensor  # (2B,) time offset rendered
+    scenes: tuple[Tensor, Tensor] | None  # (moved and rotated, the target's own) scenes, or None
 
 
 class TemporalNSRModule(L.LightningModule):
@@ -37,6 +38,9 @@ class TemporalNSRModule(L.LightningModule):
         loss: reconstruction loss, "l1" (ENR) or "l2".
         ssim_weight: weight of 1 - SSIM (0.05 in ENR).
         smoothness_weight: weight of the mean squared difference of neighbouring slots.
+        equivariance_weight: weight of the latent equivariance term (``losses.
+            latent_equivariance``): each render's moved, rotated scene against the scene its
+            target image encodes to. 0: off (the faithful objective).
         cross_targets: in training, each image of the batch is also rendered at up to this
             many other images of the batch (same object, |dt| <= max_offset, not its own
             pair), from the state its encoder pass already made (``Encoder.state``): more
@@ -53,10 +57,13 @@ class TemporalNSRModule(L.LightningModule):
         ssim_weight: float = 0.05,
         smoothness_weight: float = 0.0,
         cross_targets: int = 0,
+        equivariance_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if cross_targets < 0:
             raise ValueError(f"model.cross_targets must be >= 0, got {cross_targets}")
+        if not equivariance_weight >= 0:
+            raise ValueError(f"model.equivariance_weight must be >= 0, got {equivariance_weight}")
         if smoothness_weight and not renderer.encoder.slotted:
             raise ValueError(
                 "model.smoothness_weight needs slots (model.renderer.encoder.lift=slots); a "
@@ -72,6 +79,7 @@ class TemporalNSRModule(L.LightningModule):
         self.ssim_weight = ssim_weight
         self.smoothness_weight = smoothness_weight
         self.cross_targets = cross_targets
+        self.equivariance_weight = equivariance_weight
         # One metric object per stage so validation and test never share state.
         self.psnr = torch.nn.ModuleDict(
             {s: PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3)) for s in ("val", "test")}
@@ -84,37 +92,43 @@ class TemporalNSRModule(L.LightningModule):
         """Render each pair in both directions (docs/design.md §3, "Temporal lift").
 
         a -> b takes slot dt = t_b - t_a of a's latent, rotates it to b's pose and decodes it;
-        b -> a takes slot -dt of b's latent at a's pose. Both run as one batch of 2B. With
-        ``cross_targets`` > 0, the states of the 2B images (``SceneRenderer.encode_state``)
-        are also rendered at other images of the batch (``cross_pairs``), appended after the
-        2B pair renders.
+        b -> a takes slot -dt of b's latent at a's pose. Both run as one batch of 2B: each
+        image is encoded once (``SceneRenderer.encode_state``) and its state moved per render
+        (``SceneRenderer.move``). With ``cross_targets`` > 0, the states are also rendered at
+        other images of the batch (``cross_pairs``), appended after the 2B pair renders.
+
+        Raises:
+            ValueError: a pair's |dt| beyond max_offset.
         """
         images = torch.cat([batch.source, batch.target])  # (2B, 3, S, S)
         from_pose = torch.cat([batch.source_pose, batch.target_pose])  # (2B, 2) degrees
-        if not cross_targets:
-            truth = torch.cat([batch.target, batch.source])
-            to_pose = torch.cat([batch.target_pose, batch.source_pose])
-            dt = torch.cat([batch.dt, -batch.dt])  # (2B,)
-            out = self.renderer(images, from_pose, to_pose, dt)  # latent (2B, K, ...) or None
-            return PairRenders(out.image, truth, out.latent, dt)
         times = torch.cat([batch.source_time, batch.target_time])  # (2B,)
-        source, target = cross_pairs(
-            torch.cat([batch.object_id, batch.object_id]),
-            times,
-            self.renderer.max_offset,
-            cross_targets,
-        )
         n = images.shape[0]
-        pairs = torch.arange(n, device=images.device)
-        source = torch.cat([pairs, source])  # (2B + X,) image index of each render's input
-        target = torch.cat([pairs.roll(n // 2), target])  # its truth: a -> b, b -> a, cross
-        dt = times[target] - times[source]
+        source = torch.arange(n, device=images.device)  # (2B,) image index of each render's input
+        target = source.roll(n // 2)  # its truth: a -> b, then b -> a
+        self.renderer.check_offsets(times[target] - times[source])
+        if cross_targets:
+            extra = cross_pairs(
+                torch.cat([batch.object_id, batch.object_id]),
+                times,
+                self.renderer.max_offset,
+                cross_targets,
+            )
+            source, target = torch.cat([source, extra[0]]), torch.cat([target, extra[1]])
+        dt = times[target] - times[source]  # (2B + X,)
         state = self.renderer.encode_state(images)  # (2B, ...), once per image
-        # (2B, ...) -> (2B + X, ...): each render's input state, moved by its dt
-        scenes = self.renderer.move(state[source], dt)
-        prediction = self.renderer.render(scenes, from_pose[source], from_pose[target])
+        # (2B, ...) -> (2B + X, ...): each render's input state (without cross renders the
+        # inputs are the 2B states in order: no copy), moved by its dt
+        moved = self.renderer.move(state[source] if cross_targets else state, dt)
+        rotated = self.renderer.rotation(moved, from_pose[source], from_pose[target])
+        prediction = self.renderer.decoder(rotated)
+        scenes = None
+        if self.equivariance_weight > 0:
+            # each target image's own scene at dt = 0, in its own pose's frame
+            own = self.renderer.move(state, torch.zeros_like(times))  # (2B, C, D, H, W)
+            scenes = (rotated, own[target])
         latent = state if self.renderer.encoder.slotted else None
-        return PairRenders(prediction, images[target], latent, dt)
+        return PairRenders(prediction, images[target], latent, dt, scenes)
 
     def _loss(self, renders: PairRenders) -> LossTerms:
         return total_loss(
@@ -124,6 +138,8 @@ class TemporalNSRModule(L.LightningModule):
             self.loss_kind,
             self.ssim_weight,
             self.smoothness_weight,
+            self.equivariance_weight,
+            renders.scenes,
         )
 
     def training_step(self, batch: ViewPair, batch_idx: int) -> Tensor:

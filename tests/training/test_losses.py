@@ -4,6 +4,7 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 
 from temporal_nsr.training.losses import (
     gaussian_window_matrix,
+    latent_equivariance,
     reconstruction,
     ssim,
     ssim_loss,
@@ -46,6 +47,26 @@ def test_total_loss_weights_terms() -> None:
     assert terms.loss.item() == pytest.approx(expected.item(), rel=1e-6)
     off = total_loss(prediction, target, latent, "l1", ssim_weight=0.0, smoothness_weight=0.0)
     assert off.loss.item() == pytest.approx(off.recon.item())
+    scenes = (torch.randn(2, 3, 4, 4, 4), torch.randn(2, 3, 4, 4, 4))
+    with_eq = total_loss(prediction, target, None, "l1", 0.0, 0.0, 0.5, scenes)
+    assert with_eq.loss.item() == pytest.approx(
+        with_eq.recon.item() + 0.5 * with_eq.equivariance.item(), rel=1e-6
+    )
+    assert with_eq.equivariance.item() > 0 and off.equivariance.item() == 0
+
+
+def test_latent_equivariance_is_relative_and_zero_for_equal_scenes() -> None:
+    scene = torch.randn(3, 2, 4, 4, 4)
+    assert latent_equivariance(scene, scene).item() == 0.0
+    # moving a scene to zero costs 1 (its own size), whatever that size is
+    for scale in (1e-3, 1.0, 1e3):
+        assert latent_equivariance(torch.zeros_like(scene), scale * scene).item() == pytest.approx(
+            1.0
+        )
+    moved = scene.clone().requires_grad_(True)
+    target = (scene + 0.1).requires_grad_(True)
+    latent_equivariance(moved, target).backward()
+    assert moved.grad.abs().sum() > 0 and target.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("side", [16, 33, 64])

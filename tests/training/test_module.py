@@ -131,3 +131,29 @@ def test_cross_renders_of_every_lift_match_the_pair_path(cfg_train: DictConfig, 
     loss = model.training_step(batch, 0)
     loss.backward()
     assert torch.isfinite(loss)
+
+
+def test_equivariance_term_compares_the_moved_scene_with_the_targets_own(
+    cfg_train: DictConfig,
+) -> None:
+    torch.manual_seed(0)
+    cfg_train.model.renderer.encoder.lift = "flow"
+    model = instantiate(cfg_train.model, equivariance_weight=0.1)
+    batch = _batch(instantiate(cfg_train.data))
+    renders = model.render_pairs(batch, cross_targets=1)
+    moved, own = renders.scenes
+    assert moved.shape == own.shape and moved.shape[0] == renders.prediction.shape[0]
+    terms = model._loss(renders)
+    assert terms.equivariance > 0
+    assert torch.allclose(terms.loss, terms.recon + 0.05 * terms.ssim + 0.1 * terms.equivariance)
+    # pairs at dt = 0 and one pose: the moved scene is the source's own, so a batch whose
+    # source and target are the same image scores 0
+    same = batch._replace(target=batch.source, target_pose=batch.source_pose,
+                          target_time=batch.source_time)  # fmt: skip
+    zero = model._loss(model.render_pairs(same)).equivariance
+    assert zero.item() == pytest.approx(0.0, abs=1e-5)
+    assert model.render_pairs(batch).scenes is not None
+    plain = instantiate(cfg_train.model)
+    assert plain.render_pairs(batch).scenes is None  # off: nothing extra computed
+    with pytest.raises(InstantiationException, match="equivariance_weight must be >= 0"):
+        instantiate(cfg_train.model, equivariance_weight=-1.0)
