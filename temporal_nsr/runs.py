@@ -31,6 +31,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from temporal_nsr.atomic import check_separate, inside
 from temporal_nsr.data.datamodule import ViewPairDataModule
 from temporal_nsr.enr_checkpoint import (
     CheckpointError,
@@ -289,6 +290,43 @@ def load_model(
     if ckpt is not None:
         return load_checkpoint(ckpt, device)
     return load_run(run_dir, checkpoint, device)
+
+
+def output_dir(
+    cfg: DictConfig | None,
+    checkpoint: Path | None,
+    run_dir: str | Path | None,
+    out_dir: str | Path | None,
+    default: Path,
+) -> Path:
+    """Where a command (export, render, evaluate) writes for a loaded model: ``out_dir`` or
+    ``default``, checked so that writing there can destroy nothing of the run or its data.
+
+    Args:
+        cfg: the model's config (``Run.cfg``); its ``data.root`` is protected.
+        checkpoint: the file the model came from.
+        run_dir: the ``run_dir=`` of the command, if any.
+        out_dir: the ``out_dir=`` of the command, if any.
+        default: where the command writes without ``out_dir``.
+
+    Refused: an ``out_dir`` equal to or containing the run folder or the checkpoint file, one
+    equal to, inside or containing the run's dataset, and a folder under the run folder that a
+    symbolic link leads out of it.
+
+    Raises:
+        FolderError: naming the folder and what it overlaps.
+    """
+    out = Path(out_dir) if out_dir else Path(default)
+    if run_dir is not None:
+        check_separate(out, Path(run_dir), "the run folder", inside_ok=True)
+        if not out_dir or out.absolute().is_relative_to(Path(run_dir).absolute()):
+            inside(out, Path(run_dir))
+    if checkpoint is not None:
+        check_separate(out, checkpoint, "the checkpoint")
+    root = ((cfg or {}).get("data") or {}).get("root")
+    if root:
+        check_separate(out, Path(root), "the dataset")
+    return out
 
 
 def run_datamodule(cfg: DictConfig) -> ViewPairDataModule:

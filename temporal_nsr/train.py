@@ -9,6 +9,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from temporal_nsr.atomic import disk_full
 from temporal_nsr.data.dataset import DatasetError
 from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.training.fit import ConfigError, train
@@ -20,6 +21,10 @@ def main(cfg: DictConfig) -> float | None:
         metrics = train(cfg)
     except (CheckpointError, DatasetError, ConfigError) as error:
         raise SystemExit(f"train: {error}") from None
+    except OSError as error:
+        if (line := disk_full(error)) is None:
+            raise
+        raise SystemExit(f"train: {line}") from None
     return metrics.get(cfg.optimized_metric) if cfg.get("optimized_metric") else None
 
 

@@ -11,6 +11,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
+from temporal_nsr.atomic import FolderError
 from temporal_nsr.data.dataset import DatasetError, RenderedViews
 from temporal_nsr.data.format import SPLITS
 from temporal_nsr.data.sampler import FixedPairs, SameObjectPairSampler
@@ -49,7 +50,8 @@ class ViewPairDataModule(LightningDataModule):
         static: treat every (object, timestep) as its own static object at timestep 0.
         seed: seeds every pair draw.
         generator: generator config that ``prepare_data`` passes to ``ensure_dataset`` of
-            `temporal_nsr.data.synthetic.generator`; None = the data must exist at root.
+            `temporal_nsr.data.synthetic.generator`; None = the data must exist at root. A
+            root holding files but no generator manifest is never regenerated (an error).
         same_time_fraction: probability that a training pair is a dt = 0 pair (see
             ``SameObjectPairSampler``); 0 is the plain uniform draw.
         same_time_epochs: epochs over which that share falls to 0; None keeps it constant.
@@ -111,7 +113,14 @@ class ViewPairDataModule(LightningDataModule):
         if self.hparams.generator is not None:
             from temporal_nsr.data.synthetic.generator import ensure_dataset
 
-            ensure_dataset(self.root, _plain(self.hparams.generator))
+            try:
+                ensure_dataset(self.root, _plain(self.hparams.generator))
+            except FolderError:
+                raise DatasetError(
+                    f"data.root={self.root} holds files but no manifest.json of the generator, so "
+                    "it is not regenerated: to train on it as it is (e.g. your own ENR-format "
+                    "dataset) set data.generator=null, else point data.root at another folder"
+                ) from None
         elif not self.root.is_dir():
             raise DatasetError(
                 f"dataset folder {self.root} does not exist and data.generator is null: set "

@@ -223,6 +223,6 @@ class ViewerSession:
         )
         stamp = f"{time.strftime('%Y%m%d-%H%M%S')}_{secrets.token_hex(3)}"
         folder = Path(out_dir) / f"{label}_{stamp}"
-        with atomic_folder(folder) as staging:
+        with atomic_folder(folder, marker=None) as staging:  # a new name: never replaces
             written = write_figures({kind: Figure(None, frames.cpu())}, staging, self.fps)
         return Exported(folder, [folder / path.name for path in written])
