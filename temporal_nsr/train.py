@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from temporal_nsr.atomic import disk_full
 from temporal_nsr.data.dataset import DatasetError
 from temporal_nsr.enr_checkpoint import CheckpointError
+from temporal_nsr.training.checkpointing import DivergedError
 from temporal_nsr.training.fit import ConfigError, train
 
 
@@ -19,7 +20,7 @@ from temporal_nsr.training.fit import ConfigError, train
 def main(cfg: DictConfig) -> float | None:
     try:
         metrics = train(cfg)
-    except (CheckpointError, DatasetError, ConfigError) as error:
+    except (CheckpointError, DatasetError, ConfigError, DivergedError) as error:
         raise SystemExit(f"train: {error}") from None
     except OSError as error:
         if (line := disk_full(error)) is None:

@@ -135,6 +135,7 @@ class ViewPairDataModule(LightningDataModule):
             if split == "train" and split not in self.datasets:
                 self._dataset(split)
                 self._check_reachable_slots()
+                self._check_batch_fits()
             self._dataset(split)
 
     def split(self, name: str) -> RenderedViews:
@@ -216,6 +217,21 @@ class ViewPairDataModule(LightningDataModule):
             persistent_workers=workers > 0,
             drop_last=drop_last,
         )
+
+    def _check_batch_fits(self) -> None:
+        """Refuse a batch larger than this rank's training pairs of an epoch: with drop_last
+        the epoch would have no step at all and the run would "complete" untrained."""
+        train = self.datasets["train"]
+        pairs = self.hparams.pairs_per_epoch or len(train)
+        world = self.trainer.world_size if self.trainer is not None else 1
+        per_rank = -(-pairs // world)  # the sampler pads every rank to an equal share
+        if self.hparams.batch_size > per_rank:
+            raise DatasetError(
+                f"data.batch_size={self.hparams.batch_size} is more than the {per_rank} training "
+                f"pairs of an epoch{' per device' if world > 1 else ''} (data.pairs_per_epoch, or "
+                f"one per image of {self.root / 'train'}): an epoch would have no step; set "
+                f"data.batch_size <= {per_rank} or raise data.pairs_per_epoch"
+            )
 
     def _check_reachable_slots(self) -> None:
         """Refuse a max_offset that promises slots no training pair can ever reach."""
