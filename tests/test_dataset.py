@@ -166,6 +166,16 @@ def _nan_azimuth(folder: Path) -> str:
     return "azimuth=nan"
 
 
+def _huge_azimuth(folder: Path) -> str:  # finite in float64, inf in float32
+    edit_params(folder, lambda p: p["00002"].update(azimuth=1e300))
+    return "azimuth=1e+300; it must be a finite number of degrees in [-360, 360]"
+
+
+def _elevation_past_the_pole(folder: Path) -> str:
+    edit_params(folder, lambda p: p["00002"].update(elevation=91.5))
+    return "elevation=91.5; it must be a finite number of degrees in [-90, 90]"
+
+
 def _late_timestep(folder: Path) -> str:
     edit_params(folder, lambda p: p["00002"].update(temporal=3))
     return "data.num_timesteps to at least 4"
@@ -196,6 +206,8 @@ def _fractional_timestep(folder: Path) -> str:
         _missing_azimuth,
         _text_elevation,
         _nan_azimuth,
+        _huge_azimuth,
+        _elevation_past_the_pole,
         _late_timestep,
         _negative_timestep,
         _fractional_timestep,

@@ -128,11 +128,23 @@ def _decode_png(path: Path, image_size: int) -> np.ndarray:
         ) from None
 
 
+# |angle| bounds in degrees: a full turn either way for azimuth, the poles for elevation. Far
+# inside float32's range, so a value that passes stays finite as a tensor.
+ANGLE_BOUNDS_DEG = {"azimuth": 360.0, "elevation": 90.0}
+
+
 def _number(value: Any, field: str, params: Path, stem: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    """A pose angle of a params file, checked: a finite number within ``ANGLE_BOUNDS_DEG``."""
+    bound = ANGLE_BOUNDS_DEG[field]
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or abs(value) > bound
+    ):
         raise DatasetError(
             f"{params}: entry {stem!r} has {field}={value!r}; it must be a finite number of "
-            f"degrees: fix or regenerate {params.name}"
+            f"degrees in [-{bound:g}, {bound:g}]: fix or regenerate {params.name}"
         )
     return float(value)
 
