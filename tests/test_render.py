@@ -116,3 +116,10 @@ def test_render_does_not_follow_a_link_out_of_the_run(tiny_run: Path, tmp_path: 
     with pytest.raises(FolderError, match="leads outside .*symbolic link"):
         render(_cfg(run, tmp_path))
     assert list(elsewhere.iterdir()) == []
+
+
+def test_a_thin_image_is_refused_from_its_header(tiny_run: Path, tmp_path: Path) -> None:
+    strip = tmp_path / "strip.png"
+    Image.new("RGB", (1, 14000), "white").save(strip)  # 108 bytes; 2.8 GB once padded square
+    with pytest.raises(ImageError, match=r"^strip.png is 1x14000 px, a side longer than the 4096"):
+        render(_cfg(tiny_run, tmp_path, image=strip))
