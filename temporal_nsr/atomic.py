@@ -135,13 +135,10 @@ def inside(path: Path, folder: Path) -> Path:
     return Path(path)
 
 
-def _named(error: OSError, path: Path) -> OSError:
-    """A disk-full error that names ``path`` (a write() reports no file name)."""
+def _name_disk_full(error: OSError, path: Path) -> None:
+    """Raise a disk-full ``error`` again naming ``path`` (a write() reports no file name)."""
     if error.errno == errno.ENOSPC and error.filename is None:
-        named = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-        named.__cause__ = error
-        return named
-    return error
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from error
 
 
 def disk_full(error: BaseException) -> str | None:
@@ -172,7 +169,8 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
         yield tmp
         os.replace(tmp, path)
     except OSError as error:
-        raise _named(error, path) from error.__cause__
+        _name_disk_full(error, path)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -205,7 +203,8 @@ def atomic_folder(path: str | Path, *, marker: str | None, force: bool = False) 
         yield staging
         replace_folder(staging, path)
     except OSError as error:
-        raise _named(error, path) from error.__cause__
+        _name_disk_full(error, path)
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from temporal_nsr.atomic import FolderError
 from temporal_nsr.data.dataset import DatasetError, RenderedViews
 from temporal_nsr.data.format import SPLITS
-from temporal_nsr.data.sampler import FixedPairs, SameObjectPairSampler
+from temporal_nsr.data.sampler import DT_DISTRIBUTIONS, FixedPairs, SameObjectPairSampler
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,8 @@ class ViewPairDataModule(LightningDataModule):
             reach (a warning instead of an error); those slots never get training signal.
 
     Raises:
-        ValueError: a ``batch_size`` that ``pairs_per_object`` does not divide.
+        ValueError: a ``batch_size`` that ``pairs_per_object`` does not divide, an unknown
+            ``dt_distribution``, or a ``same_time_*`` setting out of range.
         DatasetError: from ``setup``: a missing or malformed split, or a ``max_offset`` that no
             training pair reaches (unless ``allow_unreachable_offsets``).
     """
@@ -102,6 +103,14 @@ class ViewPairDataModule(LightningDataModule):
                 f"data.pairs_per_object={pairs_per_object} must be an integer >= 1 that divides "
                 f"data.batch_size={batch_size}: set one of them so that it does"
             )
+        if dt_distribution not in DT_DISTRIBUTIONS:
+            raise ValueError(
+                f"data.dt_distribution={dt_distribution!r} must be one of {DT_DISTRIBUTIONS}"
+            )
+        if not 0.0 <= same_time_fraction <= 1.0:
+            raise ValueError(f"data.same_time_fraction={same_time_fraction} must be in [0, 1]")
+        if same_time_epochs is not None and not same_time_epochs >= 1:
+            raise ValueError(f"data.same_time_epochs={same_time_epochs} must be null or >= 1")
         # Plain values only: checkpoints store these and must load with torch.load(weights_only).
         root = str(root)
         generator = _plain(generator)

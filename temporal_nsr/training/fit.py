@@ -100,7 +100,12 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     if cfg.get("keep_freed_memory", False):
         keep_freed_memory()
     remove_dead_temporaries(run_dir / CHECKPOINT_DIR)
-    datamodule = instantiate(cfg.data)
+    try:
+        datamodule = instantiate(cfg.data)
+    except InstantiationException as error:  # the datamodule's own checks: one line
+        if not isinstance(error.__cause__, ValueError):
+            raise
+        raise ConfigError(str(error.__cause__)) from None
     try:
         model = instantiate(cfg.model)
     except InstantiationException as error:

@@ -261,6 +261,9 @@ BAD_SETTINGS = [
     ("trainer.max_time=00:00:00:00", ConfigError, r"^trainer.max_time=00:00:00:00 must be a pos"),
     ("trainer.max_time=soon", ConfigError, r"^trainer.max_time=soon must be a positive time"),
     ("trainer.gradient_clip_val=-1", ConfigError, r"^trainer.gradient_clip_val=-1 must be null"),
+    ("data.dt_distribution=gauss", ConfigError, r"^data.dt_distribution='gauss' must be one of"),
+    ("data.same_time_fraction=2", ConfigError, r"^data.same_time_fraction=2 must be in \[0, 1\]$"),
+    ("data.pairs_per_object=3", ConfigError, r"^data.pairs_per_object=3 must be an integer >= 1"),
 ]
 
 

@@ -221,6 +221,7 @@ def ensure_dataset(
     """
     root = Path(root)
     cfg = resolve_config(cfg)
+    writer.remove_stale(root)  # a reused dataset's leftovers too (a kill mid-swap)
     reason = writer.stale_reason(root, cfg)
     if reason is None:
         log.info("Reusing dataset at %s (manifest matches the config)", root)

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from temporal_nsr.atomic import atomic_folder, check_replaceable, pid_alive
+from temporal_nsr.atomic import atomic_folder, check_replaceable, pid_alive, remove_leftovers
 from temporal_nsr.data.format import PARAMS_FILE, SPLITS
 from temporal_nsr.data.synthetic.config import GeneratorConfig
 from temporal_nsr.data.synthetic.objects import ObjectSpec, true_angles_deg
@@ -192,14 +192,18 @@ def staging(root: Path, force: bool = False) -> Iterator[Path]:
     root = Path(root)
     check_replaceable(root, MANIFEST, force)  # before touching anything beside it
     root.parent.mkdir(parents=True, exist_ok=True)
-    _clean_stale(root)
+    remove_stale(root)
     with atomic_folder(root, marker=MANIFEST, force=force) as tmp:
         yield tmp
 
 
-def _clean_stale(root: Path) -> None:
-    """Remove leftovers of killed runs of older versions: ``<root>.tmp-<pid>`` / ``.old-<pid>``
-    folders (``atomic_folder`` removes its own hidden ``.<root>.tmp-*`` / ``.old-*``)."""
+def remove_stale(root: Path) -> None:
+    """Remove leftovers of killed generations beside ``root``: hidden ``.<root>.tmp-<pid>-*`` /
+    ``.old-<pid>-*`` folders (``atomic.remove_leftovers``) and the ``<root>.tmp-<pid>`` /
+    ``.old-<pid>`` folders of older versions, each only when its process is gone."""
+    if not root.parent.is_dir():
+        return
+    remove_leftovers(root)
     siblings = sorted(root.parent.glob(f"{root.name}.tmp-*"))
     siblings += sorted(root.parent.glob(f"{root.name}.old-*"))
     for path in siblings:

@@ -212,6 +212,9 @@ def test_leftovers_of_a_killed_swap_are_removed(tmp_path: Path) -> None:
     (old / "train").mkdir(parents=True)
     generate_dataset(tmp_path / "d", _tiny(num_objects=1), progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+    (old / "train").mkdir(parents=True)  # killed again; this time the next run reuses "d"
+    ensure_dataset(tmp_path / "d", _tiny(num_objects=1), progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
 
 
 def test_cli_generates_then_reuses(tmp_path: Path) -> None:
