@@ -29,6 +29,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from temporal_nsr.atomic import FolderError, disk_full
 from temporal_nsr.data.dataset import DatasetError
 from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.evaluation.bend import BendEstimator
@@ -37,7 +38,14 @@ from temporal_nsr.evaluation.protocol import EvaluationError
 from temporal_nsr.evaluation.report import write_outputs
 from temporal_nsr.evaluation.split import EvalOptions, evaluate_split
 from temporal_nsr.inference import resolve_device
-from temporal_nsr.runs import Run, load_checkpoint, load_model, load_run, run_datamodule
+from temporal_nsr.runs import (
+    Run,
+    load_checkpoint,
+    load_model,
+    load_run,
+    output_dir,
+    run_datamodule,
+)
 from temporal_nsr.training.checkpointing import sha256_file
 
 
@@ -81,12 +89,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     device = str(resolve_device(cfg.device))
     run = _load_model(cfg, device)
     baseline = _load_baseline(cfg.baseline_run_dir, device) if cfg.baseline_run_dir else None
-    if cfg.get("out_dir"):
-        out_dir = Path(cfg.out_dir)
-    elif cfg.get("run_dir") is not None:
-        out_dir = Path(cfg.run_dir) / "eval"
-    else:
-        out_dir = Path(cfg.paths.output_dir)
+    run_dir = cfg.get("run_dir")
+    default = Path(run_dir) / "eval" if run_dir is not None else Path(cfg.paths.output_dir)
+    out_dir = output_dir(run.cfg, run.checkpoint, run_dir, cfg.get("out_dir"), default)
     data = run.cfg.data
     manifest_file = Path(data.root) / "manifest.json"
     manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else None
@@ -127,8 +132,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 def main(cfg: DictConfig) -> None:
     try:
         results = evaluate(cfg)
-    except (CheckpointError, DatasetError, EvaluationError) as error:
+    except (CheckpointError, DatasetError, EvaluationError, FolderError) as error:
         raise SystemExit(f"evaluate: {error}") from None
+    except OSError as error:
+        if (line := disk_full(error)) is None:
+            raise
+        raise SystemExit(f"evaluate: {line}") from None
     print((Path(results["out_dir"]) / "results.md").read_text())
 
 

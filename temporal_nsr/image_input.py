@@ -3,7 +3,8 @@
 ``image_batch`` turns them into the (B, 3, S, S) float batch a model takes. Transparency is
 composited over WHITE (the background of the training renders), palette and other colour modes
 become RGB (``data/images.py``'s decoding policy, grayscale replicated), and an image of
-another size is padded with white to a square and resized with a logged warning.
+another size is resized (its longer side to S) and padded with white to a square, with a logged
+warning.
 """
 
 from __future__ import annotations
@@ -91,24 +92,26 @@ def _to_chw(image: ImageLike, limits: ImageLimits) -> Tensor:
 
 
 def _fit(images: Tensor, size: int) -> Tensor:
-    """(B, 3, H, W) -> (B, 3, size, size): pad to a square with white, then resize."""
+    """(B, 3, H, W) -> (B, 3, size, size): resize the longer side to ``size``, then pad the
+    shorter one with white (resizing first: a thin strip never becomes a huge square)."""
     _, _, h, w = images.shape
     if (h, w) == (size, size):
         return images
     log.warning(
-        "input image is %dx%d px but the model takes %dx%d: padding it to a square with "
-        "white and resizing it",
+        "input image is %dx%d px but the model takes %dx%d: resizing it and padding it to a "
+        "square with white",
         w,
         h,
         size,
         size,
     )
     side = max(h, w)
-    top, left = (side - h) // 2, (side - w) // 2
-    images = F.pad(images, (left, side - w - left, top, side - h - top), value=1.0)
-    return F.interpolate(
-        images, size=(size, size), mode="bilinear", antialias=side > size, align_corners=False
+    new_h, new_w = max(1, round(h * size / side)), max(1, round(w * size / side))
+    images = F.interpolate(
+        images, size=(new_h, new_w), mode="bilinear", antialias=side > size, align_corners=False
     ).clamp(0, 1)
+    top, left = (size - new_h) // 2, (size - new_w) // 2
+    return F.pad(images, (left, size - new_w - left, top, size - new_h - top), value=1.0)
 
 
 def image_batch(

@@ -8,13 +8,18 @@ or a .ckpt of ours (``NovelViewRenderer.from_checkpoint``). Writes ``slots.png``
 ``interpolation.png/.gif``, ``latent_slices.png/.gif``, ``turntable.png/.gif`` and
 ``novel_animation.gif`` (each animation also as MP4 with ``imageio-ffmpeg``; see
 ``temporal_nsr.figures``) into ``out_dir`` (default ``<run_dir>/render/<image stem>``, with
-``ckpt=`` this command's Hydra output folder ``outputs/render/<date>_<time>/<image stem>``).
+``ckpt=`` this command's Hydra output folder ``outputs/render/<date>_<time>/<image stem>``),
+with ``render.json`` (the checkpoint and the image), swapped in whole. Only a folder that
+render wrote before (it holds ``render.json``) is replaced; any other non-empty ``out_dir``,
+one over the run folder or its dataset, or a ``render/`` link out of the run is refused in one
+line (``force=true`` replaces a non-empty folder).
 An image file over ``image_limits`` is refused before it is decoded. With an active W&B run
 (``wandb.run``) the PNGs are logged as images and the GIFs as videos under ``render/<name>``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -22,15 +27,18 @@ import hydra
 from omegaconf import DictConfig
 from torch import Tensor
 
+from temporal_nsr.atomic import FolderError, atomic_folder, check_replaceable, disk_full
 from temporal_nsr.data.dataset import DatasetError
 from temporal_nsr.data.images import ImageLimits
 from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.figures import RenderError, log_to_wandb, render_figures, write_figures
 from temporal_nsr.image_input import ImageError
 from temporal_nsr.inference import load_renderer
-from temporal_nsr.runs import run_datamodule
+from temporal_nsr.runs import output_dir, run_datamodule
 
 log = logging.getLogger(__name__)
+
+MARKER = "render.json"  # what was rendered from what; marks a folder as render's own
 
 __all__ = ["RenderError", "render"]
 
@@ -48,7 +56,8 @@ def render(cfg: DictConfig) -> list[Path]:
 
     Raises:
         CheckpointError, ImageError, DatasetError, RenderError: bad run folder,
-            checkpoint file, image or setting.
+            checkpoint file, image or setting. FolderError: an ``out_dir`` over the run or
+            its data, or one holding files of something else (no ``render.json``).
     """
     renderer = load_renderer(cfg)
     if cfg.image is None:
@@ -61,12 +70,11 @@ def render(cfg: DictConfig) -> list[Path]:
     else:
         image, stem = Path(cfg.image), Path(cfg.image).stem
     log.info("input image: %s", cfg.image or f"{stem} (the run's first test image)")
-    if cfg.out_dir:
-        out_dir = Path(cfg.out_dir)
-    elif cfg.get("run_dir") is not None:
-        out_dir = Path(cfg.run_dir) / "render" / stem
-    else:
-        out_dir = Path(cfg.paths.output_dir) / stem
+    run_dir = cfg.get("run_dir")
+    default = Path(run_dir) / "render" / stem if run_dir else Path(cfg.paths.output_dir) / stem
+    out_dir = output_dir(renderer.config, renderer.checkpoint, run_dir, cfg.out_dir, default)
+    force = bool(cfg.get("force", False))
+    check_replaceable(out_dir, MARKER, force)  # before anything is rendered
     figures = render_figures(
         renderer,
         image,
@@ -76,7 +84,11 @@ def render(cfg: DictConfig) -> list[Path]:
         elevation_deg=cfg.elevation_deg,
         limits=ImageLimits(**cfg.image_limits, setting="image_limits"),
     )
-    paths = write_figures(figures, out_dir, cfg.fps)
+    with atomic_folder(out_dir, marker=MARKER, force=force) as staging:
+        written = write_figures(figures, staging, cfg.fps)
+        about = {"checkpoint": str(renderer.checkpoint), "image": str(cfg.image or stem)}
+        (staging / MARKER).write_text(json.dumps(about, indent=1))
+    paths = [out_dir / path.name for path in written]
     log_to_wandb(paths)
     return paths
 
@@ -85,8 +97,12 @@ def render(cfg: DictConfig) -> list[Path]:
 def main(cfg: DictConfig) -> None:
     try:
         paths = render(cfg)
-    except (CheckpointError, ImageError, DatasetError, RenderError) as error:
+    except (CheckpointError, ImageError, DatasetError, RenderError, FolderError) as error:
         raise SystemExit(f"render: {error}") from None
+    except OSError as error:
+        if (line := disk_full(error)) is None:
+            raise
+        raise SystemExit(f"render: {line}") from None
     for path in paths:
         print(path)
 

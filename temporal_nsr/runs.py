@@ -22,15 +22,19 @@ tensors and plain containers only, so a shared run folder cannot run code. Every
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import torch
+from hydra._internal.utils import _locate
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from lightning.pytorch import LightningDataModule
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from temporal_nsr.atomic import check_separate, inside
 from temporal_nsr.data.datamodule import ViewPairDataModule
 from temporal_nsr.enr_checkpoint import (
     CheckpointError,
@@ -141,8 +145,79 @@ def _run_config(run_dir: Path) -> DictConfig:
     return OmegaConf.load(config)
 
 
+# Classes outside temporal_nsr that a run's config may name (conf/ uses them); anything else
+# outside the package is refused when a run is loaded.
+ALLOWED_TARGETS = frozenset(
+    {
+        "torch.optim.Adam",
+        "torch.optim.AdamW",
+        "torch.optim.SGD",
+        "lightning.Trainer",
+        "lightning.pytorch.callbacks.ModelCheckpoint",
+        "lightning.pytorch.callbacks.RichProgressBar",
+        "lightning.pytorch.callbacks.RichModelSummary",
+        "lightning.pytorch.loggers.CSVLogger",
+        "lightning.pytorch.loggers.TensorBoardLogger",
+        "lightning.pytorch.loggers.WandbLogger",
+    }
+)
+_BUILDABLE = (torch.nn.Module, LightningDataModule)  # what a run's own classes may be
+
+
+def _targets(node: Any, key: str) -> Iterator[tuple[str, Any]]:
+    """Every ``_target_`` in a plain config tree, with the dotted key that holds it."""
+    if isinstance(node, Mapping):
+        if "_target_" in node:
+            yield key, node["_target_"]
+        for name, child in node.items():
+            yield from _targets(child, f"{key}.{name}")
+    elif isinstance(node, list):
+        for i, child in enumerate(node):
+            yield from _targets(child, f"{key}[{i}]")
+
+
+def check_targets(node: DictConfig, key: str, source: str | Path) -> None:
+    """Refuse a run config node that names anything but temporal_nsr's models and data.
+
+    A ``_target_`` is accepted only as a dotted name under ``temporal_nsr.`` that resolves to
+    a class DEFINED in temporal_nsr deriving from ``torch.nn.Module`` or
+    ``LightningDataModule`` (not a function, nor a name imported into the package such as
+    ``temporal_nsr.x.subprocess.run``), or one of ``ALLOWED_TARGETS``. The name is checked
+    before anything is imported, so a ``hubconf.py`` or any module outside the package beside
+    the run never runs.
+
+    Raises:
+        CheckpointError: naming the file, the key and the target.
+    """
+    try:
+        tree = OmegaConf.to_container(node, resolve=True)
+    except Exception:  # an interpolation that does not resolve: check the raw strings
+        tree = OmegaConf.to_container(node, resolve=False)
+    for where, target in _targets(tree, key):
+        if isinstance(target, str) and target in ALLOWED_TARGETS:
+            continue
+        ok = isinstance(target, str) and target.startswith("temporal_nsr.")
+        if ok:
+            try:
+                found = _locate(target)  # imports temporal_nsr modules only
+            except (ImportError, AttributeError, ValueError):
+                found = None
+            ok = (
+                isinstance(found, type)
+                and found.__module__.startswith("temporal_nsr.")
+                and issubclass(found, _BUILDABLE)
+            )
+        if not ok:
+            raise CheckpointError(
+                f"{source}: {where}._target_={target!r} is not a temporal_nsr model or data "
+                "class, so it is not instantiated (a run folder's config could run any code "
+                "through it): use a run folder written by temporal_nsr.train"
+            )
+
+
 def _build(cfg: DictConfig, path: Path) -> SceneRenderer:
     """The network of ``cfg.model``, without the LightningModule around it."""
+    check_targets(cfg.model.renderer, "model.renderer", path)
     try:
         return instantiate(cfg.model.renderer)
     except InstantiationException as error:  # wraps the model's ValueError
@@ -291,6 +366,43 @@ def load_model(
     return load_run(run_dir, checkpoint, device)
 
 
+def output_dir(
+    cfg: DictConfig | None,
+    checkpoint: Path | None,
+    run_dir: str | Path | None,
+    out_dir: str | Path | None,
+    default: Path,
+) -> Path:
+    """Where a command (export, render, evaluate) writes for a loaded model: ``out_dir`` or
+    ``default``, checked so that writing there can destroy nothing of the run or its data.
+
+    Args:
+        cfg: the model's config (``Run.cfg``); its ``data.root`` is protected.
+        checkpoint: the file the model came from.
+        run_dir: the ``run_dir=`` of the command, if any.
+        out_dir: the ``out_dir=`` of the command, if any.
+        default: where the command writes without ``out_dir``.
+
+    Refused: an ``out_dir`` equal to or containing the run folder or the checkpoint file, one
+    equal to, inside or containing the run's dataset, and a folder under the run folder that a
+    symbolic link leads out of it.
+
+    Raises:
+        FolderError: naming the folder and what it overlaps.
+    """
+    out = Path(out_dir) if out_dir else Path(default)
+    if run_dir is not None:
+        check_separate(out, Path(run_dir), "the run folder", inside_ok=True)
+        if not out_dir or out.absolute().is_relative_to(Path(run_dir).absolute()):
+            inside(out, Path(run_dir))
+    if checkpoint is not None:
+        check_separate(out, checkpoint, "the checkpoint")
+    root = ((cfg or {}).get("data") or {}).get("root")
+    if root:
+        check_separate(out, Path(root), "the dataset")
+    return out
+
+
 def run_datamodule(cfg: DictConfig) -> ViewPairDataModule:
     """The data of a loaded run (``Run.cfg``, ``NovelViewRenderer.config``) as its training saw
     it: ``run_datamodule(run.cfg).split("test")`` opens one split. Nothing is generated.
@@ -305,4 +417,6 @@ def run_datamodule(cfg: DictConfig) -> ViewPairDataModule:
             "data.root=<dataset folder with train/ and the splits> (data.static=true for a "
             "static dataset such as ENR's chairs)"
         )
+    plain = OmegaConf.masked_copy(data, [k for k in data if k != "generator"])  # not built
+    check_targets(plain, "data", "the run's config")
     return instantiate(data, generator=None)

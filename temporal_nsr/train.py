@@ -9,8 +9,10 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from temporal_nsr.atomic import disk_full
 from temporal_nsr.data.dataset import DatasetError
 from temporal_nsr.enr_checkpoint import CheckpointError
+from temporal_nsr.training.checkpointing import DivergedError
 from temporal_nsr.training.fit import ConfigError, train
 
 
@@ -18,8 +20,12 @@ from temporal_nsr.training.fit import ConfigError, train
 def main(cfg: DictConfig) -> float | None:
     try:
         metrics = train(cfg)
-    except (CheckpointError, DatasetError, ConfigError) as error:
+    except (CheckpointError, DatasetError, ConfigError, DivergedError) as error:
         raise SystemExit(f"train: {error}") from None
+    except OSError as error:
+        if (line := disk_full(error)) is None:
+            raise
+        raise SystemExit(f"train: {line}") from None
     return metrics.get(cfg.optimized_metric) if cfg.get("optimized_metric") else None
 
 

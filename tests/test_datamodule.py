@@ -127,6 +127,16 @@ def test_prepare_data_without_generator_needs_the_data(tmp_path: Path) -> None:
         make(tmp_path / "missing").prepare_data()
 
 
+def test_a_dataset_without_manifest_is_never_regenerated(data: Path, tmp_path: Path) -> None:
+    root = shutil.copytree(data, tmp_path / "mine", ignore=shutil.ignore_patterns("manifest.json"))
+    (root / "MY_NOTES.txt").write_text("keep")
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    with pytest.raises(DatasetError, match=r"no manifest.json .* set data.generator=null"):
+        make(root, generator=OmegaConf.create(TINY_GENERATOR)).prepare_data()
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
+    make(root).prepare_data()  # data.generator=null: used as it is
+
+
 def test_mean_train_image(data: Path) -> None:
     dm = make(data)
     mean = dm.mean_train_image(chunk=5)

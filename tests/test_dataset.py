@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -164,6 +166,16 @@ def _nan_azimuth(folder: Path) -> str:
     return "azimuth=nan"
 
 
+def _huge_azimuth(folder: Path) -> str:  # finite in float64, inf in float32
+    edit_params(folder, lambda p: p["00002"].update(azimuth=1e300))
+    return "azimuth=1e+300; it must be a finite number of degrees in [-360, 360]"
+
+
+def _elevation_past_the_pole(folder: Path) -> str:
+    edit_params(folder, lambda p: p["00002"].update(elevation=91.5))
+    return "elevation=91.5; it must be a finite number of degrees in [-90, 90]"
+
+
 def _late_timestep(folder: Path) -> str:
     edit_params(folder, lambda p: p["00002"].update(temporal=3))
     return "data.num_timesteps to at least 4"
@@ -194,6 +206,8 @@ def _fractional_timestep(folder: Path) -> str:
         _missing_azimuth,
         _text_elevation,
         _nan_azimuth,
+        _huge_azimuth,
+        _elevation_past_the_pole,
         _late_timestep,
         _negative_timestep,
         _fractional_timestep,
@@ -344,3 +358,35 @@ def test_static_mode_makes_each_timestep_an_object(tmp_path: Path) -> None:
     np.testing.assert_array_equal(data.original_timestep, [0, 0, 2, 2, 0, 0, 2, 2])
     item = data[(2, 3)]
     assert int(item.object_id) == 2 and int(item.dt) == 0
+
+
+def test_a_full_disk_while_caching_is_one_line_and_leaves_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_split(tmp_path / "train")
+
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(dataset_mod.os, "posix_fallocate", full)
+    with pytest.raises(DatasetError) as raised:
+        RenderedViews(tmp_path / "train", image_size=SIZE)
+    line = str(raised.value)
+    assert "\n" not in line
+    assert line.startswith("no space left on the device for the image cache ")
+    assert " MB, " in line and " MB are free" in line
+    assert list((tmp_path / "train" / ".cache").iterdir()) == []
+
+
+def test_temporaries_of_killed_decodes_are_removed(tmp_path: Path) -> None:
+    write_split(tmp_path / "train")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    cache = tmp_path / "train" / ".cache"
+    cache.mkdir()
+    (cache / f".tmp_{dead.pid}_abc.npy").write_bytes(b"half")
+    (cache / f".tmp_{os.getpid()}_live.npy").write_bytes(b"someone writing")
+    views = RenderedViews(tmp_path / "train", image_size=SIZE)
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        [views.cache_path.name, f".tmp_{os.getpid()}_live.npy"]
+    )

@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
+from temporal_nsr.atomic import FolderError
 from temporal_nsr.config import compose_config
 from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.export import (
@@ -231,3 +233,42 @@ def test_bad_inputs_are_one_line_errors(
     done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert done.stderr.strip() == "export: format must be one of onnx, torchscript; got 'tflite'"
+
+
+def test_export_never_replaces_what_it_did_not_write(
+    tiny_run: Path, eager: SceneRenderer, tmp_path: Path
+) -> None:
+    thesis = tmp_path / "thesis"
+    thesis.mkdir()
+    (thesis / "thesis.txt").write_text("three years of work")
+    with pytest.raises(FolderError, match=r"thesis holds files .*no export.json.*force=true"):
+        _export(tiny_run, thesis, "format=torchscript")
+    assert (thesis / "thesis.txt").is_file()
+    before = sorted(p.relative_to(tiny_run) for p in tiny_run.rglob("*"))
+    for out in (tiny_run, tiny_run.parent):  # the run itself, or a folder holding it
+        with pytest.raises(FolderError, match="overlaps the run folder"):
+            _export(tiny_run, out, "format=torchscript", "force=true")
+    data = Path(OmegaConf.load(tiny_run / ".hydra" / "config.yaml").data.root)
+    with pytest.raises(FolderError, match="overlaps the dataset"):
+        _export(tiny_run, data / "exported", "format=torchscript")
+    assert sorted(p.relative_to(tiny_run) for p in tiny_run.rglob("*")) == before
+    # With force=true a non-empty folder is replaced.
+    _export(tiny_run, thesis, "format=torchscript", "verify=false", "force=true")
+    assert not (thesis / "thesis.txt").exists()
+
+
+def test_export_does_not_follow_a_link_out_of_the_run(tiny_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_bytes((tiny_run / ".hydra/config.yaml").read_bytes())
+    (run / "checkpoints").symlink_to(tiny_run / "checkpoints")
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "torchscript").mkdir(parents=True)
+    (elsewhere / "torchscript" / "keep.txt").write_text("not the run's")
+    (run / "export").symlink_to(elsewhere)
+    cfg = compose_config(
+        [f"run_dir={run}", "checkpoint=last", "format=torchscript", "force=true"], "export"
+    )
+    with pytest.raises(FolderError, match="leads outside .*symbolic link"):
+        export(cfg)
+    assert (elsewhere / "torchscript" / "keep.txt").is_file()

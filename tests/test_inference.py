@@ -194,3 +194,39 @@ def test_checkpoint_choice_is_logged_with_its_step(
         run = load_run(tiny_run, "last")
     assert run.step == 8 and run.checkpoint.name == "last.ckpt"
     assert f"loaded {run.checkpoint} (global step 8) on cpu, weights float32" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("key", "target"),
+    [
+        ("model.renderer", "hubconf.Evil"),  # a module shipped in the run folder
+        ("model.renderer.decoder", "torch.hub.load"),
+        ("data", "hubconf.Evil"),
+        ("data.name", "temporal_nsr.data.synthetic.blender.subprocess.run"),  # re-exported
+        ("data.name", "temporal_nsr.data.synthetic.generator.generate_dataset"),  # a function
+    ],
+)
+def test_a_run_config_builds_only_temporal_nsr_classes(
+    tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str, target: str
+) -> None:
+    from temporal_nsr.runs import load_run, run_datamodule
+
+    shared = tmp_path / "shared"
+    shutil.copytree(tiny_run / ".hydra", shared / ".hydra")
+    (shared / "checkpoints").symlink_to(tiny_run / "checkpoints")
+    marker = tmp_path / "marker"
+    (shared / "hubconf.py").write_text(f"open({str(marker)!r}, 'w')\nEvil = object\n")
+    monkeypatch.syspath_prepend(str(shared))
+    monkeypatch.chdir(shared)
+    cfg = OmegaConf.load(shared / ".hydra" / "config.yaml")
+    if key == "data.name":
+        OmegaConf.update(cfg, key, {"_target_": target, "_args_": [["touch", str(marker)]]})
+    else:
+        OmegaConf.update(cfg, f"{key}._target_", target)
+    OmegaConf.save(cfg, shared / ".hydra" / "config.yaml")
+    with pytest.raises(CheckpointError) as raised:
+        run = load_run(shared, "last")
+        run_datamodule(run.cfg)
+    message = str(raised.value)
+    assert f"{key}._target_={target!r} is not a temporal_nsr model or data class" in message
+    assert "\n" not in message and not marker.exists()

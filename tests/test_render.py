@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from temporal_nsr.atomic import FolderError
 from temporal_nsr.config import compose_config
 from temporal_nsr.figures import mp4_available
 from temporal_nsr.image_input import ImageError
@@ -88,3 +89,37 @@ def test_bad_inputs_are_one_line_errors(tiny_run: Path, tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert done.stderr.strip() == f"render: {text} is not a readable image (UnidentifiedImageError)"
+
+
+def test_render_never_replaces_what_it_did_not_write(tiny_run: Path, tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    with pytest.raises(FolderError, match=r"mine holds files .*no render.json.*force=true"):
+        render(_cfg(tiny_run, tmp_path, out_dir=mine))
+    assert (mine / "notes.txt").read_text() == "keep"
+    written = render(_cfg(tiny_run, tmp_path, out_dir=tmp_path / "figs"))
+    assert (tmp_path / "figs" / "render.json").is_file() and written[0].is_file()
+    render(_cfg(tiny_run, tmp_path, out_dir=tmp_path / "figs"))  # its own folder: replaced
+    with pytest.raises(FolderError, match="overlaps the run folder"):
+        render(_cfg(tiny_run, tmp_path, out_dir=tiny_run))
+
+
+def test_render_does_not_follow_a_link_out_of_the_run(tiny_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_bytes((tiny_run / ".hydra/config.yaml").read_bytes())
+    (run / "checkpoints").symlink_to(tiny_run / "checkpoints")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (run / "render").symlink_to(elsewhere)
+    with pytest.raises(FolderError, match="leads outside .*symbolic link"):
+        render(_cfg(run, tmp_path))
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_thin_image_is_refused_from_its_header(tiny_run: Path, tmp_path: Path) -> None:
+    strip = tmp_path / "strip.png"
+    Image.new("RGB", (1, 14000), "white").save(strip)  # 108 bytes; 2.8 GB once padded square
+    with pytest.raises(ImageError, match=r"^strip.png is 1x14000 px, a side longer than the 4096"):
+        render(_cfg(tiny_run, tmp_path, image=strip))

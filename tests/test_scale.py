@@ -27,6 +27,7 @@ from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.runs import furthest_checkpoint
 from temporal_nsr.training import checkpointing
 from temporal_nsr.training.checkpointing import AtomicCheckpointIO, resolve_ckpt_path
+from temporal_nsr.training.fit import train
 from temporal_nsr.training.sweep import write_job_result, write_summary
 
 REPO = Path(__file__).resolve().parents[1]
@@ -282,6 +283,45 @@ def test_sigterm_saves_last_checkpoint_and_exits_zero(tiny_data: Path, tmp_path:
     result = json.loads((run_dir / "metrics.json").read_text())
     assert result["status"] == "interrupted"
     assert result["global_step"] == _step(run_dir / "checkpoints" / "last.ckpt")
+
+
+def test_ctrl_c_saves_last_checkpoint_like_sigterm(tiny_data: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    args = [*_base(tiny_data, tmp_path), f"hydra.run.dir={run_dir}", "trainer.max_epochs=1000",
+            "callbacks.periodic_checkpoint.every_n_train_steps=2"]  # fmt: skip
+    proc = subprocess.Popen(
+        _command(args), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        seen = _wait_for_step(proc, run_dir, step=5)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr[-3000:]  # the shell's status for Ctrl-C
+    assert b"Traceback" not in stderr
+    assert _step(run_dir / "checkpoints" / "last.ckpt") >= seen
+    assert "SIGTERM: saved" in (run_dir / "train.log").read_text()  # the same save
+    result = json.loads((run_dir / "metrics.json").read_text())
+    assert result["status"] == "interrupted"
+    assert result["global_step"] == _step(run_dir / "checkpoints" / "last.ckpt")
+
+
+def test_temporaries_of_a_kill_while_saving_are_removed_at_the_next_start(
+    cfg_train, tmp_path: Path
+) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    stale = folder / f".last.ckpt.{dead.pid}.0a1b2c3d.tmp"
+    stale.write_bytes(b"PK half a checkpoint")
+    alive = folder / f".last.ckpt.{os.getpid()}.0a1b2c3d.tmp"  # a writer still running: kept
+    alive.write_bytes(b"PK")
+    cfg_train.trainer.max_steps = 1
+    cfg_train.test = False
+    train(cfg_train)
+    assert not stale.exists() and alive.exists()
 
 
 def test_atomic_checkpoint_io_keeps_the_previous_file_on_a_crash(

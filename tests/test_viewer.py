@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import gc
 import io
+import logging
 import os
 import shutil
 import subprocess
 import sys
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from temporal_nsr.config import compose_config
@@ -23,10 +27,12 @@ from temporal_nsr.inference import NovelViewRenderer
 from temporal_nsr.viewer import (
     EXAMPLES,
     EXAMPLES_DIR,
+    SessionPool,
     ViewerError,
     ViewerSession,
     build_app,
     find_examples,
+    prune_exports,
     viewer,
     write_examples,
 )
@@ -371,3 +377,104 @@ def test_browser_loads_the_page_and_a_slider_moves_the_view(
     assert before != after
     page_image = np.asarray(Image.open(io.BytesIO(shot)).convert("RGB"))
     assert page_image.shape[1] == 1280 and page_image.std() > 5  # not blank
+
+
+def test_sessions_expire_by_count_and_time_and_free_their_latents(
+    renderer: NovelViewRenderer, png: Path
+) -> None:
+    now = [0.0]
+    pool = SessionPool(max_sessions=4, idle_s=60, clock=lambda: now[0])
+    latents, keys = [], []
+    for _ in range(40):  # 40 tabs opened one after another: memory must plateau at 4 sessions
+        session = ViewerSession(renderer)
+        session.set_image(png)
+        latents.append(weakref.ref(session.latent))
+        keys.append(pool.add(session))
+        del session
+        now[0] += 1
+    gc.collect()
+    assert len(pool) == 4 and sum(ref() is not None for ref in latents) == 4
+    assert pool.get(keys[0]) is None  # evicted: its key finds nothing
+    assert pool.get(keys[-1]).update(10, 0, 0).shape == (32, 32, 3)  # the newest serve
+    now[0] += 61  # an hour of idle tabs later: every session expires
+    assert pool.get(keys[-1]) is None and len(pool) == 0
+    gc.collect()
+    assert all(ref() is None for ref in latents)
+    with pytest.raises(ViewerError, match="sessions.max must be >= 1"):
+        SessionPool(0, 60)
+
+
+def _api(app, name: str):
+    """The function behind an API endpoint of a built app, called as the server would."""
+    (fn,) = [f.fn for f in app.fns.values() if f.api_name == name]
+    return fn
+
+
+def test_app_requests_share_the_bounded_pool_and_refusals_are_one_line(
+    renderer: NovelViewRenderer, png: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    gr = pytest.importorskip("gradio")
+    app = build_app(renderer, export_dir=tmp_path, max_sessions=3, max_exports=2)
+    upload = {"path": str(png), "orig_name": png.name}
+    keys = [_api(app, "set_image")(upload, 0, 0, 0)[-1] for _ in range(10)]
+    assert len(app.viewer_sessions) == 3
+    assert _api(app, "render")(keys[-1], 20, 5, 0.5).shape == (32, 32, 3)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="temporal_nsr.viewer.app"):
+        refused = [
+            (_api(app, "render"), (keys[0], 0, 0, 0), "this session expired"),
+            (_api(app, "render"), (keys[-1], float("nan"), 0, 0), "azimuth=nan and elevation"),
+            (_api(app, "render"), (keys[-1], 0, float("inf"), 0), "elevation=inf must be"),
+            (_api(app, "set_image"), (upload, float("nan"), 0, 0), "azimuth=nan"),
+            (_api(app, "slices"), (keys[-1], float("nan")), r"dt=nan is outside"),
+        ]
+        for fn, args, message in refused:
+            with pytest.raises(gr.Error, match=message) as raised:
+                fn(*args)
+            assert raised.value.print_exception is False  # no traceback on the console
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == len(refused) and all(line.startswith("refused: ") for line in lines)
+    assert all("\n" not in line for line in lines)
+    for _ in range(4):  # exports are capped: the oldest go
+        _api(app, "export_turntable")(keys[-1], 0, 0, 0)
+    assert len(list(tmp_path.glob("*/.viewer_export"))) == 2
+
+
+def test_exports_beyond_the_cap_are_removed_and_nothing_else(
+    renderer: NovelViewRenderer, png: Path, tmp_path: Path
+) -> None:
+    session = ViewerSession(renderer, turntable_views=2)
+    session.set_image(png)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    folders = [session.export("turntable", tmp_path, az, 0, 0).folder for az in (0, 10, 20)]
+    for age, folder in enumerate(reversed(folders)):  # distinct times, oldest first
+        os.utime(folder, (1e9 - age, 1e9 - age))
+    assert prune_exports(tmp_path, keep=1) == [folders[1], folders[0]]
+    assert folders[2].is_dir() and (mine / "notes.txt").is_file()
+
+
+def test_thin_images_are_refused_from_the_header_and_resized_before_padding(
+    renderer: NovelViewRenderer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = compose_config([], "viewer")
+    limits = ImageLimits(**cfg.image_limits, setting="image_limits")
+    strip = tmp_path / "strip.png"
+    Image.new("RGB", (1, 14000), "white").save(strip)  # a few hundred bytes
+    with pytest.raises(ImageTooLargeError, match=r"^strip.png is 1x14000 px, a side longer than"):
+        ViewerSession(renderer, limits=limits).set_image(strip)
+    long = tmp_path / "long.png"
+    Image.new("RGB", (9, 2000), "white").save(long)
+    with pytest.raises(ImageTooLargeError, match=r"^long.png is 9x2000 px, 222 times longer"):
+        ViewerSession(renderer, limits=limits).set_image(long)
+    padded = []
+    pad = torch.nn.functional.pad
+
+    def recording_pad(images, *args, **kwargs):
+        padded.append(tuple(images.shape))
+        return pad(images, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "pad", recording_pad)
+    ViewerSession(renderer).set_image(long)  # unbounded: resized to 1 x 32, then padded
+    assert padded[0] == (1, 3, 32, 1)  # (the figures pad small things later)

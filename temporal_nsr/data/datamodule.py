@@ -11,9 +11,10 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
+from temporal_nsr.atomic import FolderError
 from temporal_nsr.data.dataset import DatasetError, RenderedViews
 from temporal_nsr.data.format import SPLITS
-from temporal_nsr.data.sampler import FixedPairs, SameObjectPairSampler
+from temporal_nsr.data.sampler import DT_DISTRIBUTIONS, FixedPairs, SameObjectPairSampler
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,8 @@ class ViewPairDataModule(LightningDataModule):
         static: treat every (object, timestep) as its own static object at timestep 0.
         seed: seeds every pair draw.
         generator: generator config that ``prepare_data`` passes to ``ensure_dataset`` of
-            `temporal_nsr.data.synthetic.generator`; None = the data must exist at root.
+            `temporal_nsr.data.synthetic.generator`; None = the data must exist at root. A
+            root holding files but no generator manifest is never regenerated (an error).
         same_time_fraction: probability that a training pair is a dt = 0 pair (see
             ``SameObjectPairSampler``); 0 is the plain uniform draw.
         same_time_epochs: epochs over which that share falls to 0; None keeps it constant.
@@ -63,7 +65,8 @@ class ViewPairDataModule(LightningDataModule):
             reach (a warning instead of an error); those slots never get training signal.
 
     Raises:
-        ValueError: a ``batch_size`` that ``pairs_per_object`` does not divide.
+        ValueError: a ``batch_size`` that ``pairs_per_object`` does not divide, an unknown
+            ``dt_distribution``, or a ``same_time_*`` setting out of range.
         DatasetError: from ``setup``: a missing or malformed split, or a ``max_offset`` that no
             training pair reaches (unless ``allow_unreachable_offsets``).
     """
@@ -100,6 +103,14 @@ class ViewPairDataModule(LightningDataModule):
                 f"data.pairs_per_object={pairs_per_object} must be an integer >= 1 that divides "
                 f"data.batch_size={batch_size}: set one of them so that it does"
             )
+        if dt_distribution not in DT_DISTRIBUTIONS:
+            raise ValueError(
+                f"data.dt_distribution={dt_distribution!r} must be one of {DT_DISTRIBUTIONS}"
+            )
+        if not 0.0 <= same_time_fraction <= 1.0:
+            raise ValueError(f"data.same_time_fraction={same_time_fraction} must be in [0, 1]")
+        if same_time_epochs is not None and not same_time_epochs >= 1:
+            raise ValueError(f"data.same_time_epochs={same_time_epochs} must be null or >= 1")
         # Plain values only: checkpoints store these and must load with torch.load(weights_only).
         root = str(root)
         generator = _plain(generator)
@@ -111,7 +122,14 @@ class ViewPairDataModule(LightningDataModule):
         if self.hparams.generator is not None:
             from temporal_nsr.data.synthetic.generator import ensure_dataset
 
-            ensure_dataset(self.root, _plain(self.hparams.generator))
+            try:
+                ensure_dataset(self.root, _plain(self.hparams.generator))
+            except FolderError:
+                raise DatasetError(
+                    f"data.root={self.root} holds files but no manifest.json of the generator, so "
+                    "it is not regenerated: to train on it as it is (e.g. your own ENR-format "
+                    "dataset) set data.generator=null, else point data.root at another folder"
+                ) from None
         elif not self.root.is_dir():
             raise DatasetError(
                 f"dataset folder {self.root} does not exist and data.generator is null: set "
@@ -126,6 +144,7 @@ class ViewPairDataModule(LightningDataModule):
             if split == "train" and split not in self.datasets:
                 self._dataset(split)
                 self._check_reachable_slots()
+                self._check_batch_fits()
             self._dataset(split)
 
     def split(self, name: str) -> RenderedViews:
@@ -207,6 +226,21 @@ class ViewPairDataModule(LightningDataModule):
             persistent_workers=workers > 0,
             drop_last=drop_last,
         )
+
+    def _check_batch_fits(self) -> None:
+        """Refuse a batch larger than this rank's training pairs of an epoch: with drop_last
+        the epoch would have no step at all and the run would "complete" untrained."""
+        train = self.datasets["train"]
+        pairs = self.hparams.pairs_per_epoch or len(train)
+        world = self.trainer.world_size if self.trainer is not None else 1
+        per_rank = -(-pairs // world)  # the sampler pads every rank to an equal share
+        if self.hparams.batch_size > per_rank:
+            raise DatasetError(
+                f"data.batch_size={self.hparams.batch_size} is more than the {per_rank} training "
+                f"pairs of an epoch{' per device' if world > 1 else ''} (data.pairs_per_epoch, or "
+                f"one per image of {self.root / 'train'}): an epoch would have no step; set "
+                f"data.batch_size <= {per_rank} or raise data.pairs_per_epoch"
+            )
 
     def _check_reachable_slots(self) -> None:
         """Refuse a max_offset that promises slots no training pair can ever reach."""

@@ -15,17 +15,21 @@ record order, where ``cache_dir`` defaults to ``<root_split>/.cache`` and the fi
 the image size, the cache format version and every PNG's relative path, byte size and mtime.
 Adding, removing, replacing or touching a PNG therefore changes the name and forces one
 re-decode; the stale file of the same size is then deleted. The file is written to a temporary
-name in the same folder and moved into place with ``os.replace``, so a crash or several DDP
-ranks decoding at once never leave a half-written cache behind.
+name in the same folder (``.tmp_<pid>_*.npy``, its blocks reserved first so that a full disk is
+a one-line ``DatasetError``, not a SIGBUS) and moved into place with ``os.replace``, so a crash
+or several DDP ranks decoding at once never leave a half-written cache behind; temporaries of
+killed processes are removed at the next decode.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from temporal_nsr.atomic import pid_alive
 from temporal_nsr.batch import ViewPair
 from temporal_nsr.data.format import PARAMS_FILE
 from temporal_nsr.data.images import GrayscaleError, ImageFileError, open_image, rgb_pixels
@@ -60,6 +65,27 @@ class _Record:
     timestep: int
     azimuth_deg: float
     elevation_deg: float
+
+
+TMP_PREFIX = ".tmp_"  # a cache being written: .tmp_<pid>_<random>.npy
+
+
+def _reserve(path: Path) -> None:
+    """Allocate the whole file on disk, so that a full disk is an OSError here, not a SIGBUS."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+
+
+def _remove_dead_temporaries(cache_dir: Path) -> None:
+    """Remove caches left half-written by killed processes (``.tmp_<pid>_*.npy``, pid gone)."""
+    for tmp in cache_dir.glob(f"{TMP_PREFIX}*.npy"):
+        pid = tmp.name[len(TMP_PREFIX) :].split("_", 1)[0]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            log.info("Removing %s, left by an interrupted decode", tmp)
+            tmp.unlink(missing_ok=True)
 
 
 def _decode_png(path: Path, image_size: int) -> np.ndarray:
@@ -102,11 +128,23 @@ def _decode_png(path: Path, image_size: int) -> np.ndarray:
         ) from None
 
 
+# |angle| bounds in degrees: a full turn either way for azimuth, the poles for elevation. Far
+# inside float32's range, so a value that passes stays finite as a tensor.
+ANGLE_BOUNDS_DEG = {"azimuth": 360.0, "elevation": 90.0}
+
+
 def _number(value: Any, field: str, params: Path, stem: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    """A pose angle of a params file, checked: a finite number within ``ANGLE_BOUNDS_DEG``."""
+    bound = ANGLE_BOUNDS_DEG[field]
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or abs(value) > bound
+    ):
         raise DatasetError(
             f"{params}: entry {stem!r} has {field}={value!r}; it must be a finite number of "
-            f"degrees: fix or regenerate {params.name}"
+            f"degrees in [-{bound:g}, {bound:g}]: fix or regenerate {params.name}"
         )
     return float(value)
 
@@ -335,7 +373,9 @@ class RenderedViews(torch.utils.data.Dataset):
         log.info("Decoding %d PNGs from %s into %s", n, self.root_split, path)
         try:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(prefix=".tmp_", suffix=".npy", dir=self.cache_dir)
+            _remove_dead_temporaries(self.cache_dir)
+            prefix = f"{TMP_PREFIX}{os.getpid()}_"
+            fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".npy", dir=self.cache_dir)
             os.close(fd)
         except OSError as err:
             log.warning(
@@ -352,10 +392,21 @@ class RenderedViews(torch.utils.data.Dataset):
             out = np.lib.format.open_memmap(
                 tmp, mode="w+", dtype=np.uint8, shape=(n, size, size, 3)
             )
+            # Reserve the blocks now: writing a sparse memmap on a full disk is a SIGBUS.
+            _reserve(tmp)
             _decode_into(out, self.files, size)
             out.flush()
             del out
             os.replace(tmp, path)
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            need = n * size * size * 3
+            free = shutil.disk_usage(self.cache_dir).free
+            raise DatasetError(
+                f"no space left on the device for the image cache {path}: it needs "
+                f"{need / 2**20:.0f} MB, {free / 2**20:.0f} MB are free; free some space there"
+            ) from None
         finally:
             tmp.unlink(missing_ok=True)
         for stale in self.cache_dir.glob(f"images_{size}px_*.npy"):

@@ -3,7 +3,8 @@
 Nothing here is the neural network ("render" is reserved for `model/renderer.py`): the library
 in `temporal_nsr.data.synthetic` synthesises the training images; this entry point composes
 ``conf/generate.yaml`` and generates ``data.root`` from ``data.generator``, or reuses it when its
-manifest matches (``force=true`` regenerates). ``backend=blender`` has a real Blender make them.
+manifest matches (``force=true`` regenerates, and replaces a folder that holds other files).
+``backend=blender`` has a real Blender make them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from temporal_nsr.atomic import disk_full
 from temporal_nsr.data.synthetic.blender import BlenderError
 from temporal_nsr.data.synthetic.generator import ensure_dataset, generate_dataset
 
@@ -23,9 +25,16 @@ def main(cfg: DictConfig) -> None:
     root = Path(cfg.data.root)
     generator = OmegaConf.to_container(cfg.data.generator, resolve=True)
     try:
-        path = generate_dataset(root, generator) if cfg.force else ensure_dataset(root, generator)
+        if cfg.force:
+            path = generate_dataset(root, generator, force=True)
+        else:
+            path = ensure_dataset(root, generator)
     except (BlenderError, ValueError) as error:  # bad input or a Blender problem: one message
         raise SystemExit(f"generate: {error}") from None
+    except OSError as error:
+        if (line := disk_full(error)) is None:
+            raise
+        raise SystemExit(f"generate: {line}") from None
     print(f"Dataset at {path.resolve()}")
 
 

@@ -39,6 +39,8 @@ class ImageLimits(NamedTuple):
     max_pixels: int | None = None  # width x height
     max_bytes: int | None = None  # size of the file
     setting: str = "max_pixels / max_bytes"  # the config node that sets them, for messages
+    max_side: int | None = None  # the longer of width and height
+    max_aspect: float | None = None  # longer side / shorter side
 
 
 UNBOUNDED = ImageLimits()
@@ -83,12 +85,25 @@ def check_file_size(path: Path, limits: ImageLimits) -> None:
 
 
 def check_pixels(name: str, width: int, height: int, limits: ImageLimits) -> None:
-    """Raise ImageSizeError when width x height exceeds ``limits.max_pixels``."""
+    """Raise ImageSizeError when width x height exceeds ``limits.max_pixels``, a side exceeds
+    ``max_side`` or the sides' ratio exceeds ``max_aspect`` (a 1 x 14000 strip)."""
     if limits.max_pixels is not None and width * height > limits.max_pixels:
         raise ImageSizeError(
             f"{name} is {width}x{height} px, more than the {limits.max_pixels} px accepted "
             f"(e.g. {_square(limits.max_pixels)}): use a smaller image or raise "
             f"{limits.setting}.max_pixels"
+        )
+    if limits.max_side is not None and max(width, height) > limits.max_side:
+        raise ImageSizeError(
+            f"{name} is {width}x{height} px, a side longer than the {limits.max_side} px "
+            f"accepted: use a smaller image or raise {limits.setting}.max_side"
+        )
+    aspect = max(width, height) / max(min(width, height), 1)
+    if limits.max_aspect is not None and (min(width, height) < 1 or aspect > limits.max_aspect):
+        raise ImageSizeError(
+            f"{name} is {width}x{height} px, {aspect:.3g} times longer than wide, more than the "
+            f"{limits.max_aspect:g} accepted: crop it closer to a square or raise "
+            f"{limits.setting}.max_aspect"
         )
 
 
@@ -123,7 +138,7 @@ def open_image(path: str | Path, limits: ImageLimits = UNBOUNDED) -> Iterator[Im
     except _UNREADABLE as error:
         raise _unreadable(path, error) from None
     with image:
-        check_pixels(path.name, *image.size, limits)
+        check_pixels(path.name, *image.size, limits)  # the header's size: nothing decoded yet
         yield image
 
 

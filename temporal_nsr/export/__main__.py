@@ -5,6 +5,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from temporal_nsr.atomic import FolderError, disk_full
 from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.export import ExportError, export
 
@@ -13,8 +14,12 @@ from temporal_nsr.export import ExportError, export
 def main(cfg: DictConfig) -> None:
     try:
         paths = export(cfg)
-    except (CheckpointError, ExportError) as error:
+    except (CheckpointError, ExportError, FolderError) as error:
         raise SystemExit(f"export: {error}") from None
+    except OSError as error:
+        if (line := disk_full(error)) is None:
+            raise
+        raise SystemExit(f"export: {line}") from None
     for path in paths:
         print(path)
 

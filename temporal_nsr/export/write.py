@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from temporal_nsr.atomic import atomic_folder
+from temporal_nsr.atomic import atomic_folder, check_replaceable
 from temporal_nsr.export.graphs import (
     BATCH,
     FORMATS,
@@ -33,7 +33,7 @@ from temporal_nsr.export.runtime import latency, read_sidecar
 from temporal_nsr.export.verify import check_graphs
 from temporal_nsr.inference import log_loaded
 from temporal_nsr.model.renderer import SceneRenderer
-from temporal_nsr.runs import Run, load_model
+from temporal_nsr.runs import Run, load_model, output_dir
 from temporal_nsr.training.checkpointing import sha256_file
 
 log = logging.getLogger(__name__)
@@ -127,18 +127,21 @@ def export_renderer(
     opset: int = OPSET,
     verify: bool = True,
     metadata: dict[str, Any] | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Export a renderer's encoder, slot selection and renderer graphs plus the sidecar.
 
     Args:
         renderer: the network, on the CPU; switched to eval mode.
-        out_dir: folder to write (replaced as a whole if it exists).
+        out_dir: folder to write; an earlier export there (it holds ``export.json``) is
+            replaced as a whole, any other non-empty folder is refused unless ``force``.
         fmt: "onnx" or "torchscript".
         opset: ONNX opset; 5D GridSample needs >= 20.
         verify: run the written graphs (onnxruntime / torch.jit.load) on random inputs of batch
             3 and raise if they differ from eager PyTorch by more than VERIFY_TOLERANCE
             (relative to the output's scale when that exceeds 1).
         metadata: extra sidecar entries (``export_model`` adds the run and its checkpoint).
+        force: replace ``out_dir`` whatever it holds.
 
     Returns:
         The sidecar, as written to ``<out_dir>/export.json``.
@@ -146,6 +149,7 @@ def export_renderer(
     Raises:
         ExportError: unknown format, missing ONNX packages, an opset below 20, a renderer not
             float32 on the CPU, or a verification failure.
+        FolderError: ``out_dir`` holds files of something other than an export.
     """
     check_format(fmt)
     if fmt == "onnx":
@@ -155,7 +159,8 @@ def export_renderer(
     if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in renderer.parameters()):
         raise ExportError("export a float32 renderer on the CPU: call renderer.float().cpu() first")
     renderer.eval()
-    with atomic_folder(out_dir) as staging:  # a crash leaves the previous export or none
+    # A crash leaves the previous export or none; only an earlier export is replaced.
+    with atomic_folder(out_dir, marker=SIDECAR, force=force) as staging:
         specs = graph_specs(renderer)
         with _export_context():
             graphs: dict[str, Any] = {}
@@ -200,6 +205,7 @@ def export_model(
     run_dir: str | Path | None = None,
     opset: int = OPSET,
     verify: bool = True,
+    force: bool = False,
 ) -> Path:
     """Export a loaded model (``load_run`` / ``load_checkpoint``) with its provenance.
 
@@ -216,7 +222,9 @@ def export_model(
         "model_config": OmegaConf.to_container(run.cfg.model, resolve=True),
     }
     renderer = run.renderer
-    export_renderer(renderer, out_dir, fmt, opset=opset, verify=verify, metadata=metadata)
+    export_renderer(
+        renderer, out_dir, fmt, opset=opset, verify=verify, metadata=metadata, force=force
+    )
     return Path(out_dir)
 
 
@@ -229,7 +237,9 @@ def export(cfg: DictConfig) -> list[Path]:
 
     Raises:
         CheckpointError: neither or both of run_dir and ckpt, a bad run folder, or a
-            bad checkpoint file. ExportError: see ``export_renderer``.
+            bad checkpoint file. ExportError: see ``export_renderer``. FolderError: an
+            ``out_dir`` over the run, its checkpoint or its data, or one holding other files
+            (``runs.output_dir``, ``atomic.check_replaceable``).
     """
     run_dir = cfg.get("run_dir")
     run = load_model(run_dir, cfg.get("ckpt"), cfg.checkpoint, "cpu")
@@ -239,8 +249,12 @@ def export(cfg: DictConfig) -> list[Path]:
         default_out = Path(cfg.paths.output_dir) / cfg.format
     else:
         default_out = Path(run_dir) / "export" / cfg.format
-    out = Path(cfg.out_dir) if cfg.out_dir else default_out
-    export_model(run, out, cfg.format, run_dir=run_dir, opset=cfg.opset, verify=cfg.verify)
+    out = output_dir(run.cfg, run.checkpoint, run_dir, cfg.out_dir, default_out)
+    force = bool(cfg.get("force", False))
+    check_replaceable(out, SIDECAR, force)  # before minutes of tracing
+    export_model(
+        run, out, cfg.format, run_dir=run_dir, opset=cfg.opset, verify=cfg.verify, force=force
+    )
     sidecar = read_sidecar(out)
     if cfg.bench_repeats > 0:
         result = latency(out, cfg.bench_repeats, renderer=run.renderer)

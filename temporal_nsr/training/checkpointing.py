@@ -1,12 +1,19 @@
-"""Crash-safe checkpoints: atomic writes, safe reads, a final checkpoint on every stop, and
-`ckpt_path=last`."""
+"""Crash-safe checkpoints: atomic writes, safe reads, a final checkpoint on every stop (SIGTERM
+and Ctrl-C included), no checkpoint after a non-finite loss, and `ckpt_path=last`."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import logging
+import math
 import os
+import re
 import secrets
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +22,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from temporal_nsr.atomic import pid_alive
 from temporal_nsr.enr_checkpoint import CheckpointError, read_checkpoint
 from temporal_nsr.runs import CHECKPOINT_DIR, LAST, furthest_checkpoint, training_state
 
@@ -70,6 +78,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(tmp, path)
+        except OSError as error:
+            Path(tmp).unlink(missing_ok=True)
+            if error.errno == errno.ENOSPC and error.filename is None:  # name the file
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
+            raise
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -79,6 +92,86 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+_TMP_CHECKPOINT = re.compile(r"\..+\.(\d+)\.[0-9a-f]+\.tmp")  # AtomicCheckpointIO's names
+
+
+def remove_dead_temporaries(dirpath: str | os.PathLike) -> list[Path]:
+    """Remove the hidden ``.<name>.<pid>.<hex>.tmp`` files of killed writers from a checkpoint
+    folder (a process killed while saving leaves one; a running writer's are kept)."""
+    removed = []
+    folder = Path(dirpath)
+    for path in folder.glob(".*.tmp") if folder.is_dir() else ():
+        match = _TMP_CHECKPOINT.fullmatch(path.name)
+        if match and not pid_alive(int(match[1])):
+            log.info("removing %s, left by a training killed while saving", path)
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+@contextlib.contextmanager
+def ctrl_c_stops_like_sigterm(trainer: L.Trainer) -> Iterator[dict[str, bool]]:
+    """While fitting, the first Ctrl-C (SIGINT) stops training as SIGTERM does: at the next
+    batch boundary, with ``last.ckpt`` saved (``CheckpointOnStop``); a second one stops at once.
+
+    Yields:
+        ``{"pressed": bool}``: whether Ctrl-C was pressed.
+    """
+    state = {"pressed": False}
+    if threading.current_thread() is not threading.main_thread():  # signals: main thread only
+        yield state
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        state["pressed"] = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # the next one interrupts
+        log.warning("Ctrl-C: saving last.ckpt at the end of this step (Ctrl-C again: stop now)")
+        trainer._signal_connector.received_sigterm = True  # read at every batch boundary
+
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class DivergedError(ValueError):
+    """The training loss became NaN or infinite; the message names the step and the last
+    checkpoint written before it."""
+
+
+class StopOnNonFiniteLoss(L.Callback):
+    """Stops fit with ``DivergedError`` at the first step whose loss is NaN or infinite, before
+    anything saves the broken weights.
+
+    Args:
+        run_dir: the run folder, to name its last good checkpoint (``runs.furthest_checkpoint``).
+    """
+
+    def __init__(self, run_dir: str | os.PathLike) -> None:
+        self.run_dir = Path(run_dir)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if loss is not None and not math.isfinite(float(loss)):
+            self._stop(trainer, f"the training loss became {float(loss)}")
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        # Before a checkpoint of this epoch is saved: weights may break in an epoch's last step.
+        fitting = trainer.state.fn == "fit" and not trainer.sanity_checking
+        if fitting and not all(p.isfinite().all() for p in pl_module.parameters()):
+            self._stop(trainer, "the weights became NaN or infinite")
+
+    def _stop(self, trainer: L.Trainer, what: str) -> None:
+        last = furthest_checkpoint(self.run_dir)
+        good = f"the last good checkpoint is {last}" if last else "no checkpoint was saved yet"
+        raise DivergedError(
+            f"{what} at optimizer step {trainer.global_step}; {good}: lower "
+            "model.optimizer.lr or set trainer.gradient_clip_val, then resume with "
+            "ckpt_path=<that checkpoint>"
+        )
 
 
 class CheckpointOnStop(L.Callback):

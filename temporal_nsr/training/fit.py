@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import math
 import multiprocessing
+import os
 import secrets
+import socket
 import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +26,22 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from temporal_nsr.acceleration import keep_freed_memory
-from temporal_nsr.enr_checkpoint import load_initial_weights
+from temporal_nsr.enr_checkpoint import (
+    CheckpointError,
+    first_mismatch,
+    load_initial_weights,
+    read_checkpoint,
+)
 from temporal_nsr.machine import describe
 from temporal_nsr.model.blocks import resample_side
-from temporal_nsr.runs import training_state
-from temporal_nsr.training.checkpointing import AtomicCheckpointIO, resolve_ckpt_path
+from temporal_nsr.runs import CHECKPOINT_DIR, training_state
+from temporal_nsr.training.checkpointing import (
+    AtomicCheckpointIO,
+    StopOnNonFiniteLoss,
+    ctrl_c_stops_like_sigterm,
+    remove_dead_temporaries,
+    resolve_ckpt_path,
+)
 from temporal_nsr.training.loggers import resume_options
 from temporal_nsr.training.sweep import write_job_result
 
@@ -52,15 +69,29 @@ def train(cfg: DictConfig) -> dict[str, float]:
     Rank 0 also writes ``<output_dir>/metrics.json`` (overrides, best val PSNR, wall time,
     global step, precision, the machine, metrics, status: completed / interrupted / failed),
     which the sweep summary and the headline tables read. Every stop of fit (its end,
-    ``max_time``, SIGTERM) leaves ``checkpoints/last.ckpt`` at the furthest step; a SIGTERM
-    then ends the process with status 0 (see temporal_nsr.training.checkpointing).
+    ``max_time``, SIGTERM, Ctrl-C) leaves ``checkpoints/last.ckpt`` at the furthest step; a
+    SIGTERM then ends the process with status 0, Ctrl-C with 130 (see
+    temporal_nsr.training.checkpointing). The run folder is locked while this runs
+    (``lock_run_folder``); settings are checked before anything is built (``check_settings``).
 
     Raises:
         CheckpointError: a ``ckpt_path`` / ``init_from`` that cannot be read or does not fit.
-        DatasetError: a missing or malformed split the run uses, or an unreachable
-            ``data.max_offset``; found before the first step (``ViewPairDataModule.setup``).
-        ConfigError: a model the config cannot build.
+        DatasetError: a missing or malformed split the run uses, an unreachable
+            ``data.max_offset`` or a batch larger than an epoch; found before the first step
+            (``ViewPairDataModule.setup``).
+        ConfigError: a setting out of range, a model the config cannot build, or a run folder
+            that another training is writing.
+        DivergedError: the loss became NaN or infinite (the message names the step and the
+            last good checkpoint).
     """
+    check_settings(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    with lock_run_folder(run_dir):
+        return _train(cfg, run_dir)
+
+
+def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
+    """``train`` inside the run folder's lock."""
     started = time.perf_counter()
     _restore_start_method()
     L.seed_everything(cfg.seed, workers=True)
@@ -68,16 +99,23 @@ def train(cfg: DictConfig) -> dict[str, float]:
         torch.set_float32_matmul_precision("high")
     if cfg.get("keep_freed_memory", False):
         keep_freed_memory()
-    run_dir = Path(cfg.paths.output_dir)
-    datamodule = instantiate(cfg.data)
+    remove_dead_temporaries(run_dir / CHECKPOINT_DIR)
+    try:
+        datamodule = instantiate(cfg.data)
+    except InstantiationException as error:  # the datamodule's own checks: one line
+        if not isinstance(error.__cause__, ValueError):
+            raise
+        raise ConfigError(str(error.__cause__)) from None
     try:
         model = instantiate(cfg.model)
     except InstantiationException as error:
         raise ConfigError(_model_error(cfg, error)) from error
     callbacks = instantiate_group(cfg.get("callbacks"))
+    callbacks.append(StopOnNonFiniteLoss(run_dir))
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir) if cfg.train else None
     resume_step = training_state(Path(ckpt_path)).global_step if ckpt_path else None
     if ckpt_path:
+        check_resume_fits(model, Path(ckpt_path))
         log.info("resuming from %s at global step %d", ckpt_path, resume_step)
     loggers = [
         _instantiate_logger(entry, run_dir, resume_step)
@@ -95,10 +133,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
         logger.log_hyperparams(run_config)
     metrics: dict[str, float] = {}
     status = "failed"  # until fit and test return
+    ctrl_c = {"pressed": False}
     try:
         if cfg.train:
             _initialise(model, cfg.get("init_from"), ckpt_path)
-            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+            with ctrl_c_stops_like_sigterm(trainer) as ctrl_c:
+                trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         if cfg.test:
             best = (
@@ -112,10 +152,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     except SIGTERMException:
         status = "interrupted"
         log.warning(
-            "stopped by SIGTERM at global step %d; resume with hydra.run.dir=%s ckpt_path=last",
+            "stopped by %s at global step %d; resume with hydra.run.dir=%s ckpt_path=last",
+            "Ctrl-C" if ctrl_c["pressed"] else "SIGTERM",
             trainer.global_step,
             run_dir,
         )
+        if ctrl_c["pressed"]:
+            raise SystemExit(130) from None  # the shell's status for Ctrl-C
         raise
     finally:
         _finish_wandb(loggers)
@@ -125,6 +168,123 @@ def train(cfg: DictConfig) -> dict[str, float]:
             write_job_result(run_dir, _job_result(cfg, trainer, metrics, status, started))
     log.info("metrics: %s", metrics)
     return metrics
+
+
+LOCK_FILE = ".train.lock"  # <run>/.train.lock: held (flock) while a training writes the run
+
+
+@contextlib.contextmanager
+def lock_run_folder(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``run_dir`` while a training writes it (rank 0 only: the other
+    DDP ranks share the run). The kernel drops it when the process ends, killed or not.
+
+    Raises:
+        ConfigError: another training holds it.
+    """
+    if rank_zero_only.rank != 0:
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOCK_FILE, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise ConfigError(
+                f"run folder {run_dir} is being written by another training ({holder}): wait "
+                "for it to finish, or give this one another hydra.run.dir"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.truncate(0)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+def _finite_positive(value: Any) -> bool:
+    return _positive(value) and math.isfinite(value)
+
+
+_ABSENT = object()
+# (key, test, what it must be): checked before anything is built or generated.
+_RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
+    ("data.image_size", _positive, "a positive number of pixels"),
+    ("data.num_timesteps", _positive, "a positive count"),
+    ("data.max_offset", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+    ("data.batch_size", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    ("data.num_workers", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+    ("data.pairs_per_epoch", lambda v: v is None or _positive(v), "null or a positive count"),
+    ("data.val_pairs", lambda v: v is None or _positive(v), "null or a positive count"),
+    ("model.optimizer.lr", _finite_positive, "a finite positive number"),
+    ("trainer.max_epochs", lambda v: v is None or v == -1 or _positive(v), "-1 or >= 1"),
+    ("trainer.max_steps", lambda v: v is None or v == -1 or _positive(v), "-1 or >= 1"),
+    ("trainer.log_every_n_steps", lambda v: v is None or _positive(v), "a positive count"),
+    (
+        "trainer.gradient_clip_val",
+        lambda v: v is None or _finite_positive(v),
+        "null or a finite positive number",
+    ),
+]
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """Refuse out-of-range settings in one line before anything is built: sizes, counts and
+    times must be positive, the learning rate finite and positive, ``trainer.max_time`` a
+    positive ``DD:HH:MM:SS``.
+
+    Raises:
+        ConfigError: the first key out of range, its value and what it must be.
+    """
+    for key, test, requirement in _RANGES:
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        if value is _ABSENT:
+            continue  # a config without the key (another optimizer, another trainer)
+        if not test(value):
+            raise ConfigError(f"{key}={value} must be {requirement}")
+    max_time = OmegaConf.select(cfg, "trainer.max_time", default=None)
+    if max_time is not None and not _max_time_ok(max_time):
+        raise ConfigError(
+            f"trainer.max_time={max_time} must be a positive time DD:HH:MM:SS, e.g. 00:02:00:00"
+        )
+
+
+def _max_time_ok(value: Any) -> bool:
+    if isinstance(value, str):
+        parts = value.split(":")
+        if len(parts) != 4 or not all(p.isdigit() for p in parts):
+            return False
+        return any(int(p) > 0 for p in parts)
+    if isinstance(value, Mapping):
+        return all(_positive(v) or v == 0 for v in value.values()) and any(
+            _positive(v) for v in value.values()
+        )
+    return False
+
+
+def check_resume_fits(model: L.LightningModule, ckpt_path: Path) -> None:
+    """Refuse, in one line, to resume a checkpoint whose weights do not fit the model built
+    from the current config (another model config).
+
+    Raises:
+        CheckpointError: naming the checkpoint and the first mismatched weight.
+    """
+    state = read_checkpoint(ckpt_path, mmap=True).get("state_dict") or {}
+    problem = first_mismatch(model.state_dict(), state)
+    if problem is not None:
+        raise CheckpointError(
+            f"ckpt_path={ckpt_path} does not fit the model of this config: {problem}; resume "
+            "with the model config of the run that wrote it (its .hydra/config.yaml), or start "
+            "from its weights with init_from= and a config that fits"
+        )
 
 
 def _model_error(cfg: DictConfig, error: InstantiationException) -> str:

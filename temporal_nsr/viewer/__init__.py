@@ -48,18 +48,26 @@ from temporal_nsr.viewer.examples import (
     write_examples,
 )
 from temporal_nsr.viewer.server import free_port, serve, viewer
-from temporal_nsr.viewer.session import Exported, ViewerError, ViewerSession
+from temporal_nsr.viewer.session import (
+    Exported,
+    SessionPool,
+    ViewerError,
+    ViewerSession,
+    prune_exports,
+)
 
 __all__ = [
     "EXAMPLES",
     "EXAMPLES_DIR",
     "Example",
     "Exported",
+    "SessionPool",
     "ViewerError",
     "ViewerSession",
     "build_app",
     "find_examples",
     "free_port",
+    "prune_exports",
     "serve",
     "viewer",
     "write_examples",

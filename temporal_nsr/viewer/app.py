@@ -6,6 +6,7 @@ import it, so ``ViewerSession`` and the rest of the package work without it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,9 @@ from temporal_nsr.data.images import UNBOUNDED, ImageLimits
 from temporal_nsr.image_input import ImageError, ImageTooLargeError
 from temporal_nsr.inference import NovelViewRenderer
 from temporal_nsr.viewer.examples import Example
-from temporal_nsr.viewer.session import ViewerError, ViewerSession
+from temporal_nsr.viewer.session import SessionPool, ViewerError, ViewerSession, prune_exports
+
+log = logging.getLogger(__name__)
 
 INSTALL_HINT = 'pip install -e ".[viewer]"'
 # Page styling: system fonts, so the page asks nothing of servers outside this machine.
@@ -48,6 +51,9 @@ def build_app(
     fps: float = 12.0,
     title: str = "temporal_nsr viewer",
     limits: ImageLimits = UNBOUNDED,
+    max_sessions: int = 32,
+    session_idle_s: float = 1800.0,
+    max_exports: int = 50,
 ) -> Any:
     """Build the Gradio app around a loaded model; ``serve`` starts it.
 
@@ -55,7 +61,10 @@ def build_app(
     ``/set_image`` (image -> input as seen, note, main view, strip, latent slices),
     ``/render`` (azimuth, elevation, dt -> view), ``/slices`` (dt -> latent slices),
     ``/export_turntable`` and ``/export_time_sweep`` (azimuth, elevation, dt -> files).
-    An upload over ``limits`` is answered with one line before it is decoded.
+    An upload over ``limits`` is answered with one line before it is decoded; every refused
+    request is one line in the log too. Sessions live in a ``SessionPool`` of at most
+    ``max_sessions``, each expiring ``session_idle_s`` after its last use (its latent freed);
+    ``export_dir`` keeps the ``max_exports`` newest exports.
 
     Raises:
         ViewerError: Gradio is not installed.
@@ -70,14 +79,28 @@ def build_app(
         "limits": limits,
     }
     ViewerSession(renderer, **settings)  # validates the settings before the page exists
+    pool = SessionPool(max_sessions, session_idle_s)
+    if max_exports < 1:
+        raise ViewerError(f"max_exports must be >= 1, got {max_exports}")
     channels = renderer.renderer.decoder.latent_channels
     mapping = "RGB = channels" if channels == 3 else "RGB = 3 principal components"
     source = renderer.checkpoint if renderer.checkpoint is not None else "model"
 
-    def session_of(state: ViewerSession | None) -> ViewerSession:
-        if state is None or state.latent is None:
-            raise gr.Error("no image yet: upload an image or pick an example first")
-        return state
+    def refuse(message: str) -> Exception:
+        """The one line a refused request gets, in the page and in the log (no traceback)."""
+        log.warning("refused: %s", message)
+        return gr.Error(message, print_exception=False)
+
+    def session_of(key: str | None) -> ViewerSession:
+        session = pool.get(key)
+        if session is None and key is not None:
+            raise refuse(
+                f"this session expired (idle for over {session_idle_s:g} s, or more than "
+                f"{max_sessions} sessions open): upload the image again"
+            )
+        if session is None or session.latent is None:
+            raise refuse("no image yet: upload an image or pick an example first")
+        return session
 
     def on_image(upload: dict | None, az: float, el: float, dt: float) -> tuple:
         # Raw upload ({"path", "orig_name", ...}, already checked to lie in Gradio's upload
@@ -89,33 +112,35 @@ def build_app(
         try:
             note = session.set_image(upload["path"], name=name)
         except ImageTooLargeError as error:
-            raise gr.Error(str(error)) from None
+            raise refuse(str(error)) from None
         except ImageError:
-            raise gr.Error(f"{name} is not a readable image: upload a PNG or JPEG file") from None
-        try:  # unpreprocessed: the slider values are not checked against their ranges
+            raise refuse(f"{name} is not a readable image: upload a PNG or JPEG file") from None
+        try:  # unpreprocessed: the slider values are checked by the session (NaN included)
             view, slices = session.update(az, el, dt), session.latent_slices(dt)
         except ViewerError as error:
-            raise gr.Error(str(error)) from None
-        return session.input_image, note, view, session.strip, slices, session
+            raise refuse(str(error)) from None
+        key = pool.add(session)
+        return session.input_image, note, view, session.strip, slices, key
 
-    def on_pose(state: ViewerSession | None, az: float, el: float, dt: float) -> np.ndarray:
+    def on_pose(key: str | None, az: float, el: float, dt: float) -> np.ndarray:
         try:
-            return session_of(state).update(az, el, dt)
+            return session_of(key).update(az, el, dt)
         except ViewerError as error:
-            raise gr.Error(str(error)) from None
+            raise refuse(str(error)) from None
 
-    def on_dt(state: ViewerSession | None, dt: float) -> np.ndarray:
+    def on_dt(key: str | None, dt: float) -> np.ndarray:
         try:
-            return session_of(state).latent_slices(dt)
+            return session_of(key).latent_slices(dt)
         except ViewerError as error:
-            raise gr.Error(str(error)) from None
+            raise refuse(str(error)) from None
 
     def exporter(kind: str) -> Callable[..., list[str]]:
-        def export(state: ViewerSession | None, az: float, el: float, dt: float) -> list[str]:
+        def export(key: str | None, az: float, el: float, dt: float) -> list[str]:
             try:
-                exported = session_of(state).export(kind, export_dir, az, el, dt)
+                exported = session_of(key).export(kind, export_dir, az, el, dt)
             except ViewerError as error:
-                raise gr.Error(str(error)) from None
+                raise refuse(str(error)) from None
+            prune_exports(export_dir, max_exports)
             return [str(path) for path in exported.files]
 
         return export
@@ -132,7 +157,7 @@ def build_app(
         )
 
     with gr.Blocks(title=title, delete_cache=(600, 3600), analytics_enabled=False) as app:
-        state = gr.State(None)
+        state = gr.State(None)  # the session's key in ``pool``
         gr.Markdown(
             f"## {title}\n`{source}`: {renderer.image_size} px, "
             + (f"time offsets -{m}..{m}" if m else "rotation only (max_offset = 0)")
@@ -223,4 +248,5 @@ def build_app(
         sweep_button.click(
             exporter("time_sweep"), [state, *pose], files, api_name="export_time_sweep"
         )
+    app.viewer_sessions = pool  # for tests and diagnostics
     return app

@@ -16,6 +16,8 @@ from temporal_nsr.viewer.app import MONO_FONTS, PAGE_CSS, SYSTEM_FONTS, build_ap
 from temporal_nsr.viewer.examples import find_examples
 from temporal_nsr.viewer.session import ViewerError
 
+GRADIO_SESSIONS = 10000  # Gradio's default state_session_capacity
+
 
 def free_port(host: str) -> int:
     """A TCP port on `host` that nothing listens on right now."""
@@ -32,6 +34,7 @@ def serve(
     block: bool = True,
     on_start: Callable[[str], None] | None = None,
     max_upload_bytes: int | None = None,
+    max_sessions: int | None = None,
 ) -> str:
     """Start the app's web server and return its address.
 
@@ -45,6 +48,8 @@ def serve(
         on_start: called with the address once the server listens (before blocking).
         max_upload_bytes: larger uploads are refused by the server (HTTP 413, one line) before
             they are stored; None: unbounded.
+        max_sessions: tabs whose state Gradio keeps (``build_app``'s ``max_sessions``); None:
+            Gradio's default.
 
     Raises:
         ViewerError: Gradio is missing, or the port cannot be listened on.
@@ -68,6 +73,8 @@ def serve(
                 theme=theme,
                 css=PAGE_CSS,
                 max_file_size=max_upload_bytes,
+                # Gradio's own per-tab state (a key each here) is bounded like the sessions.
+                state_session_capacity=max_sessions or GRADIO_SESSIONS,
             )
             break
         except OSError as error:  # the free port was taken in between: try another
@@ -119,6 +126,9 @@ def viewer(
         fps=cfg.fps,
         title=f"temporal_nsr viewer: {Path(cfg.get('run_dir') or cfg.ckpt).name}",
         limits=limits,
+        max_sessions=cfg.sessions.max,
+        session_idle_s=cfg.sessions.idle_s,
+        max_exports=cfg.max_exports,
     )
     url = serve(
         app,
@@ -128,5 +138,6 @@ def viewer(
         block=block,
         on_start=on_start,
         max_upload_bytes=limits.max_bytes,
+        max_sessions=cfg.sessions.max,
     )
     return app, url

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import logging
+import math
 import secrets
+import shutil
+import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -134,8 +139,8 @@ class ViewerSession:
         self.note = f"**{name}**: {width}x{height} px"
         if (width, height) != (size, size):
             self.note += (
-                f", resized to the model's {size}x{size} px (padded to a square with white "
-                "first): an object that fills another part of the frame than in training "
+                f", resized to the model's {size}x{size} px (then padded to a square with "
+                "white): an object that fills another part of the frame than in training "
                 "renders worse"
             )
         return self.note
@@ -144,6 +149,21 @@ class ViewerSession:
         if self.latent is None:
             raise ViewerError("no image yet: upload an image or pick an example first")
         return self.latent
+
+    def close(self) -> None:
+        """Drop the latent and the pictures made from it (the session's memory)."""
+        self.latent = self.input_image = self.strip = self._slices = None
+
+    @staticmethod
+    def _check_pose(azimuth: float, elevation: float) -> tuple[float, float]:
+        """Refuse poses the sliders cannot give: NaN, infinite or beyond a turn / the poles."""
+        az, el = float(azimuth), float(elevation)
+        if not (math.isfinite(az) and abs(az) <= 360 and math.isfinite(el) and abs(el) <= 90):
+            raise ViewerError(
+                f"azimuth={azimuth} and elevation={elevation} must be degrees in [-360, 360] "
+                "and [-90, 90]"
+            )
+        return az, el
 
     def _check_dt(self, dt: float) -> float:
         m = self.max_offset
@@ -165,10 +185,12 @@ class ViewerSession:
             elevation, dt)[0])``.
 
         Raises:
-            ViewerError: no image set yet, or |dt| > max_offset.
+            ViewerError: no image set yet, |dt| > max_offset, or a pose that is NaN, infinite
+                or out of range.
         """
         latent = self._require_image()
-        view = self.renderer.render(latent, float(azimuth), float(elevation), self._check_dt(dt))
+        azimuth, elevation = self._check_pose(azimuth, elevation)
+        view = self.renderer.render(latent, azimuth, elevation, self._check_dt(dt))
         return to_uint8(view[0])
 
     def latent_slices(self, dt: float = 0.0) -> np.ndarray:
@@ -205,6 +227,7 @@ class ViewerSession:
                 rotation-only model (max_offset = 0).
         """
         latent = self._require_image()
+        azimuth, elevation = self._check_pose(azimuth, elevation)
         dt = self._check_dt(dt)
         m = self.max_offset
         if kind == "turntable":
@@ -223,6 +246,84 @@ class ViewerSession:
         )
         stamp = f"{time.strftime('%Y%m%d-%H%M%S')}_{secrets.token_hex(3)}"
         folder = Path(out_dir) / f"{label}_{stamp}"
-        with atomic_folder(folder) as staging:
+        with atomic_folder(folder, marker=None) as staging:  # a new name: never replaces
             written = write_figures({kind: Figure(None, frames.cpu())}, staging, self.fps)
+            (staging / EXPORT_MARKER).write_text("")
         return Exported(folder, [folder / path.name for path in written])
+
+
+EXPORT_MARKER = ".viewer_export"  # in every folder ViewerSession.export writes
+
+
+def prune_exports(out_dir: Path, keep: int) -> list[Path]:
+    """Remove all but the ``keep`` newest export folders of ``out_dir`` (those holding
+    ``EXPORT_MARKER``; nothing else there is touched).
+
+    Returns:
+        The removed folders.
+    """
+    folders = [p for p in Path(out_dir).glob(f"*/{EXPORT_MARKER}") if not p.parent.is_symlink()]
+    newest_first = sorted((p.parent for p in folders), key=lambda p: p.stat().st_mtime)[::-1]
+    for folder in newest_first[keep:]:
+        shutil.rmtree(folder, ignore_errors=True)
+    return newest_first[keep:]
+
+
+class SessionPool:
+    """The viewer's sessions, bounded in number and idle time, so memory stays bounded.
+
+    Each browser tab holds only a key; the pool holds its ``ViewerSession`` (the latent and its
+    pictures, megabytes each). A session idle for longer than ``idle_s`` expires, and beyond
+    ``max_sessions`` the least recently used one does; an expired session is closed (its latent
+    freed), and its key then finds nothing.
+
+    Args:
+        max_sessions: sessions kept at most.
+        idle_s: seconds after its last use that a session expires.
+        clock: seconds, monotonic (tests pass a fake one).
+    """
+
+    def __init__(
+        self, max_sessions: int, idle_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if max_sessions < 1 or not idle_s > 0:
+            raise ViewerError(
+                f"sessions.max must be >= 1 and sessions.idle_s > 0; got {max_sessions} and "
+                f"{idle_s}"
+            )
+        self.max_sessions = max_sessions
+        self.idle_s = idle_s
+        self._clock = clock
+        self._sessions: OrderedDict[str, tuple[ViewerSession, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def add(self, session: ViewerSession) -> str:
+        """Keep ``session``; return its key. Expired and surplus sessions are closed first."""
+        key = secrets.token_hex(16)
+        with self._lock:
+            self._sessions[key] = (session, self._clock())
+            self._expire()
+        return key
+
+    def get(self, key: str | None) -> ViewerSession | None:
+        """The session of ``key``, marked as used now; None if it expired or never existed."""
+        with self._lock:
+            self._expire()
+            entry = self._sessions.get(key) if isinstance(key, str) else None
+            if entry is None:
+                return None
+            self._sessions[key] = (entry[0], self._clock())
+            self._sessions.move_to_end(key)
+            return entry[0]
+
+    def _expire(self) -> None:
+        now = self._clock()
+        while self._sessions:
+            key, (session, used) = next(iter(self._sessions.items()))
+            if len(self._sessions) <= self.max_sessions and now - used <= self.idle_s:
+                break
+            del self._sessions[key]
+            session.close()

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -240,3 +241,95 @@ def test_train_prints_one_line_for_a_user_error(tiny_data: Path, tmp_path: Path)
     assert "Traceback" not in done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("train: data.max_offset=5 but the train split of ")
+
+
+# An absurd value of each kind refused at the start (before anything is written): one line each.
+BAD_SETTINGS = [
+    ("data.batch_size=1000000000", DatasetError, r"data.batch_size=1000000000 is more than the 8 "),
+    ("data.batch_size=0", ConfigError, r"^data.batch_size=0 must be an integer >= 1$"),
+    ("model.optimizer.lr=inf", ConfigError, r"^model.optimizer.lr=inf must be a finite positive"),
+    ("model.optimizer.lr=nan", ConfigError, r"^model.optimizer.lr=nan must be a finite positive"),
+    ("model.optimizer.lr=-0.001", ConfigError, r"^model.optimizer.lr=-0.001 must be"),
+    ("data.image_size=-32", ConfigError, r"^data.image_size=-32 must be a positive number of px"),
+    ("data.num_timesteps=0", ConfigError, r"^data.num_timesteps=0 must be a positive count$"),
+    ("data.max_offset=-1", ConfigError, r"^data.max_offset=-1 must be an integer >= 0$"),
+    ("data.pairs_per_epoch=-5", ConfigError, r"^data.pairs_per_epoch=-5 must be null or a pos"),
+    ("data.val_pairs=0", ConfigError, r"^data.val_pairs=0 must be null or a positive count$"),
+    ("data.num_workers=-2", ConfigError, r"^data.num_workers=-2 must be an integer >= 0$"),
+    ("trainer.max_epochs=0", ConfigError, r"^trainer.max_epochs=0 must be -1 or >= 1$"),
+    ("trainer.max_steps=-7", ConfigError, r"^trainer.max_steps=-7 must be -1 or >= 1$"),
+    ("trainer.max_time=00:00:00:00", ConfigError, r"^trainer.max_time=00:00:00:00 must be a pos"),
+    ("trainer.max_time=soon", ConfigError, r"^trainer.max_time=soon must be a positive time"),
+    ("trainer.gradient_clip_val=-1", ConfigError, r"^trainer.gradient_clip_val=-1 must be null"),
+    ("data.dt_distribution=gauss", ConfigError, r"^data.dt_distribution='gauss' must be one of"),
+    ("data.same_time_fraction=2", ConfigError, r"^data.same_time_fraction=2 must be in \[0, 1\]$"),
+    ("data.pairs_per_object=3", ConfigError, r"^data.pairs_per_object=3 must be an integer >= 1"),
+]
+
+
+@pytest.mark.parametrize(("override", "error", "message"), BAD_SETTINGS)
+def test_absurd_settings_are_refused_at_the_start(
+    override: str, error: type, message: str, tiny_data: Path, tmp_path: Path
+) -> None:
+    cfg = compose_config(["experiment=tiny", "logger=none", f"data.root={tiny_data}",
+                          f"paths.output_dir={tmp_path}", override])  # fmt: skip
+    with pytest.raises(error, match=message.replace(" px", " pixels")) as raised:
+        train(cfg)
+    assert "\n" not in str(raised.value)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_diverging_run_stops_naming_the_step_and_the_last_good_checkpoint(
+    cfg_train, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from temporal_nsr.training.checkpointing import DivergedError
+    from temporal_nsr.training.module import TemporalNSRModule
+
+    step = TemporalNSRModule.training_step
+
+    def diverging(self, batch, batch_idx):  # the loss of the 7th step is NaN
+        loss = step(self, batch, batch_idx)
+        return loss * float("nan") if self.global_step == 6 else loss
+
+    monkeypatch.setattr(TemporalNSRModule, "training_step", diverging)
+    cfg_train.trainer.max_epochs = 3  # 4 steps per epoch: last.ckpt after the first epoch
+    cfg_train.test = False
+    good = tmp_path / "checkpoints" / "last.ckpt"
+    with pytest.raises(DivergedError) as raised:
+        train(cfg_train)
+    assert str(raised.value) == (
+        f"the training loss became nan at optimizer step 7; the last good checkpoint is {good}: "
+        "lower model.optimizer.lr or set trainer.gradient_clip_val, then resume with "
+        "ckpt_path=<that checkpoint>"
+    )
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "failed"
+    saved = torch.load(good, weights_only=True)["state_dict"]
+    assert all(torch.isfinite(value).all() for value in saved.values())  # nothing broken saved
+
+
+def test_a_second_training_in_the_same_run_folder_is_refused(cfg_train, tmp_path: Path) -> None:
+    from temporal_nsr.training.fit import lock_run_folder
+
+    with lock_run_folder(tmp_path), pytest.raises(ConfigError) as raised:
+        train(cfg_train)  # as if another process held the folder
+    assert re.fullmatch(
+        rf"run folder {re.escape(str(tmp_path))} is being written by another training "
+        r"\(pid \d+ on .+\): wait for it to finish, or give this one another hydra.run.dir",
+        str(raised.value),
+    )
+    assert not (tmp_path / "checkpoints").exists()
+    cfg_train.trainer.max_steps = 1
+    cfg_train.test = False
+    train(cfg_train)  # released: the folder is free again
+
+
+def test_resuming_with_another_model_config_is_one_line(cfg_train, tmp_path: Path) -> None:
+    from temporal_nsr.enr_checkpoint import CheckpointError
+
+    cfg_train.trainer.max_steps = 1
+    cfg_train.test = False
+    train(cfg_train)
+    cfg_train.ckpt_path = "last"
+    cfg_train.model.renderer.encoder.latent_channels = 3
+    with pytest.raises(CheckpointError, match=r"^ckpt_path=.*last.ckpt does not fit the model "):
+        train(cfg_train)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from temporal_nsr.atomic import check_replaceable
 from temporal_nsr.data.synthetic import writer
 from temporal_nsr.data.synthetic.backend import Backend, Scene
 from temporal_nsr.data.synthetic.blender import BlenderBackend
@@ -123,11 +124,13 @@ def generate_dataset(
     progress: bool = True,
     workers: int | None = None,
     backend: Backend | None = None,
+    force: bool = False,
 ) -> Path:
-    """Generate the dataset described by ``cfg`` into ``root``, replacing what is there.
+    """Generate the dataset described by ``cfg`` into ``root``, replacing a generated one.
 
     Files go to a staging folder that replaces ``root`` only once complete
-    (`temporal_nsr.data.synthetic.writer.staging`).
+    (`temporal_nsr.data.synthetic.writer.staging`); a ``root`` holding files but no manifest
+    of this generator is refused before any work, unless ``force``.
 
     Args:
         root: dataset folder, e.g. ``data/bend``.
@@ -137,16 +140,21 @@ def generate_dataset(
             default: CPU count, at most the backend's ``max_workers``.
         backend: the backend to use (to read a `BlenderBackend`'s timings afterwards);
             default: the one ``cfg.backend`` names.
+        force: replace ``root`` whatever it holds.
 
     Returns:
         ``root``.
+
+    Raises:
+        FolderError: ``root`` holds files and no ``manifest.json``, and ``force`` is false.
     """
     cfg = resolve_config(cfg)
-    backend = backend or make_backend(cfg.backend)  # before any file is touched
     root = Path(root)
+    check_replaceable(root, writer.MANIFEST, force)
+    backend = backend or make_backend(cfg.backend)  # before any file is touched
     specs = object_specs(cfg)
     views = cfg.views_per_timestep
-    with writer.staging(root) as tmp:
+    with writer.staging(root, force) as tmp:
         jobs = []  # (object index, timestep, folder, first stem)
         for split, objects in writer.split_layout(cfg).items():
             for obj, steps in objects.items():
@@ -196,7 +204,9 @@ def ensure_dataset(
     """Reuse ``root`` if its manifest matches ``cfg``, else (re)generate it, logging why.
 
     A match needs a complete manifest, the current `writer.GENERATOR_VERSION` and an equal
-    resolved config.
+    resolved config. Only a dataset this generator wrote (it has a ``manifest.json``), an
+    empty folder or a missing one is (re)generated: a folder of other files, such as a user's
+    own ENR-format dataset, is never replaced.
 
     Args:
         root: dataset folder.
@@ -205,12 +215,17 @@ def ensure_dataset(
 
     Returns:
         ``root``.
+
+    Raises:
+        FolderError: ``root`` holds files but no manifest of this generator.
     """
     root = Path(root)
     cfg = resolve_config(cfg)
+    writer.remove_stale(root)  # a reused dataset's leftovers too (a kill mid-swap)
     reason = writer.stale_reason(root, cfg)
     if reason is None:
         log.info("Reusing dataset at %s (manifest matches the config)", root)
         return root
+    check_replaceable(root, writer.MANIFEST)
     log.info("Generating dataset: %s", reason)
     return generate_dataset(root, cfg, progress=progress)

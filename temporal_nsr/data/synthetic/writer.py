@@ -10,9 +10,10 @@ Splits: by timestep (``val_timesteps``, ``test_timesteps``; train gets the rest)
 generalisation across objects, by object: an object listed in ``val_objects`` / ``test_objects``
 has every timestep in that split and no folder in the others (see `split_layout`).
 
-Everything is written into a sibling ``<root>.tmp-<pid>`` folder that replaces ``root`` only
-once complete (`staging`), so an interrupted run never leaves a complete-looking dataset; the
-next run removes the leftovers of killed ones.
+Everything is written into a hidden sibling folder that replaces ``root`` only once complete
+(`staging`), so an interrupted run never leaves a complete-looking dataset; the next run removes
+the leftovers of killed ones. Only a folder holding this generator's ``manifest.json`` (or an
+empty one) is ever replaced: a user's own folder is refused unless ``force``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from temporal_nsr.atomic import replace_folder
+from temporal_nsr.atomic import atomic_folder, check_replaceable, pid_alive, remove_leftovers
 from temporal_nsr.data.format import PARAMS_FILE, SPLITS
 from temporal_nsr.data.synthetic.config import GeneratorConfig
 from temporal_nsr.data.synthetic.objects import ObjectSpec, true_angles_deg
@@ -177,40 +178,32 @@ def stale_reason(root: Path, cfg: GeneratorConfig) -> str | None:
 
 
 @contextmanager
-def staging(root: Path) -> Iterator[Path]:
-    """A fresh ``<root>.tmp-<pid>`` folder that replaces ``root`` when the block succeeds.
+def staging(root: Path, force: bool = False) -> Iterator[Path]:
+    """A fresh hidden folder beside ``root`` that replaces ``root`` when the block succeeds.
 
-    On success the folder is swapped in with `temporal_nsr.atomic.replace_folder`; on any error
-    (Ctrl-C included) it is removed and ``root`` stays as it was. Leftovers of killed runs are
-    removed first (`_clean_stale`).
+    ``temporal_nsr.atomic.atomic_folder`` with the manifest as the marker: a ``root`` that holds
+    files but no ``manifest.json`` (a user's own folder or dataset) is refused before anything
+    is generated, unless ``force``. On any error (Ctrl-C included) the staging folder is
+    removed and ``root`` stays as it was. Leftovers of killed runs are removed first.
+
+    Raises:
+        FolderError: ``root`` holds files and no manifest, and ``force`` is false.
     """
     root = Path(root)
+    check_replaceable(root, MANIFEST, force)  # before touching anything beside it
     root.parent.mkdir(parents=True, exist_ok=True)
-    _clean_stale(root)
-    tmp = root.parent / f"{root.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
+    remove_stale(root)
+    with atomic_folder(root, marker=MANIFEST, force=force) as tmp:
         yield tmp
-        replace_folder(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _clean_stale(root: Path) -> None:
-    """Remove leftovers of killed runs: sibling ``<root>.tmp-<pid>`` / ``.old-<pid>`` folders."""
+def remove_stale(root: Path) -> None:
+    """Remove leftovers of killed generations beside ``root``: hidden ``.<root>.tmp-<pid>-*`` /
+    ``.old-<pid>-*`` folders (``atomic.remove_leftovers``) and the ``<root>.tmp-<pid>`` /
+    ``.old-<pid>`` folders of older versions, each only when its process is gone."""
+    if not root.parent.is_dir():
+        return
+    remove_leftovers(root)
     siblings = sorted(root.parent.glob(f"{root.name}.tmp-*"))
     siblings += sorted(root.parent.glob(f"{root.name}.old-*"))
     for path in siblings:
@@ -218,6 +211,6 @@ def _clean_stale(root: Path) -> None:
             pid = int(path.name.rsplit("-", 1)[1])
         except ValueError:
             continue
-        if pid == os.getpid() or not _pid_alive(pid):
+        if pid == os.getpid() or not pid_alive(pid):
             log.info("Removing leftover %s of an interrupted generation", path)
             shutil.rmtree(path, ignore_errors=True)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from temporal_nsr.atomic import FolderError
 from temporal_nsr.data.synthetic import generator, writer
 from temporal_nsr.data.synthetic.config import resolve_config
 from temporal_nsr.data.synthetic.embree import EmbreeBackend
@@ -131,7 +132,7 @@ def test_ensure_dataset_reuses_matching_manifest(tmp_path: Path, caplog) -> None
     assert (root / "manifest.json").stat().st_mtime_ns == stamp
 
 
-@pytest.mark.parametrize("damage", ["config", "version", "incomplete", "no_manifest"])
+@pytest.mark.parametrize("damage", ["config", "version", "incomplete", "unreadable_manifest"])
 def test_ensure_dataset_regenerates_stale(tmp_path: Path, caplog, damage: str) -> None:
     root = tmp_path / "d"
     cfg = _tiny(num_objects=1)
@@ -143,8 +144,8 @@ def test_ensure_dataset_regenerates_stale(tmp_path: Path, caplog, damage: str) -
         manifest["generator_version"] = GENERATOR_VERSION - 1
     elif damage == "incomplete":
         manifest["complete"] = False
-    if damage == "no_manifest":
-        (root / "manifest.json").unlink()
+    if damage == "unreadable_manifest":  # still the generator's: it is regenerated
+        (root / "manifest.json").write_text("{")
     else:
         (root / "manifest.json").write_text(json.dumps(manifest))
     with caplog.at_level(logging.INFO, logger=generator.__name__):
@@ -189,6 +190,31 @@ def test_leftover_of_killed_run_is_removed(tmp_path: Path) -> None:
     (leftover / "train").mkdir(parents=True)
     generate_dataset(tmp_path / "d", _tiny(num_objects=1), progress=False)
     assert not leftover.exists()
+
+
+def test_a_folder_without_manifest_is_never_replaced(tmp_path: Path) -> None:
+    root = tmp_path / "mine"
+    (root / "train" / "chair").mkdir(parents=True)
+    (root / "important.txt").write_text("keep")
+    for make in (generate_dataset, ensure_dataset):
+        with pytest.raises(FolderError, match=r"mine holds files .*no manifest.json.*force=true"):
+            make(root, _tiny(num_objects=1), progress=False)
+    assert (root / "important.txt").read_text() == "keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+    generate_dataset(root, _tiny(num_objects=1), progress=False, force=True)
+    assert not (root / "important.txt").exists() and (root / "manifest.json").is_file()
+
+
+def test_leftovers_of_a_killed_swap_are_removed(tmp_path: Path) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    old = tmp_path / f".d.old-{dead.pid}-0a1b2c3d"  # atomic.replace_folder's name
+    (old / "train").mkdir(parents=True)
+    generate_dataset(tmp_path / "d", _tiny(num_objects=1), progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+    (old / "train").mkdir(parents=True)  # killed again; this time the next run reuses "d"
+    ensure_dataset(tmp_path / "d", _tiny(num_objects=1), progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
 
 
 def test_cli_generates_then_reuses(tmp_path: Path) -> None:
