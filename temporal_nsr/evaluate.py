@@ -23,12 +23,14 @@ slots_bend.png}` (see `temporal_nsr.evaluation.report`).
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from temporal_nsr.config import strict_command_line
 from temporal_nsr.data.dataset import DatasetError
 from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.evaluation.bend import BendEstimator
@@ -131,4 +133,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    strict_command_line("evaluate", sys.argv[1:])
     main()

@@ -16,12 +16,14 @@ An image file over ``image_limits`` is refused before it is decoded. With an act
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 from torch import Tensor
 
+from temporal_nsr.config import strict_command_line
 from temporal_nsr.data.dataset import DatasetError
 from temporal_nsr.data.images import ImageLimits
 from temporal_nsr.enr_checkpoint import CheckpointError
@@ -92,4 +94,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    strict_command_line("render", sys.argv[1:])
     main()
