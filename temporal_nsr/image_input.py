@@ -136,3 +136,38 @@ def image_batch(
         return torch.cat([t.to(tensors[0].device) for t in tensors])
     batch = _to_chw(images, limits).float()
     return _fit(batch if batch.dim() == 4 else batch[None], size)
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def image_files(spec: str | Path | Sequence[str | Path]) -> list[Path]:
+    """The image files a command-line ``image=`` names: a file, a folder (its images, sorted),
+    a glob (``shots/*.png``) or a list of any of these.
+
+    Raises:
+        ImageError: nothing matches, a missing file, or an empty folder; the message names it.
+    """
+    if isinstance(spec, (list, tuple)) or (
+        not isinstance(spec, (str, Path)) and isinstance(spec, Sequence)
+    ):
+        files = [f for item in spec for f in image_files(item)]
+        if not files:
+            raise ImageError("image=[]: no images given")
+        return files
+    path = Path(spec)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ImageError(f"folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        return files
+    if any(c in str(spec) for c in "*?["):
+        anchor = Path(path.anchor) if path.is_absolute() else Path()
+        pattern = str(path.relative_to(anchor)) if path.is_absolute() else str(path)
+        files = sorted(p for p in anchor.glob(pattern) if p.is_file())
+        if not files:
+            raise ImageError(f"no image file matches {spec}")
+        return files
+    if not path.is_file():
+        raise ImageError(f"image file {path} does not exist")
+    return [path]
