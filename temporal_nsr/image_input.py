@@ -112,13 +112,14 @@ def _fit(images: Tensor, size: int) -> Tensor:
 
 
 def image_batch(
-    images: ImageLike | Sequence[ImageLike], size: int, limits: ImageLimits = UNBOUNDED
+    images: ImageLike | Sequence[ImageLike], size: int | None, limits: ImageLimits = UNBOUNDED
 ) -> Tensor:
     """Turn images of any accepted kind (see the module docstring) into the network's input.
 
     Args:
         images: one image, a (B, 3, H, W) tensor, or a list of images.
-        size: side S the model takes.
+        size: side S the model takes; None: each image at its own size (one image, or a list
+            of one size).
         limits: largest image FILE accepted, checked before decoding (in-memory images are
             the caller's own).
 
@@ -135,7 +136,8 @@ def image_batch(
         tensors = [image_batch(image, size, limits) for image in images]
         return torch.cat([t.to(tensors[0].device) for t in tensors])
     batch = _to_chw(images, limits).float()
-    return _fit(batch if batch.dim() == 4 else batch[None], size)
+    batch = batch if batch.dim() == 4 else batch[None]
+    return batch if size is None else _fit(batch, size)
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
