@@ -2,7 +2,8 @@
 
 ``evaluate`` and ``render`` take ``logger=none | wandb | tensorboard``:
 
-* ``wandb`` (offline unless ``WANDB_MODE=online``; ``wandb sync <folder>`` uploads later): a
+* ``wandb`` (conf/logger/wandb.yaml: offline unless ``logger.wandb.mode=online``; ``wandb
+  sync <folder>`` uploads later; a ``WANDB_MODE`` environment variable wins): a
   run folder that trained with W&B keeps its run id in ``<run_dir>/wandb_run_id``, and the
   evaluation is logged INTO that run (``resume="allow"``, files under ``<run_dir>/wandb/``).
   Otherwise a new run in the training run's group (``logger.wandb.group``, else ``group``)
@@ -43,10 +44,16 @@ class DashboardError(ValueError):
 
 
 def _kind(cfg: DictConfig) -> str:
-    kind = str(cfg.get("logger") or "none")
-    if kind not in LOGGERS:
-        raise DashboardError(f"logger={kind}; use one of {', '.join(LOGGERS)}")
-    return kind
+    """none, wandb or tensorboard: the one ``logger=`` group chosen (conf/logger/)."""
+    chosen = list(cfg.get("logger") or {})
+    if not chosen:
+        return "none"
+    if len(chosen) > 1 or chosen[0] not in LOGGERS:
+        raise DashboardError(
+            f"logger={'+'.join(chosen)}: {cfg.get('task_name', 'this command')} logs to one of "
+            "wandb, tensorboard (or none)"
+        )
+    return chosen[0]
 
 
 def summary_metrics(results: Mapping[str, Any]) -> dict[str, float]:
@@ -98,10 +105,10 @@ def _start_wandb(cfg: DictConfig, run_cfg: DictConfig | None, folder: Path, job_
 
     run_dir = Path(cfg.run_dir) if cfg.get("run_dir") else None
     id_file = run_dir / "wandb_run_id" if run_dir else None
-    wandb_logger = ((run_cfg or {}).get("logger") or {}).get("wandb") or {}
+    settings = cfg.logger.wandb  # conf/logger/wandb.yaml: project, mode (offline)
     options: dict[str, Any] = {
-        "project": wandb_logger.get("project", "temporal_nsr"),
-        "mode": os.environ.get("WANDB_MODE", "offline"),
+        "project": settings.get("project", "temporal_nsr"),
+        "mode": os.environ.get("WANDB_MODE") or settings.get("mode", "offline"),
     }
     folder.mkdir(parents=True, exist_ok=True)
     if id_file is not None and id_file.is_file():
