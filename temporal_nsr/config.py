@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 import temporal_nsr.acceleration  # noqa: F401  (registers the ${cpu_precision:} resolver)
 from temporal_nsr import CONF_DIR
+
+
+def _beside_run(run_dir: str | None, task: str, default: str) -> str:
+    """``${beside_run:run_dir,task,default}`` (conf/hydra/inference.yaml): a command's Hydra
+    folder, ``<run_dir>/logs/<task>/<date>_<time>`` given a run folder, else ``default``."""
+    if run_dir in (None, "None", "null", ""):
+        return default
+    return str(Path(run_dir) / "logs" / task / Path(default).name)
+
+
+OmegaConf.register_new_resolver("beside_run", _beside_run, replace=True)
 
 
 def compose_config(overrides: list[str], config_name: str = "train") -> DictConfig:
@@ -108,3 +121,14 @@ def strict_command_line(config_name: str, arguments: list[str]) -> None:
         check_overrides(config_name, arguments)
     except UnknownKeyError as error:
         raise SystemExit(f"{config_name}: {error}") from None
+
+
+def config_tree(cfg: DictConfig) -> str:
+    """The composed config as YAML, one block per top-level key (``hydra`` left out), values
+    resolved where they can be: what a run will use, printed when ``train`` starts."""
+    keys = [k for k in cfg if k != "hydra"]
+    try:
+        tree = OmegaConf.to_container(OmegaConf.masked_copy(cfg, keys), resolve=True)
+    except OmegaConfBaseException:  # an interpolation that resolves only later: print as is
+        tree = OmegaConf.to_container(OmegaConf.masked_copy(cfg, keys), resolve=False)
+    return OmegaConf.to_yaml(tree)

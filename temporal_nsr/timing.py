@@ -88,7 +88,7 @@ class ProgressLog:
             text += f" {self.unit}"
         text += f", {rate:.3g} {self.unit}/s"
         if self.total and rate > 0:
-            text += f", ETA {_duration(max(self.total - done, 0) / rate)}"
+            text += f", ETA {duration(max(self.total - done, 0) / rate)}"
         return f"{text}{', ' + extra if extra else ''}"
 
     def update(self, done: int, extra: str = "", force: bool = False) -> None:
@@ -99,7 +99,7 @@ class ProgressLog:
             self.emit(self.line(done, extra))
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     """12 s, 3 min 05 s, 2 h 07 min."""
     seconds = int(round(seconds))
     if seconds < 60:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +38,26 @@ def records(path: Path) -> list[Any]:
     return out
 
 
-def offline_run(folder: Path, run_id: str | None = None) -> dict[str, Any]:
+def offline_run(folder: Path, run_id: str | None = None, wait_s: float = 60) -> dict[str, Any]:
     """The run, summary, history keys and config of the one offline run under ``folder``
     (of id ``run_id`` when given): {"run": Record.run, "summary": {key: value},
-    "history": set of keys, "config": {key: value}}."""
+    "history": set of keys, "config": {key: value}}.
+
+    W&B's service process writes the file after ``finish()`` returns; on a loaded machine it
+    may still be flushing, so this waits up to ``wait_s`` for the run's exit record.
+    """
     pattern = f"offline-run-*-{run_id}" if run_id else "offline-run-*"
     (run_dir,) = sorted((folder / "wandb").glob(pattern))
+    file = next(run_dir.glob("run-*.wandb"))
+    deadline = time.monotonic() + wait_s
+    found = records(file)
+    while not any(r.WhichOneof("record_type") == "exit" for r in found):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+        found = records(file)
     out: dict[str, Any] = {"run": None, "summary": {}, "history": set(), "config": {}}
-    for record in records(next(run_dir.glob("run-*.wandb"))):
+    for record in found:
         kind = record.WhichOneof("record_type")
         if kind == "run":
             out["run"] = record.run

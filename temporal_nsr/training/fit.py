@@ -23,7 +23,7 @@ from temporal_nsr.acceleration import keep_freed_memory
 from temporal_nsr.enr_checkpoint import load_initial_weights
 from temporal_nsr.machine import describe
 from temporal_nsr.model.blocks import resample_side
-from temporal_nsr.runs import training_state
+from temporal_nsr.runs import training_state, write_data_root
 from temporal_nsr.training.checkpointing import AtomicCheckpointIO, resolve_ckpt_path
 from temporal_nsr.training.loggers import resume_options
 from temporal_nsr.training.sweep import write_job_result
@@ -69,6 +69,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("keep_freed_memory", False):
         keep_freed_memory()
     run_dir = Path(cfg.paths.output_dir)
+    if rank_zero_only.rank == 0 and cfg.data.get("root"):
+        write_data_root(run_dir, cfg.data.root)  # a copied run folder still finds its data
     datamodule = instantiate(cfg.data)
     try:
         model = instantiate(cfg.model)
@@ -118,6 +120,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         )
         raise
     finally:
+        if trainer.is_global_zero:
+            _log_best(loggers, trainer, run_config)
         _finish_wandb(loggers)
         if status != "completed":
             metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -271,6 +275,28 @@ def _refuse_ddp_relaunch_in_multirun(trainer: L.Trainer) -> None:
             "runs, hydra/launcher=slurm (SLURM starts one task per device), or run each "
             "configuration without -m"
         )
+
+
+def _log_best(loggers: list[Any], trainer: L.Trainer, run_config: dict[str, Any]) -> None:
+    """Put the BEST value of the monitored metric where dashboards look for the result.
+
+    W&B: the run summary's ``<monitor>`` (by default the last value logged) and
+    ``best/<monitor>``. TensorBoard: ``hp_metric`` of the hyperparameter view is the best
+    ``val/psnr`` (``conf/logger/tensorboard.yaml`` turns off Lightning's placeholder -1).
+    """
+    from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+
+    checkpoint = trainer.checkpoint_callback
+    if checkpoint is None or not checkpoint.monitor or checkpoint.best_model_score is None:
+        return
+    best = float(checkpoint.best_model_score)
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.summary[checkpoint.monitor] = best
+            logger.experiment.summary[f"best/{checkpoint.monitor}"] = best
+        elif isinstance(logger, TensorBoardLogger) and checkpoint.monitor == "val/psnr":
+            logger.log_hyperparams(run_config, {"hp_metric": best})
+            logger.save()
 
 
 def _finish_wandb(loggers: list[Any]) -> None:
