@@ -30,6 +30,8 @@ from temporal_nsr.viewer import (
     viewer,
     write_examples,
 )
+from temporal_nsr.viewer.app import next_dt
+from temporal_nsr.viewer.server import reachable_url
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
@@ -76,9 +78,10 @@ def test_update_equals_the_inference_render_and_encodes_once(
         assert view.shape == (32, 32, 3) and view.dtype == np.uint8
         assert np.array_equal(view, _expected(renderer, png, *pose))
     assert not np.array_equal(views[0], views[1])  # the pose moves the render
-    # The strip: the input, then one render per slot at the input view.
-    assert session.strip.shape == (32 + 4, 6 * 34 + 2, 3)
-    assert np.array_equal(session.strip[2:34, 2:34], _read(png))
+    # The strip: the input, then one render per slot at the input view, in ONE row, enlarged
+    # to 64 px tiles with a dt label under each.
+    assert session.strip.shape[1] == 6 * 66 + 2 and 68 < session.strip.shape[0] < 68 + 30
+    assert np.array_equal(session.strip[2:66:2, 2:66:2], _read(png))
 
 
 def test_session_errors_name_the_fix(renderer: NovelViewRenderer, tmp_path: Path) -> None:
@@ -256,7 +259,7 @@ def test_client_upload_sliders_and_render(
     assert f"**{png.name}**: 32x32 px" in note
     assert np.array_equal(_read(seen), _read(png))
     assert np.abs(_read(view).astype(int) - _expected(renderer, png, 0, 0, 0)).max() <= 1
-    assert _read(strip).shape == (36, 6 * 34 + 2, 3) and _read(slices).size > 0
+    assert _read(strip).shape[1] == 6 * 66 + 2 and _read(slices).size > 0
     first = _read(client.predict(0, 0, 0, api_name="/render"))
     moved = _read(client.predict(60, 15, 1.5, api_name="/render"))
     assert not np.array_equal(first, moved)
@@ -371,3 +374,32 @@ def test_browser_loads_the_page_and_a_slider_moves_the_view(
     assert before != after
     page_image = np.asarray(Image.open(io.BytesIO(shot)).convert("RGB"))
     assert page_image.shape[1] == 1280 and page_image.std() > 5  # not blank
+
+
+def test_play_steps_dt_over_the_interpolation_grid_and_loops() -> None:
+    offsets, dt = [], -2.0
+    for _ in range(10):
+        offsets.append(dt)
+        dt = next_dt(dt, 2, 1)
+    assert offsets == [-2, -1.5, -1, -0.5, 0, 0.5, 1, 1.5, 2, -2]
+
+
+def test_all_interfaces_print_an_address_other_machines_can_open() -> None:
+    assert reachable_url("127.0.0.1", 7860) == "http://localhost:7860/"
+    url = reachable_url("0.0.0.0", 7860)
+    assert url.startswith("http://") and url.endswith(":7860/") and "0.0.0.0" not in url
+
+
+def test_page_opens_on_an_example_with_play_and_drag(
+    renderer: NovelViewRenderer, png: Path
+) -> None:
+    pytest.importorskip("gradio", reason="the viewer extra is not installed")
+    from temporal_nsr.viewer.examples import Example
+
+    app = build_app(renderer, examples=[Example(png, "bar")], export_dir="/nonexistent")
+    loads = [f for f in app.fns.values() if any(t[1] == "load" for t in f.targets)]
+    image_in = next(b for b in app.blocks.values() if getattr(b, "elem_id", None) == "input-image")
+    example = next(f for f in loads if [o._id for o in f.outputs] == [image_in._id])
+    assert example.fn() == str(png)  # the first example goes into the input on arrival
+    assert any(f.js and "mousemove" in f.js for f in loads)  # orbit by drag
+    assert any(getattr(b, "elem_id", None) == "play" for b in app.blocks.values())
