@@ -26,7 +26,7 @@ from temporal_nsr.model.blocks import resample_side
 from temporal_nsr.runs import training_state, write_data_root
 from temporal_nsr.training.checkpointing import AtomicCheckpointIO, resolve_ckpt_path
 from temporal_nsr.training.loggers import resume_options
-from temporal_nsr.training.sweep import write_job_result
+from temporal_nsr.training.sweep import sweep_group, write_job_result
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +239,7 @@ def _instantiate_logger(entry: DictConfig, run_dir: Path, resume_step: int | Non
     extra: dict[str, Any] = {}
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         hydra_cfg = HydraConfig.get()
-        extra["group"] = f"{entry.get('group')}-{Path(hydra_cfg.sweep.dir).name}"
+        extra["group"] = sweep_group(entry.get("group"), hydra_cfg.sweep.dir)
         extra["name"] = f"{entry.get('name')}-job{hydra_cfg.job.num}"
     if entry.get("id") is None:
         id_file = run_dir / "wandb_run_id"
