@@ -350,7 +350,7 @@ class NovelViewRenderer:
         path = Path(path)
         pictures = cls.to_pil(images, size)
         if path.suffix in (".gif", ".mp4"):
-            frames = torch.stack([torch.from_numpy(np.asarray(p)) for p in pictures])
+            frames = torch.stack([torch.from_numpy(np.array(p)) for p in pictures])  # (F, S, S, 3)
             return [write_video(path, frames.permute(0, 3, 1, 2).float() / 255, fps)]
         if path.suffix == ".png":
             if len(pictures) != 1:

@@ -67,7 +67,7 @@ def render(cfg: DictConfig) -> list[Path]:
             folder, checkpoint file, image, camera path or setting.
     """
     renderer = load_renderer(cfg)
-    source_pose = cfg.get("source_pose")
+    source_pose = _numbers(cfg.get("source_pose"))
     if cfg.image is None:
         if "root" not in renderer.config.data:
             raise RenderError(
@@ -81,7 +81,13 @@ def render(cfg: DictConfig) -> list[Path]:
     else:
         image = cfg.image
         image = OmegaConf.to_container(image) if OmegaConf.is_list(image) else image
-        inputs = [(path, path.stem) for path in image_files(image)]
+        files = image_files(image)
+        stems = [path.stem for path in files]
+        # Two inputs of one name (a glob over folders): the folder name tells them apart.
+        inputs = [
+            (path, path.stem if stems.count(path.stem) == 1 else f"{path.parent.name}_{path.stem}")
+            for path in files
+        ]
         log.info("input image%s: %s", "s" if len(inputs) > 1 else "", cfg.image)
     if cfg.out_dir:
         out_dir = Path(cfg.out_dir)
@@ -133,20 +139,20 @@ def _render_one(
         )
         written += write_figures(figures, folder, cfg.fps, cfg.video_size)
     latent = renderer.encode(source)
-    if cfg.azimuth is not None:
-        written += write_views(
-            renderer, latent, folder, _numbers(cfg.azimuth), _numbers(cfg.elevation),
-            _numbers(cfg.dt), source_pose if absolute else None,
-        )  # fmt: skip
-    if path is not None:
-        if path.absolute and path.source_pose is None and source_pose is None:
-            raise CameraPathError(
-                f"{path.name}: absolute poses need the input view's pose: add "
-                '"source_pose": [azimuth, elevation] to the path or pass source_pose='
-            )
-        frames = renderer.render_path(latent, path, source_pose).cpu()
-        formats, side = cfg.path_formats, cfg.video_size
-        written += write_path(frames, folder / path.name, path.fps, formats, side)
+    try:
+        if cfg.azimuth is not None:
+            written += write_views(
+                renderer, latent, folder, _numbers(cfg.azimuth), _numbers(cfg.elevation),
+                _numbers(cfg.dt), source_pose if absolute else None,
+            )  # fmt: skip
+        if path is not None:
+            frames = renderer.render_path(latent, path, source_pose).cpu()
+            formats, side = _numbers(cfg.path_formats), cfg.video_size
+            written += write_path(frames, folder / path.name, path.fps, formats, side)
+    except CameraPathError:
+        raise
+    except ValueError as error:  # a dt beyond max_offset, poses that do not broadcast
+        raise RenderError(str(error)) from None
     return written
 
 
