@@ -101,3 +101,12 @@ def test_strict_keys_name_the_nested_keys_and_allow_known_ones() -> None:
         check_overrides("render", ["image_limits.pixels=4"])
     check_overrides("evaluate", ["run_dir=x", "data=bend", "splits=[test]", "hydra.run.dir=/x"])
     check_overrides("render", ["-m", "fps=1,2", "+anything=1"])  # sweeps: Hydra's own rules
+
+
+@pytest.mark.parametrize("command", ["render", "evaluate", "export", "viewer"])
+def test_inference_logs_go_beside_the_run(command: str, tmp_path: Path) -> None:
+    """Given run_dir=, the Hydra folder is <run_dir>/logs/<command>/<date>_<time>, not the
+    checkout's outputs/; without it (ckpt=), outputs/<command>/<date>_<time> as before."""
+    run_dir = compose_config([f"run_dir={tmp_path}"], command).hydra.run.dir
+    assert Path(run_dir).parent == tmp_path / "logs" / command
+    assert Path(compose_config(["ckpt=x.pt"], command).hydra.run.dir).parent.name == command
