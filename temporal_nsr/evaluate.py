@@ -17,12 +17,17 @@ Hydra output folder (`outputs/evaluate/<date>_<time>/`), or to `out_dir=`. `base
 also takes a checkpoint file (an ENR file is a rotation-only model).
 
 Writes `<run_dir>/eval/{results.json, pairs_<split>.csv, results.md, figure_<split>.png,
-slots_bend.png}` (see `temporal_nsr.evaluation.report`).
+slots_bend.png}` (see `temporal_nsr.evaluation.report`); the CSV names every pair's source
+and target files (relative to the data root). `save_images=true` also writes every pair's
+source, target and prediction of each predictor to `eval/images/<split>/` and names them in the
+CSV. `logger=wandb | tensorboard` logs the results to the run's dashboard
+(`temporal_nsr.dashboard`). Progress lines (pairs done, rate, ETA) are logged per split.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from temporal_nsr.atomic import FolderError, disk_full
+from temporal_nsr.config import strict_command_line
+from temporal_nsr.dashboard import DashboardError, log_evaluation
 from temporal_nsr.data.dataset import DatasetError
 from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.evaluation.bend import BendEstimator
@@ -85,6 +92,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         batch_size=cfg.batch_size, figure_examples=cfg.figure_examples,
         iou_tolerance=cfg.iou_tolerance, bend_targets=cfg.bend_targets,
         equivariance_pairs=cfg.equivariance_pairs,
+        save_images=cfg.save_images,
     )  # fmt: skip
     device = str(resolve_device(cfg.device))
     run = _load_model(cfg, device)
@@ -121,10 +129,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     rows, figures = {}, {}
     for split in cfg.splits:
         pools = (datamodule.split(split), train)
-        scored = evaluate_split(split, pools, model, other, options, manifest, device)
+        scored = evaluate_split(split, pools, model, other, options, manifest, device, out_dir)
         results["splits"][split], rows[split] = scored.summary, scored.rows
         figures.update(scored.figures)
     write_outputs(out_dir, results, rows, figures)
+    log_evaluation(cfg, run.cfg, results, out_dir)
     return {**results, "out_dir": str(out_dir)}  # where the files went, for main()
 
 
@@ -132,7 +141,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 def main(cfg: DictConfig) -> None:
     try:
         results = evaluate(cfg)
-    except (CheckpointError, DatasetError, EvaluationError, FolderError) as error:
+    except (CheckpointError, DatasetError, EvaluationError, FolderError, DashboardError) as error:
         raise SystemExit(f"evaluate: {error}") from None
     except OSError as error:
         if (line := disk_full(error)) is None:
@@ -142,4 +151,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    strict_command_line("evaluate", sys.argv[1:])
     main()

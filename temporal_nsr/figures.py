@@ -25,16 +25,16 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 from pathlib import Path
 from typing import NamedTuple
 
 import imageio.v3 as iio
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
+from temporal_nsr.camera_path import time_offsets, turntable_azimuths
 from temporal_nsr.data.images import UNBOUNDED, ImageLimits
 from temporal_nsr.image_input import ImageLike, image_batch
 from temporal_nsr.inference import NovelViewRenderer
@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 
 TURNTABLE_COLUMNS = 12  # turntable views per row of turntable.png
 SLICE_MIN_SIDE = 64  # latent slices are enlarged (nearest) to at least this many pixels
+LABEL_MIN_SIDE = 64  # labelled tiles are enlarged (nearest) to at least this many pixels
+LABEL_FONT = 11  # label text height in pixels
+VIDEO_SIDE = 256  # default longer side of GIFs and MP4s: renders enlarged for display
 
 
 class RenderError(ValueError):
@@ -89,6 +92,65 @@ def tile_frames(frames: Tensor, columns: int) -> Tensor:
     blank = torch.ones(rows * columns - len(frames), *frames.shape[1:])
     frames = torch.cat([frames.cpu(), blank])
     return image_grid(list(frames.view(rows, columns, *frames.shape[1:])))
+
+
+def enlarge(images: Tensor, side: int | None) -> Tensor:
+    """Enlarge (..., 3, H, W) images by nearest neighbour so the longer side is ``side``.
+
+    Pixels stay sharp squares (these are figures of 32-128 px renders, shown on screens);
+    None or a ``side`` below the current one leaves the images as they are.
+    """
+    h, w = images.shape[-2:]
+    if not side or side <= max(h, w):
+        return images
+    scale = side / max(h, w)
+    size = (round(h * scale), round(w * scale))
+    flat = images.reshape(-1, *images.shape[-3:]).float()
+    out = torch.nn.functional.interpolate(flat, size=size, mode="nearest")
+    return out.reshape(*images.shape[:-2], *size)
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def labelled_row(tiles: Tensor, labels: list[str], pad: int = 2) -> Tensor:
+    """Tiles in ONE row with a text label centred under each, on white.
+
+    Args:
+        tiles: (N, 3, S, S) in [0, 1]; enlarged to at least LABEL_MIN_SIDE px so the labels
+            fit under them.
+        labels: N short texts ("dt=-2", "az 30").
+        pad: white pixels between tiles.
+
+    Returns:
+        (3, H, W) picture in [0, 1].
+    """
+    tiles = enlarge(tiles.cpu(), max(LABEL_MIN_SIDE, tiles.shape[-1]))
+    row = image_grid([tiles], pad)
+    s, text_h = tiles.shape[-1], LABEL_FONT + 4
+    picture = Image.fromarray(to_uint8(torch.nn.functional.pad(row, (0, 0, 0, text_h), value=1)))
+    draw, font = ImageDraw.Draw(picture), _font(LABEL_FONT)
+    for i, label in enumerate(labels):
+        centre = pad + i * (s + pad) + s / 2
+        draw.text((centre, row.shape[1] + 1), label, fill=(0, 0, 0), font=font, anchor="mt")
+    return torch.from_numpy(np.asarray(picture).copy()).permute(2, 0, 1).float() / 255
+
+
+def caption(picture: Tensor, text: str) -> Tensor:
+    """(3, H, W) picture in [0, 1] with one line of text added below it (a figure's key)."""
+    font = _font(LABEL_FONT)
+    width = int(font.getlength(text)) + 8
+    h, w = picture.shape[-2:]
+    padded = torch.nn.functional.pad(
+        picture.cpu(), (0, max(0, width - w), 0, LABEL_FONT + 6), value=1
+    )
+    image = Image.fromarray(to_uint8(padded))
+    ImageDraw.Draw(image).text((4, h + 2), text, fill=(0, 0, 0), font=font)
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float() / 255
 
 
 def latent_to_rgb(latent: Tensor) -> Tensor:
@@ -149,27 +211,18 @@ def latent_slice_frames(rgb: Tensor) -> Tensor:
 # --------------------------------------------------------------------------- poses and times
 
 
-def time_offsets(max_offset: int, interpolation_steps: int) -> Tensor:
-    """(2 m (steps + 1) + 1,) offsets from -m to m, exact integers every (steps + 1)-th."""
-    per_slot = interpolation_steps + 1
-    return torch.arange(2 * max_offset * per_slot + 1) / per_slot - max_offset
-
-
-def turntable_azimuths(views: int, start: float = 0.0) -> Tensor:
-    """(views,) azimuths in degrees over a full turn from ``start`` (start + 360 excluded)."""
-    return start + torch.arange(views) * (360.0 / views)
-
-
 def slot_strip(
-    renderer: NovelViewRenderer, latent: Tensor, source: Tensor, columns: int | None = None
+    renderer: NovelViewRenderer, latent: Tensor, source: Tensor, labels: bool = True
 ) -> Tensor:
-    """The input, then its render at every integer dt = -max_offset..max_offset at its view.
+    """The input, then its render at every integer dt = -max_offset..max_offset at its view,
+    in one row; with ``labels``, "input" and "dt=<k>" under the tiles (enlarged to at least
+    LABEL_MIN_SIDE px).
 
     Args:
         renderer: the loaded model.
         latent: (K, C, D, H, W) latent of ``source``.
         source: (1, 3, S, S) the input image.
-        columns: tiles per row; None: one row.
+        labels: write the dt under every tile.
 
     Returns:
         (3, H, W) picture in [0, 1] on the CPU.
@@ -177,7 +230,9 @@ def slot_strip(
     m = renderer.max_offset
     slots = renderer.render(latent, 0.0, 0.0, torch.arange(-m, m + 1)).cpu()  # (K, 3, S, S)
     tiles = torch.cat([source.cpu(), slots])  # (1 + K, 3, S, S)
-    return tile_frames(tiles, min(len(tiles), columns or len(tiles)))
+    if not labels:
+        return image_grid([tiles])
+    return labelled_row(tiles, ["input"] + [f"dt={dt}" for dt in range(-m, m + 1)])
 
 
 def render_figures(
@@ -228,14 +283,27 @@ def render_figures(
     figures["interpolation"] = Figure(image_grid(rows), interp)
 
     rgb = latent_to_rgb(latent.cpu())  # (K, 3, D, H, W)
+    key = (
+        f"rows: dt = -{m}..{m}, top to bottom; columns: depth 0..{rgb.shape[2] - 1}; "
+        "colour: 3 principal components of the channels"
+    )
     figures["latent_slices"] = Figure(
-        image_grid([depth_slices(v) for v in rgb]), latent_slice_frames(rgb)
+        caption(image_grid([depth_slices(v) for v in rgb]), key), latent_slice_frames(rgb)
     )
 
     azimuth = turntable_azimuths(turntable_views)
     turntable = renderer.render(latent, azimuth, elevation_deg, turntable_dt).cpu()
+    columns = min(turntable_views, TURNTABLE_COLUMNS)
+    rows = [
+        labelled_row(turntable[i : i + columns], [f"az {a:g}" for a in azimuth[i : i + columns]])
+        for i in range(0, turntable_views, columns)
+    ]
+    width = rows[0].shape[-1]  # the last row may be shorter: pad it with white
+    still = torch.cat(
+        [torch.nn.functional.pad(r, (0, width - r.shape[-1]), value=1) for r in rows], 1
+    )
     figures["turntable"] = Figure(
-        tile_frames(turntable, min(turntable_views, TURNTABLE_COLUMNS)), turntable
+        caption(still, f"elevation {elevation_deg:g}, dt {turntable_dt:g}"), turntable
     )
 
     frames = 4 * m * per_slot if m else turntable_views
@@ -260,28 +328,48 @@ def mp4_available() -> bool:
     return True
 
 
-def write_animation(gif: Path, frames: Tensor, fps: float, mp4: bool = False) -> list[Path]:
-    """Write (F, 3, H, W) frames in [0, 1] as ``gif`` (looping) and, with ``mp4``, beside it.
+def write_video(path: Path, frames: Tensor, fps: float) -> Path:
+    """Write (F, 3, H, W) frames in [0, 1] as a looping GIF or an MP4 (by ``path``'s suffix;
+    MP4 needs ``imageio-ffmpeg``)."""
+    pixels = np.stack([to_uint8(frame) for frame in frames])  # (F, H, W, 3) uint8
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".gif":
+        # GIF delays are whole centiseconds; Pillow merges identical consecutive frames and
+        # adds up their delays, so the length in time is kept.
+        iio.imwrite(path, pixels, duration=1000 / fps, loop=0)
+        return path
+    if path.suffix != ".mp4":
+        raise RenderError(f"{path}: write a .gif or an .mp4")
+    if not mp4_available():
+        raise RenderError(f"{path}: MP4 needs imageio-ffmpeg (pip install imageio-ffmpeg)")
+    # H.264 in yuv420p needs even sides: pad with white rather than let ffmpeg resize.
+    _, h, w, _ = pixels.shape
+    pixels = np.pad(pixels, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), constant_values=255)
+    iio.imwrite(path, pixels, plugin="FFMPEG", fps=fps, macro_block_size=2)
+    return path
+
+
+def write_animation(
+    gif: Path, frames: Tensor, fps: float, mp4: bool = False, side: int | None = None
+) -> list[Path]:
+    """Write (F, 3, H, W) frames in [0, 1] as ``gif`` (looping) and, with ``mp4``, beside it,
+    enlarged (nearest) to ``side`` px on the longer side (None: as they are).
 
     Returns:
         The files written: the GIF, then the MP4.
     """
-    pixels = np.stack([to_uint8(frame) for frame in frames])  # (F, H, W, 3) uint8
-    # GIF delays are whole centiseconds; Pillow merges identical consecutive frames and adds up
-    # their delays, so the length in time is kept.
-    iio.imwrite(gif, pixels, duration=1000 / fps, loop=0)
-    if not mp4:
-        return [gif]
-    # H.264 in yuv420p needs even sides: pad with white rather than let ffmpeg resize.
-    _, h, w, _ = pixels.shape
-    pixels = np.pad(pixels, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), constant_values=255)
-    video = gif.with_suffix(".mp4")
-    iio.imwrite(video, pixels, plugin="FFMPEG", fps=fps, macro_block_size=2)
-    return [gif, video]
+    frames = enlarge(frames, side)
+    written = [write_video(gif, frames, fps)]
+    if mp4:
+        written.append(write_video(gif.with_suffix(".mp4"), frames, fps))
+    return written
 
 
-def write_figures(figures: dict[str, Figure], out_dir: Path, fps: float) -> list[Path]:
-    """Write each figure as <name>.png (still) and <name>.gif (+ .mp4 with imageio-ffmpeg).
+def write_figures(
+    figures: dict[str, Figure], out_dir: Path, fps: float, video_side: int | None = VIDEO_SIDE
+) -> list[Path]:
+    """Write each figure as <name>.png (still) and <name>.gif (+ .mp4 with imageio-ffmpeg),
+    the animations enlarged to ``video_side`` px (None: the renders' own size).
 
     Returns:
         The files written, in order.
@@ -298,19 +386,67 @@ def write_figures(figures: dict[str, Figure], out_dir: Path, fps: float) -> list
             Image.fromarray(to_uint8(figure.still)).save(out_dir / f"{name}.png")
             written.append(out_dir / f"{name}.png")
         if figure.frames is not None:
-            written += write_animation(out_dir / f"{name}.gif", figure.frames, fps, mp4)
+            written += write_animation(out_dir / f"{name}.gif", figure.frames, fps, mp4, video_side)
     return written
 
 
-def log_to_wandb(paths: list[Path], prefix: str = "render") -> None:
-    """Log PNGs as images and GIFs as videos to the active W&B run, if there is one."""
-    wandb = sys.modules.get("wandb")  # not imported: no run can be active
-    if wandb is None or wandb.run is None:
-        return
-    media = {}
-    for path in paths:
-        if path.suffix == ".png":
-            media[f"{prefix}/{path.stem}"] = wandb.Image(str(path))
-        elif path.suffix == ".gif":
-            media[f"{prefix}/{path.stem}_animation"] = wandb.Video(str(path), format="gif")
-    wandb.log(media)
+def write_views(
+    renderer: NovelViewRenderer,
+    latent: Tensor,
+    out_dir: Path,
+    azimuth: float | list[float],
+    elevation: float | list[float],
+    dt: float | list[float],
+    source_pose: tuple[float, float] | None = None,
+) -> list[Path]:
+    """Render one image's latent at the poses and offsets given (broadcast together, as
+    ``NovelViewRenderer.render``) and write ``view_az<a>_el<e>_dt<t>.png`` for each.
+
+    Args:
+        source_pose: None: poses relative to the input view; else the input view's absolute
+            (azimuth, elevation), and the poses are absolute.
+    """
+    views = renderer.render(latent, azimuth, elevation, dt, source_pose=source_pose).cpu()
+    az, el, offsets = torch.broadcast_tensors(
+        *(torch.as_tensor(v, dtype=torch.float32).reshape(-1) for v in (azimuth, elevation, dt))
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for view, a, e, t in zip(views, az.tolist(), el.tolist(), offsets.tolist(), strict=True):
+        path = out_dir / f"view_az{a:g}_el{e:g}_dt{t:g}.png"
+        Image.fromarray(to_uint8(view)).save(path)
+        written.append(path)
+    return written
+
+
+PATH_FORMATS = ("mp4", "gif", "png")
+
+
+def write_path(
+    frames: Tensor, stem: Path, fps: float, formats=("mp4", "gif"), side: int | None = VIDEO_SIDE
+) -> list[Path]:
+    """Write a camera path's (F, 3, S, S) frames as ``<stem>.mp4`` / ``<stem>.gif`` (enlarged
+    to ``side`` px) and / or ``<stem>_frames/00000.png, ...`` (the renders as they are).
+
+    MP4 is skipped, with a logged note, where imageio-ffmpeg is missing.
+
+    Raises:
+        RenderError: an unknown format or fps <= 0.
+    """
+    unknown = [f for f in formats if f not in PATH_FORMATS]
+    if unknown or not fps > 0:
+        raise RenderError(
+            f"path_formats={list(formats)} and fps={fps}: use formats from "
+            f"{', '.join(PATH_FORMATS)} and fps > 0"
+        )
+    written = []
+    enlarged = enlarge(frames, side)
+    for kind in formats:
+        if kind == "png":
+            folder = stem.with_name(f"{stem.name}_frames")
+            written += NovelViewRenderer.save(frames, folder)
+        elif kind == "mp4" and not mp4_available():
+            log.info("imageio-ffmpeg is not installed: no %s.mp4", stem.name)
+        else:
+            written.append(write_video(stem.with_suffix(f".{kind}"), enlarged, fps))
+    return written

@@ -115,13 +115,14 @@ def _fit(images: Tensor, size: int) -> Tensor:
 
 
 def image_batch(
-    images: ImageLike | Sequence[ImageLike], size: int, limits: ImageLimits = UNBOUNDED
+    images: ImageLike | Sequence[ImageLike], size: int | None, limits: ImageLimits = UNBOUNDED
 ) -> Tensor:
     """Turn images of any accepted kind (see the module docstring) into the network's input.
 
     Args:
         images: one image, a (B, 3, H, W) tensor, or a list of images.
-        size: side S the model takes.
+        size: side S the model takes; None: each image at its own size (one image, or a list
+            of one size).
         limits: largest image FILE accepted, checked before decoding (in-memory images are
             the caller's own).
 
@@ -138,4 +139,40 @@ def image_batch(
         tensors = [image_batch(image, size, limits) for image in images]
         return torch.cat([t.to(tensors[0].device) for t in tensors])
     batch = _to_chw(images, limits).float()
-    return _fit(batch if batch.dim() == 4 else batch[None], size)
+    batch = batch if batch.dim() == 4 else batch[None]
+    return batch if size is None else _fit(batch, size)
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def image_files(spec: str | Path | Sequence[str | Path]) -> list[Path]:
+    """The image files a command-line ``image=`` names: a file, a folder (its images, sorted),
+    a glob (``shots/*.png``) or a list of any of these.
+
+    Raises:
+        ImageError: nothing matches, a missing file, or an empty folder; the message names it.
+    """
+    if isinstance(spec, (list, tuple)) or (
+        not isinstance(spec, (str, Path)) and isinstance(spec, Sequence)
+    ):
+        files = [f for item in spec for f in image_files(item)]
+        if not files:
+            raise ImageError("image=[]: no images given")
+        return files
+    path = Path(spec)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ImageError(f"folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        return files
+    if any(c in str(spec) for c in "*?["):
+        anchor = Path(path.anchor) if path.is_absolute() else Path()
+        pattern = str(path.relative_to(anchor)) if path.is_absolute() else str(path)
+        files = sorted(p for p in anchor.glob(pattern) if p.is_file())
+        if not files:
+            raise ImageError(f"no image file matches {spec}")
+        return files
+    if not path.is_file():
+        raise ImageError(f"image file {path} does not exist")
+    return [path]

@@ -41,11 +41,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from omegaconf import DictConfig
+from PIL import Image
 from torch import Tensor
 
 from temporal_nsr.acceleration import inference_dtype, to_channels_last
+from temporal_nsr.camera_path import CameraPath, CameraPathError
 from temporal_nsr.image_input import ImageLike, image_batch
 from temporal_nsr.model.renderer import SceneRenderer
 from temporal_nsr.runs import Run, load_checkpoint, load_model, load_run
@@ -226,19 +229,27 @@ class NovelViewRenderer:
         elevation: Angles = 0.0,
         dt: Offsets = 0,
         chunk_size: int | None = 0,
+        source_pose: Sequence[float] | Tensor | None = None,
     ) -> Tensor:
         """Render one image's latent at N poses and time offsets.
 
         Args:
             latent: (1, K, C, D, H, W) or (K, C, D, H, W), from ``encode``.
-            azimuth: degrees relative to the input view; a number, list or (N,) tensor.
-            elevation: degrees relative to the input view; same forms.
+            azimuth: degrees relative to the input view (absolute with ``source_pose``); a
+                number, list or (N,) tensor.
+            elevation: degrees relative to the input view (absolute with ``source_pose``); same
+                forms.
             dt: time steps after the input's time, |dt| <= max_offset; integers pick a slot,
                 fractions interpolate. ``azimuth``, ``elevation`` and ``dt`` broadcast
                 together to N views; (0, 0, 0) reproduces the input view.
             chunk_size: decode at most this many views at once (bounds memory); 0: the
                 device's default ``self.chunk_size`` (fastest per view); None decodes
                 all N together.
+            source_pose: None: poses are relative to the input view. (azimuth, elevation) in
+                degrees: the input view's ABSOLUTE pose (the dataset's convention), and
+                ``azimuth``, ``elevation`` are absolute target poses: the rotation rendered is
+                R(target) R(source)^T, right at any source elevation (subtracting angles is
+                right only for a source at elevation 0).
 
         Returns:
             (N, 3, S, S) float32 images in [0, 1] on ``device``.
@@ -258,12 +269,99 @@ class NovelViewRenderer:
                 "azimuth, elevation and dt must be numbers or sequences of one common length; "
                 f"got lengths {len(az)}, {len(el)}, {len(offsets)}"
             ) from None
-        poses = torch.stack([az, el], -1)  # (N, 2) degrees relative to the input camera
-        origin = torch.zeros(2, device=self._device)  # the input camera is pose (0, 0)
+        poses = torch.stack([az, el], -1)  # (N, 2) degrees, relative or absolute
+        if source_pose is None:
+            origin = torch.zeros(2, device=self._device)  # the input camera is pose (0, 0)
+        else:
+            origin = torch.as_tensor(source_pose, dtype=torch.float32, device=self._device)
+            if origin.shape != (2,):
+                raise ValueError(
+                    f"source_pose must be (azimuth, elevation), got shape {tuple(origin.shape)}"
+                )
         with torch.inference_mode():
             chunk = self.chunk_size if chunk_size == 0 else chunk_size
             views = self.renderer.render_views(latent, origin, poses, offsets, chunk)
         return views.float().clamp(0, 1)
+
+    def render_path(
+        self,
+        latent: Tensor,
+        path: CameraPath,
+        source_pose: Sequence[float] | Tensor | None = None,
+    ) -> Tensor:
+        """Render one image's latent along a camera path (``temporal_nsr.camera_path``).
+
+        Args:
+            latent: (1, K, C, D, H, W) or (K, C, D, H, W), from ``encode``.
+            path: one pose and dt per frame; an absolute path is rendered from its own
+                ``source_pose``, else from this argument's.
+            source_pose: the input view's absolute (azimuth, elevation), for an absolute path.
+
+        Returns:
+            (F, 3, S, S) float32 frames in [0, 1] on ``device``.
+
+        Raises:
+            CameraPathError: an absolute path without a source pose. ValueError: some
+                |dt| > max_offset.
+        """
+        source = None
+        if path.absolute:
+            source = path.source_pose if path.source_pose is not None else source_pose
+            if source is None:
+                raise CameraPathError(
+                    f"{path.name}: absolute poses need the input view's pose: add "
+                    '"source_pose": [azimuth, elevation] to the path (or source_pose=)'
+                )
+        return self.render(latent, path.azimuth, path.elevation, path.dt, source_pose=source)
+
+    @staticmethod
+    def to_pil(images: Tensor, size: int | None = None) -> list[Image.Image]:
+        """(N, 3, S, S) or (3, S, S) images in [0, 1] -> N PIL RGB images.
+
+        Args:
+            images: what ``render`` returns.
+            size: side in pixels (nearest-neighbour enlargement for display); None: S.
+        """
+        images = images[None] if images.dim() == 3 else images
+        pixels = (images.detach().float().clamp(0, 1) * 255).round().byte().cpu()
+        out = [Image.fromarray(p.permute(1, 2, 0).numpy()) for p in pixels]  # (S, S, 3) each
+        if size:
+            out = [p.resize((size, size), Image.Resampling.NEAREST) for p in out]
+        return out
+
+    @classmethod
+    def save(
+        cls, images: Tensor, path: str | Path, size: int | None = None, fps: float = 12
+    ) -> list[Path]:
+        """Write rendered images: one PNG (``x.png``, one image), numbered PNGs in a folder
+        (``frames/``: 00000.png, ...), or an animation (``x.gif``, ``x.mp4``).
+
+        Args:
+            images: (N, 3, S, S) or (3, S, S) in [0, 1].
+            path: a .png, .gif or .mp4 file, or a folder.
+            size: side in pixels (nearest-neighbour enlargement); None: S.
+            fps: frames per second of an animation.
+
+        Returns:
+            The files written.
+        """
+        from temporal_nsr.figures import write_video
+
+        path = Path(path)
+        pictures = cls.to_pil(images, size)
+        if path.suffix in (".gif", ".mp4"):
+            frames = torch.stack([torch.from_numpy(np.array(p)) for p in pictures])  # (F, S, S, 3)
+            return [write_video(path, frames.permute(0, 3, 1, 2).float() / 255, fps)]
+        if path.suffix == ".png":
+            if len(pictures) != 1:
+                raise ValueError(f"{path}: one PNG takes one image, got {len(pictures)}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pictures[0].save(path)
+            return [path]
+        path.mkdir(parents=True, exist_ok=True)
+        for i, picture in enumerate(pictures):
+            picture.save(path / f"{i:05d}.png")
+        return [path / f"{i:05d}.png" for i in range(len(pictures))]
 
 
 def log_loaded(run: Run, device: torch.device | str, precision: str | torch.dtype) -> None:

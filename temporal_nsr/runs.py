@@ -32,9 +32,10 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch import LightningDataModule
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from torch import Tensor
 
-from temporal_nsr.atomic import check_separate, inside
+from temporal_nsr.atomic import check_separate, inside, write_text
 from temporal_nsr.data.datamodule import ViewPairDataModule
 from temporal_nsr.enr_checkpoint import (
     CheckpointError,
@@ -138,11 +139,45 @@ def find_checkpoint(run_dir: str | Path, which: str = "best") -> Path:
     return furthest
 
 
+DATA_ROOT_FILE = "data_root"  # <run>/data_root: the dataset folder as resolved in training
+
+
+def write_data_root(run_dir: str | Path, root: str | Path) -> None:
+    """Record where a run's data was (absolute), for a copy of the folder to find it."""
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    write_text(Path(run_dir) / DATA_ROOT_FILE, f"{Path(root).resolve()}\n")
+
+
+def _data_root(cfg: DictConfig, run_dir: Path) -> None:
+    """Point ``cfg.data.root`` at the run's dataset, IN PLACE, where the saved config does not.
+
+    A saved config's ``data.root`` is relative to ``paths.root_dir`` (the checkout running
+    the command, ``PROJECT_ROOT``); a run folder copied to another checkout or machine finds
+    its data there if it exists, else at the absolute path recorded in training
+    (``<run>/data_root``). Neither existing is left to ``run_datamodule`` to report.
+    """
+    data = cfg.get("data")
+    if data is None or "root" not in data:
+        return
+    try:
+        root = Path(data.root)
+    except OmegaConfBaseException:  # unresolvable here: the recorded root decides
+        root = None
+    recorded = run_dir / DATA_ROOT_FILE
+    if (root is None or not root.is_dir()) and recorded.is_file():
+        saved = Path(recorded.read_text().strip())
+        if saved.is_dir():
+            log.info("data.root %s not found; using the run's recorded %s", root, saved)
+            cfg.data.root = str(saved)
+
+
 def _run_config(run_dir: Path) -> DictConfig:
     config = run_dir / ".hydra" / "config.yaml"
     if not config.is_file():
         raise CheckpointError(f"{run_dir} is not a training run folder (no .hydra/config.yaml)")
-    return OmegaConf.load(config)
+    cfg = OmegaConf.load(config)
+    _data_root(cfg, run_dir)
+    return cfg
 
 
 # Classes outside temporal_nsr that a run's config may name (conf/ uses them); anything else
@@ -419,4 +454,10 @@ def run_datamodule(cfg: DictConfig) -> ViewPairDataModule:
         )
     plain = OmegaConf.masked_copy(data, [k for k in data if k != "generator"])  # not built
     check_targets(plain, "data", "the run's config")
+    if not Path(data.root).is_dir():
+        raise CheckpointError(
+            f"the run's dataset {data.root} does not exist here: evaluate with data=<name> "
+            "data.root=<dataset folder>, render with image=<file>, or set PROJECT_ROOT to the "
+            "checkout holding its data/"
+        )
     return instantiate(data, generator=None)

@@ -6,7 +6,13 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from temporal_nsr.config import CONF_DIR, compose_config
+from temporal_nsr.config import (
+    CONF_DIR,
+    UnknownKeyError,
+    check_overrides,
+    compose_config,
+    strict_command_line,
+)
 from tests.conftest import EXPERIMENTS
 
 
@@ -79,3 +85,28 @@ def test_common_trainer_keys_are_settable(tmp_path: Path) -> None:
     trainer = instantiate(cfg.trainer, logger=False, enable_progress_bar=False)
     assert trainer.max_steps == 5 and trainer.accumulate_grad_batches == 2
     assert trainer.limit_test_batches == 1 and trainer.gradient_clip_val == 1.0
+
+
+@pytest.mark.parametrize("command", ["render", "evaluate", "export", "viewer"])
+@pytest.mark.parametrize("override", ["+azimuth=30", "++azimuth=30", "azimuth=30"])
+def test_inference_commands_refuse_unknown_keys(command: str, override: str) -> None:
+    with pytest.raises(UnknownKeyError, match=r"unknown key 'azimuth'.*valid keys: .*run_dir"):
+        check_overrides(command, ["run_dir=x", override])
+    with pytest.raises(SystemExit, match=rf"^{command}: unknown key 'azimuth'[^\n]*$"):
+        strict_command_line(command, [override])
+
+
+def test_strict_keys_name_the_nested_keys_and_allow_known_ones() -> None:
+    with pytest.raises(UnknownKeyError, match="valid keys of image_limits: max_pixels, max_bytes"):
+        check_overrides("render", ["image_limits.pixels=4"])
+    check_overrides("evaluate", ["run_dir=x", "data=bend", "splits=[test]", "hydra.run.dir=/x"])
+    check_overrides("render", ["-m", "fps=1,2", "+anything=1"])  # sweeps: Hydra's own rules
+
+
+@pytest.mark.parametrize("command", ["render", "evaluate", "export", "viewer"])
+def test_inference_logs_go_beside_the_run(command: str, tmp_path: Path) -> None:
+    """Given run_dir=, the Hydra folder is <run_dir>/logs/<command>/<date>_<time>, not the
+    checkout's outputs/; without it (ckpt=), outputs/<command>/<date>_<time> as before."""
+    run_dir = compose_config([f"run_dir={tmp_path}"], command).hydra.run.dir
+    assert Path(run_dir).parent == tmp_path / "logs" / command
+    assert Path(compose_config(["ckpt=x.pt"], command).hydra.run.dir).parent.name == command

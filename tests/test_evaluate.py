@@ -3,15 +3,20 @@
 import csv
 import importlib.util
 import json
+import logging
+import re
 from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from temporal_nsr.config import compose_config
 from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.evaluate import evaluate
+from temporal_nsr.evaluation.folders import score_folders
 from temporal_nsr.evaluation.metrics import PSNR_CAP_DB, per_image_scores
+from temporal_nsr.evaluation.protocol import EvaluationError
 
 
 def _eval_cfg(run_dir: Path, **extra):
@@ -131,3 +136,44 @@ def test_enr_protocol_uses_one_fixed_source_per_object(tiny_run: Path, tmp_path:
     assert cell["pairs"] == 2 * (4 - 1)  # 2 objects x (4 views - the source)
     sources = {row["source"] for row in _pair_rows(tmp_path)}
     assert len(sources) == 2
+
+
+def test_saved_images_and_file_names_in_the_pairs_csv(tiny_run: Path, tmp_path: Path) -> None:
+    """save_images=true: source, target and every prediction per pair, named in the CSV; the
+    CSV names the source and target FILES; scoring the saved folders gives the same PSNR."""
+    evaluate(_eval_cfg(tiny_run, out_dir=tmp_path, save_images=True, splits="[val]",
+                       bend_targets=0))  # fmt: skip
+    rows = _pair_rows(tmp_path)
+    root = Path(OmegaConf.load(tiny_run / ".hydra" / "config.yaml").data.root)
+    for row in rows:
+        assert (root / row["source_file"]).is_file() and (root / row["target_file"]).is_file()
+        assert row["target_file"].startswith("val/")
+        for key in ("source_image", "target_image", "prediction_image"):
+            assert (tmp_path / row[key]).is_file()
+        assert row["prediction_image"].endswith(f"_{row['predictor']}.png")
+    model = [r for r in rows if r["predictor"] == "model"]
+    predictions, targets = tmp_path / "p", tmp_path / "t"
+    predictions.mkdir(), targets.mkdir()
+    for i, row in enumerate(model):
+        (predictions / f"{i}.png").write_bytes((tmp_path / row["prediction_image"]).read_bytes())
+        (targets / f"{i}.png").write_bytes((tmp_path / row["target_image"]).read_bytes())
+    scored, means = score_folders(predictions, targets)
+    assert means["pairs"] == len(model)
+    # The PNGs are 8-bit: the same PSNR as the evaluation's up to quantisation.
+    expected = sum(float(r["psnr"]) for r in model) / len(model)
+    assert abs(means["psnr"] - expected) < 0.2
+    (targets / "0.png").unlink()
+    with pytest.raises(EvaluationError, match="0.png has no target"):
+        score_folders(predictions, targets)
+
+
+def test_progress_lines_per_split(tiny_run: Path, tmp_path: Path, caplog) -> None:
+    with caplog.at_level(logging.INFO, logger="temporal_nsr.evaluation.split"):
+        evaluate(_eval_cfg(tiny_run, out_dir=tmp_path, splits="[val]", bend_targets=0))
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(
+        re.match(r"evaluate val: \d+/\d+ pairs \(100%\), .* pairs/s, ETA 0 s", x) for x in lines
+    )
+    assert any(
+        re.match(r"evaluate val: done in .* s; PSNR \(dt != 0\): model \d", x) for x in lines
+    )

@@ -15,6 +15,7 @@ from PIL import Image
 from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.image_input import ImageError
 from temporal_nsr.inference import NovelViewRenderer
+from temporal_nsr.runs import load_run, run_datamodule, write_data_root
 
 
 def _tensor(png: Path) -> torch.Tensor:
@@ -230,3 +231,33 @@ def test_a_run_config_builds_only_temporal_nsr_classes(
     message = str(raised.value)
     assert f"{key}._target_={target!r} is not a temporal_nsr model or data class" in message
     assert "\n" not in message and not marker.exists()
+
+
+def test_a_copied_run_finds_its_data_or_names_data_root(
+    tiny_run: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    """The saved config's data.root is relative to the checkout (PROJECT_ROOT); a copy that
+    cannot resolve it uses the root recorded in training, else one line names data.root=."""
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_run / ".hydra", copy / ".hydra")
+    shutil.copytree(tiny_run / "checkpoints", copy / "checkpoints")
+    cfg = OmegaConf.load(copy / ".hydra" / "config.yaml")
+    cfg.data.root = "${paths.root_dir}/data/tiny_elsewhere"  # as a fresh clone would see it
+    OmegaConf.save(cfg, copy / ".hydra" / "config.yaml")
+    with pytest.raises(CheckpointError, match=r"tiny_elsewhere does not exist here: .*data\.root="):
+        run_datamodule(load_run(copy, "last").cfg)
+    write_data_root(copy, tiny_data)  # what train() records
+    assert Path(load_run(copy, "last").cfg.data.root) == tiny_data.resolve()
+    assert len(run_datamodule(load_run(copy, "last").cfg).split("test")) > 0
+    assert (tiny_run / "data_root").read_text().strip() == str(tiny_data.resolve())  # train()
+
+
+def test_to_pil_and_save(renderer: NovelViewRenderer, png: Path, tmp_path: Path) -> None:
+    views = renderer.render(renderer.encode(png), [0, 90], 0, 0)
+    pictures = NovelViewRenderer.to_pil(views, size=64)
+    assert [p.size for p in pictures] == [(64, 64), (64, 64)] and pictures[0].mode == "RGB"
+    assert NovelViewRenderer.save(views[0], tmp_path / "one.png") == [tmp_path / "one.png"]
+    assert len(NovelViewRenderer.save(views, tmp_path / "frames")) == 2
+    (gif,) = NovelViewRenderer.save(views, tmp_path / "turn.gif", size=96, fps=5)
+    with Image.open(gif) as image:
+        assert image.size == (96, 96) and image.n_frames == 2

@@ -386,6 +386,26 @@ def test_sweep_summary_lists_failed_and_finished_jobs(tmp_path: Path) -> None:
     assert write_summary(tmp_path / "empty") is None
 
 
+def test_sweep_summary_reaches_wandb_as_a_table(tmp_path: Path, monkeypatch) -> None:
+    from omegaconf import OmegaConf
+
+    from temporal_nsr.training.sweep import SweepSummary
+    from tests.wandb_records import offline_run
+
+    monkeypatch.setenv("WANDB_MODE", "offline")  # the test target disables W&B
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    sweep = tmp_path / "2026-01-01_00-00-00"
+    write_job_result(sweep / "0", {"overrides": ["seed=1"], "status": "completed",
+                                   "best_val_psnr": 20.5, "wall_time_s": 3.0})  # fmt: skip
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}},
+                               "logger": {"wandb": {"project": "p", "group": "g"}}})  # fmt: skip
+    SweepSummary().on_multirun_end(config)
+    logged = offline_run(sweep)
+    assert logged["run"].job_type == "sweep_summary"
+    assert logged["run"].run_group == "g-2026-01-01_00-00-00"  # the jobs' group
+    assert "sweep_summary" in logged["history"]
+
+
 def test_resume_from_a_file_that_runs_code_is_one_line(
     tiny_data: Path, tiny_run: Path, tmp_path: Path
 ) -> None:

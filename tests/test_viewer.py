@@ -36,6 +36,8 @@ from temporal_nsr.viewer import (
     viewer,
     write_examples,
 )
+from temporal_nsr.viewer.app import next_dt
+from temporal_nsr.viewer.server import reachable_url
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
@@ -82,9 +84,10 @@ def test_update_equals_the_inference_render_and_encodes_once(
         assert view.shape == (32, 32, 3) and view.dtype == np.uint8
         assert np.array_equal(view, _expected(renderer, png, *pose))
     assert not np.array_equal(views[0], views[1])  # the pose moves the render
-    # The strip: the input, then one render per slot at the input view.
-    assert session.strip.shape == (32 + 4, 6 * 34 + 2, 3)
-    assert np.array_equal(session.strip[2:34, 2:34], _read(png))
+    # The strip: the input, then one render per slot at the input view, in ONE row, enlarged
+    # to 64 px tiles with a dt label under each.
+    assert session.strip.shape[1] == 6 * 66 + 2 and 68 < session.strip.shape[0] < 68 + 30
+    assert np.array_equal(session.strip[2:66:2, 2:66:2], _read(png))
 
 
 def test_session_errors_name_the_fix(renderer: NovelViewRenderer, tmp_path: Path) -> None:
@@ -143,9 +146,9 @@ def test_exports_write_gifs_into_a_new_folder(
     turntable = session.export("turntable", tmp_path, 30, 10, 0.5)
     assert turntable.folder.parent == tmp_path and turntable.files[0].suffix == ".gif"
     with Image.open(turntable.files[0]) as gif:
-        assert gif.n_frames == 6
+        assert gif.n_frames == 6 and gif.size == (256, 256)  # enlarged 8x for display
         gif.seek(0)
-        first = np.asarray(gif.convert("RGB"))
+        first = np.asarray(gif.convert("RGB"))[::8, ::8]
     error = np.abs(first.astype(int) - session.update(30, 10, 0.5))
     assert error.mean() < 3  # the GIF's 256-colour palette, dithered
     sweep = session.export("time_sweep", tmp_path, 0, 0, 0)
@@ -262,7 +265,7 @@ def test_client_upload_sliders_and_render(
     assert f"**{png.name}**: 32x32 px" in note
     assert np.array_equal(_read(seen), _read(png))
     assert np.abs(_read(view).astype(int) - _expected(renderer, png, 0, 0, 0)).max() <= 1
-    assert _read(strip).shape == (36, 6 * 34 + 2, 3) and _read(slices).size > 0
+    assert _read(strip).shape[1] == 6 * 66 + 2 and _read(slices).size > 0
     first = _read(client.predict(0, 0, 0, api_name="/render"))
     moved = _read(client.predict(60, 15, 1.5, api_name="/render"))
     assert not np.array_equal(first, moved)
@@ -478,3 +481,32 @@ def test_thin_images_are_refused_from_the_header_and_resized_before_padding(
     monkeypatch.setattr(torch.nn.functional, "pad", recording_pad)
     ViewerSession(renderer).set_image(long)  # unbounded: resized to 1 x 32, then padded
     assert padded[0] == (1, 3, 32, 1)  # (the figures pad small things later)
+
+
+def test_play_steps_dt_over_the_interpolation_grid_and_loops() -> None:
+    offsets, dt = [], -2.0
+    for _ in range(10):
+        offsets.append(dt)
+        dt = next_dt(dt, 2, 1)
+    assert offsets == [-2, -1.5, -1, -0.5, 0, 0.5, 1, 1.5, 2, -2]
+
+
+def test_all_interfaces_print_an_address_other_machines_can_open() -> None:
+    assert reachable_url("127.0.0.1", 7860) == "http://localhost:7860/"
+    url = reachable_url("0.0.0.0", 7860)
+    assert url.startswith("http://") and url.endswith(":7860/") and "0.0.0.0" not in url
+
+
+def test_page_opens_on_an_example_with_play_and_drag(
+    renderer: NovelViewRenderer, png: Path
+) -> None:
+    pytest.importorskip("gradio", reason="the viewer extra is not installed")
+    from temporal_nsr.viewer.examples import Example
+
+    app = build_app(renderer, examples=[Example(png, "bar")], export_dir="/nonexistent")
+    loads = [f for f in app.fns.values() if any(t[1] == "load" for t in f.targets)]
+    image_in = next(b for b in app.blocks.values() if getattr(b, "elem_id", None) == "input-image")
+    example = next(f for f in loads if [o._id for o in f.outputs] == [image_in._id])
+    assert example.fn() == str(png)  # the first example goes into the input on arrival
+    assert any(f.js and "mousemove" in f.js for f in loads)  # orbit by drag
+    assert any(getattr(b, "elem_id", None) == "play" for b in app.blocks.values())

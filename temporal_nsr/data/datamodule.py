@@ -114,7 +114,7 @@ class ViewPairDataModule(LightningDataModule):
         # Plain values only: checkpoints store these and must load with torch.load(weights_only).
         root = str(root)
         generator = _plain(generator)
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # train() logs the run config, nested, once
         self.root = Path(root)
         self.datasets: dict[str, RenderedViews] = {}
 

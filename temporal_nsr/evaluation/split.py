@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
 from temporal_nsr.data.dataset import RenderedViews
@@ -36,7 +39,9 @@ from temporal_nsr.evaluation.protocol import (
     split_pairs,
 )
 from temporal_nsr.evaluation.report import ExampleFigures, summarise
+from temporal_nsr.figures import to_uint8
 from temporal_nsr.model.renderer import SceneRenderer
+from temporal_nsr.timing import ProgressLog
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +72,7 @@ class EvalOptions:
     iou_tolerance: float = 0.1
     bend_targets: int | None = 64
     equivariance_pairs: int = 64
+    save_images: bool = False
 
     def __post_init__(self) -> None:
         _count(self.max_views, "max_views", 1)
@@ -110,6 +116,7 @@ def evaluate_split(
     options: EvalOptions,
     manifest: Mapping[str, Any] | None,
     device: str,
+    out_dir: Path | None = None,
 ) -> SplitResult:
     """Score every protocol pair of one split for every predictor.
 
@@ -121,6 +128,11 @@ def evaluate_split(
         options: protocol and scoring options.
         manifest: the dataset's manifest.json (generated data: bend metrics), or None.
         device: where the networks run.
+        out_dir: the evaluation folder; with ``options.save_images`` every pair's source,
+            target and predictions go to ``<out_dir>/images/<split>/`` as
+            ``<pair>_source.png``, ``<pair>_target.png``, ``<pair>_<predictor>.png`` (pair: a
+            running 5-digit number in row order), and the rows name them (``source_image``,
+            ``target_image``, ``prediction_image``, relative to ``out_dir``).
     """
     split, train = pools
     pairs = split_pairs(
@@ -137,6 +149,10 @@ def evaluate_split(
     examples = ExampleFigures(name, pairs, seen, options.figure_examples)
     rows: list[dict[str, Any]] = []
     pending: list[tuple[int, Tensor]] = []  # (row, (3, S, S) uint8 prediction) to bend-score
+    progress = ProgressLog(f"evaluate {name}", sum(len(t) for t in pairs.values()), "pairs",
+                           emit=log.info)  # fmt: skip
+    done = 0
+    saver = _ImageSaver(out_dir, name) if options.save_images and out_dir else None
     for setting, table in pairs.items():
         shuffled = foreign_sources(table, pools, options.seed)
         other_object = other_object_sources(table, pools, options.seed)
@@ -162,6 +178,8 @@ def evaluate_split(
             }  # fmt: skip
             dt = pair.dt.tolist()
             for b, (s, p, y) in enumerate(chunk):
+                files = {"source_file": _relative(pools[p], s), "target_file": _relative(split, y)}
+                saved = saver.pair(pair, predictions, b) if saver else None
                 for predictor, (psnr, ssim, iou, moving) in scores.items():
                     if y in bend_targets:
                         image = (predictions[predictor][b] * 255).round().byte().cpu()
@@ -171,12 +189,23 @@ def evaluate_split(
                          "source_pool": POOLS[p], "target": int(y), "dt": int(dt[b]),
                          "predictor": predictor, "psnr": float(psnr[b]), "ssim": float(ssim[b]),
                          "object": str(names[y]), "seen": bool(seen[y]), "iou": float(iou[b]),
-                         "moving_psnr": moving[b]}
+                         "moving_psnr": moving[b], **files}
                     )  # fmt: skip
+                    if saved:
+                        rows[-1].update(source_image=saved["source"],
+                                        target_image=saved["target"],
+                                        prediction_image=saved[predictor])  # fmt: skip
             examples.add(setting, start, pair.source, pair.target, predictions)
+            done += len(chunk)
+            progress.update(done, f"{setting}, {len(predictions)} predictors")
     if estimator is not None:
         _score_bends(estimator, pools, names, rows, pending)
     summary = summarise(rows)
+    means = summary["by_setting"].get("all_dt_nonzero", {})
+    log.info("evaluate %s: done in %.1f s; PSNR (dt != 0): %s", name,
+             time.perf_counter() - progress.started,
+             ", ".join(f"{k} {v['psnr']:.2f}" for k, v in means.items()
+                       if isinstance(v, dict) and "psnr" in v))  # fmt: skip
     summary["objects"] = {
         "seen": sorted(set(names[seen].tolist())),
         "unseen": sorted(set(names[~seen].tolist())),
@@ -193,6 +222,31 @@ def evaluate_split(
         )
         estimator.clear()
     return SplitResult(summary, rows, examples.figures())
+
+
+def _relative(views: RenderedViews, index: int) -> str:
+    """A record's image file relative to the dataset root: ``<split>/<object>/NNNNN.png``."""
+    return views.files[int(index)].relative_to(views.root_split.parent).as_posix()
+
+
+class _ImageSaver:
+    """Writes each pair's source, target and predictions as PNGs into one folder."""
+
+    def __init__(self, out_dir: Path, split: str) -> None:
+        self.root, self.folder, self.count = out_dir, out_dir / "images" / split, 0
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def pair(self, pair, predictions: dict[str, Tensor], b: int) -> dict[str, str]:
+        """Write pair ``b`` of a batch; return image kind -> path relative to ``out_dir``."""
+        images = {"source": pair.source[b], "target": pair.target[b]}
+        images.update({k: v[b] for k, v in predictions.items()})
+        names = {}
+        for kind, image in images.items():
+            path = self.folder / f"{self.count:05d}_{kind}.png"
+            Image.fromarray(to_uint8(image.float())).save(path)
+            names[kind] = path.relative_to(self.root).as_posix()
+        self.count += 1
+        return names
 
 
 def _score_bends(

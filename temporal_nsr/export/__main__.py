@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
 from temporal_nsr.atomic import FolderError, disk_full
+from temporal_nsr.config import strict_command_line
 from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.export import ExportError, export
 
@@ -25,4 +28,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    strict_command_line("export", sys.argv[1:])
     main()

@@ -1,12 +1,16 @@
-"""LogNovelViews: image grids and time sweeps sent to the active loggers and the run folder."""
+"""Training callbacks: LogNovelViews (image grids and time sweeps sent to the active loggers and
+the run folder) and ProgressLines (progress in logs that are not a terminal)."""
 
 from __future__ import annotations
 
 import logging
+import math
+import sys
 from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
@@ -14,6 +18,7 @@ from torch import Tensor
 
 from temporal_nsr.batch import ViewPair
 from temporal_nsr.figures import image_grid, to_uint8, write_animation
+from temporal_nsr.timing import ProgressLog, duration
 
 log = logging.getLogger(__name__)
 
@@ -94,3 +99,48 @@ class LogNovelViews(L.Callback):
                 )
             elif isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_image(key, picture, trainer.global_step, dataformats="HWC")
+
+
+class ProgressLines(L.Callback):
+    """A log line every N optimizer steps when stdout is not a terminal (SLURM, nohup, CI),
+    where the progress bar prints nothing between the model summary and the end::
+
+        train: 400/4000 steps (10%), 2.1 steps/s, ETA 28 min 34 s, loss 0.0412
+
+    The ETA comes from the step budget (``trainer.max_steps`` / epochs); under
+    ``trainer.max_time`` the time left of the budget is added (``time left 41 min 05 s``).
+
+    Args:
+        every_n_steps: steps between lines.
+        terminal: also print on a terminal (where the progress bar already shows this).
+    """
+
+    def __init__(self, every_n_steps: int = 50, terminal: bool = False) -> None:
+        if every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
+        self.every_n_steps = every_n_steps
+        self.terminal = terminal
+        self._progress: ProgressLog | None = None
+
+    @rank_zero_only
+    def on_train_start(self, trainer: L.Trainer, pl_module) -> None:
+        if sys.stdout.isatty() and not self.terminal:
+            return
+        total = trainer.estimated_stepping_batches
+        total = int(total) if math.isfinite(total) else None
+        self._progress = ProgressLog(
+            "train", total, "steps", every_s=0, emit=log.info, start=trainer.global_step
+        )
+
+    @rank_zero_only
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if self._progress is None or step == 0 or step % self.every_n_steps:
+            return
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        extra = [] if loss is None else [f"loss {float(loss):.4g}"]
+        timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
+        left = timer.time_remaining("train") if timer is not None else None
+        if left is not None and math.isfinite(left):
+            extra.append(f"time left {duration(left)}")
+        self._progress.update(step, ", ".join(extra), force=True)

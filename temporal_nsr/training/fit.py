@@ -34,7 +34,7 @@ from temporal_nsr.enr_checkpoint import (
 )
 from temporal_nsr.machine import describe
 from temporal_nsr.model.blocks import resample_side
-from temporal_nsr.runs import CHECKPOINT_DIR, training_state
+from temporal_nsr.runs import CHECKPOINT_DIR, training_state, write_data_root
 from temporal_nsr.training.checkpointing import (
     AtomicCheckpointIO,
     StopOnNonFiniteLoss,
@@ -43,7 +43,7 @@ from temporal_nsr.training.checkpointing import (
     resolve_ckpt_path,
 )
 from temporal_nsr.training.loggers import resume_options
-from temporal_nsr.training.sweep import write_job_result
+from temporal_nsr.training.sweep import sweep_group, write_job_result
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,8 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     if cfg.get("keep_freed_memory", False):
         keep_freed_memory()
     remove_dead_temporaries(run_dir / CHECKPOINT_DIR)
+    if rank_zero_only.rank == 0 and cfg.data.get("root"):
+        write_data_root(run_dir, cfg.data.root)  # a copied run folder still finds its data
     try:
         datamodule = instantiate(cfg.data)
     except InstantiationException as error:  # the datamodule's own checks: one line
@@ -161,6 +163,8 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
             raise SystemExit(130) from None  # the shell's status for Ctrl-C
         raise
     finally:
+        if trainer.is_global_zero:
+            _log_best(loggers, trainer, run_config)
         _finish_wandb(loggers)
         if status != "completed":
             metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -395,7 +399,7 @@ def _instantiate_logger(entry: DictConfig, run_dir: Path, resume_step: int | Non
     extra: dict[str, Any] = {}
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         hydra_cfg = HydraConfig.get()
-        extra["group"] = f"{entry.get('group')}-{Path(hydra_cfg.sweep.dir).name}"
+        extra["group"] = sweep_group(entry.get("group"), hydra_cfg.sweep.dir)
         extra["name"] = f"{entry.get('name')}-job{hydra_cfg.job.num}"
     if entry.get("id") is None:
         id_file = run_dir / "wandb_run_id"
@@ -431,6 +435,28 @@ def _refuse_ddp_relaunch_in_multirun(trainer: L.Trainer) -> None:
             "runs, hydra/launcher=slurm (SLURM starts one task per device), or run each "
             "configuration without -m"
         )
+
+
+def _log_best(loggers: list[Any], trainer: L.Trainer, run_config: dict[str, Any]) -> None:
+    """Put the BEST value of the monitored metric where dashboards look for the result.
+
+    W&B: the run summary's ``<monitor>`` (by default the last value logged) and
+    ``best/<monitor>``. TensorBoard: ``hp_metric`` of the hyperparameter view is the best
+    ``val/psnr`` (``conf/logger/tensorboard.yaml`` turns off Lightning's placeholder -1).
+    """
+    from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+
+    checkpoint = trainer.checkpoint_callback
+    if checkpoint is None or not checkpoint.monitor or checkpoint.best_model_score is None:
+        return
+    best = float(checkpoint.best_model_score)
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.summary[checkpoint.monitor] = best
+            logger.experiment.summary[f"best/{checkpoint.monitor}"] = best
+        elif isinstance(logger, TensorBoardLogger) and checkpoint.monitor == "val/psnr":
+            logger.log_hyperparams(run_config, {"hp_metric": best})
+            logger.save()
 
 
 def _finish_wandb(loggers: list[Any]) -> None:

@@ -71,7 +71,9 @@ class TemporalNSRModule(L.LightningModule):
             )
         if loss not in RECONSTRUCTION_LOSSES:
             raise ValueError(f"model.loss={loss!r}: use one of {RECONSTRUCTION_LOSSES}")
-        self.save_hyperparameters(ignore=["renderer", "optimizer", "scheduler"])
+        # logger=False: train() logs the whole run config once, nested; these flat keys
+        # would duplicate parts of it at the top level.
+        self.save_hyperparameters(ignore=["renderer", "optimizer", "scheduler"], logger=False)
         self.renderer = renderer
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler

@@ -1,4 +1,5 @@
-"""Hydra multirun bookkeeping: per-job results, the sweep summary, Optuna's storage folder."""
+"""Hydra multirun bookkeeping: per-job results, the sweep summary (also a W&B Table when the
+jobs log to W&B), Optuna's storage folder."""
 
 from __future__ import annotations
 
@@ -89,6 +90,49 @@ def write_summary(sweep_dir: str | Path) -> tuple[Path, Path] | None:
     return csv_path, md_path
 
 
+def sweep_group(group: str | None, sweep_dir: str | Path) -> str:
+    """The W&B group of every job of a multirun: ``<group>-<sweep folder name>``."""
+    return f"{group}-{Path(sweep_dir).name}"
+
+
+def log_summary_to_wandb(sweep_dir: str | Path, settings: DictConfig) -> None:
+    """Log the sweep summary as a W&B Table (``sweep_summary``) in a run of the sweep's group
+    with ``job_type=sweep_summary``: one row per job, its swept overrides, best val PSNR,
+    wall time, steps and status.
+
+    Args:
+        sweep_dir: the multirun folder.
+        settings: ``logger.wandb`` of the sweep's config (project, group, mode).
+    """
+    import os
+
+    import wandb
+
+    rows = collect_results(sweep_dir)
+    if not rows:
+        return
+    common = set.intersection(*(set(row.get("overrides", [])) for row in rows))
+    columns = ["job", "swept overrides", "best_val_psnr", "wall_time_s", "global_step", "status"]
+    data = [
+        [row["job"], " ".join(o for o in row.get("overrides", []) if o not in common),
+         row.get("best_val_psnr"), row.get("wall_time_s"), row.get("global_step"),
+         row.get("status")]
+        for row in rows
+    ]  # fmt: skip
+    run = wandb.init(
+        project=settings.get("project", "temporal_nsr"),
+        group=sweep_group(settings.get("group"), sweep_dir),
+        job_type="sweep_summary",
+        name=f"sweep_summary-{Path(sweep_dir).name}",
+        dir=str(sweep_dir),
+        mode=os.environ.get("WANDB_MODE") or settings.get("mode", "offline"),
+    )
+    try:
+        run.log({"sweep_summary": wandb.Table(columns=columns, data=data)})
+    finally:
+        run.finish()
+
+
 class SweepSummary(Callback):
     """Hydra callback (conf/hydra/default.yaml): summarises a multirun when it ends.
 
@@ -106,3 +150,6 @@ class SweepSummary(Callback):
         written = write_summary(config.hydra.sweep.dir)
         if written:
             log.info("sweep summary %s:\n%s", written[1], written[1].read_text())
+            settings = (config.get("logger") or {}).get("wandb")
+            if settings is not None:  # the jobs logged to W&B: the summary goes there too
+                log_summary_to_wandb(config.hydra.sweep.dir, settings)

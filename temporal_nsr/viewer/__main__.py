@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
 from temporal_nsr.acceleration import keep_freed_memory
+from temporal_nsr.config import strict_command_line
 from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.viewer import ViewerError, viewer
 
@@ -23,4 +26,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    strict_command_line("viewer", sys.argv[1:])
     main()

@@ -29,7 +29,54 @@ MONO_FONTS = ["ui-monospace", "monospace"]
 # scale them to the panel, below the panel's label, which floats over the top edge.
 PAGE_CSS = (
     ".fit img { object-fit: contain !important; padding-top: 2.2em; box-sizing: border-box; }"
+    " #view img { cursor: grab; }"
 )
+DRAG_DEGREES_PER_PIXEL = 0.5  # orbit by drag: a 360 px drag across the view is a half turn
+# Orbit by drag: moving the mouse over the rendered view with the button down moves the
+# azimuth and elevation sliders (whose change renders the view), as a slider drag would.
+ORBIT_JS = """
+() => {
+  const scale = SCALE;
+  let last = null;
+  const slider = (id) => document.querySelector(`#${id} input[type=range]`);
+  const move = (id, delta) => {
+    const input = slider(id);
+    if (!input) return;
+    const low = Number(input.min), high = Number(input.max), span = high - low;
+    let value = Number(input.value) + delta;
+    if (id === "azimuth") value = (((value - low) % span) + span) % span + low;  // wraps
+    input.value = Math.max(low, Math.min(high, Math.round(value)));
+    input.dispatchEvent(new Event("input", { bubbles: true }));
+  };
+  document.addEventListener("mousedown", (event) => {
+    if (!event.target.closest("#view")) return;
+    last = [event.clientX, event.clientY];
+    event.preventDefault();
+  });
+  document.addEventListener("mousemove", (event) => {
+    if (!last) return;
+    move("azimuth", (event.clientX - last[0]) * scale);
+    move("elevation", -(event.clientY - last[1]) * scale);
+    last = [event.clientX, event.clientY];
+  });
+  document.addEventListener("mouseup", () => {
+    if (!last) return;
+    last = null;
+    for (const id of ["azimuth", "elevation"]) {
+      const input = slider(id);
+      if (input) input.dispatchEvent(new Event("change", { bubbles: true }));
+    }
+  });
+}
+""".replace("SCALE", str(DRAG_DEGREES_PER_PIXEL))
+
+
+def next_dt(dt: float, max_offset: int, steps: int) -> float:
+    """The play button's next time offset: ``1 / (steps + 1)`` further, from +max_offset back
+    to -max_offset (a loop over the interpolation grid)."""
+    step = 1.0 / (steps + 1)
+    following = round((float(dt) + step) * (steps + 1)) / (steps + 1)
+    return -float(max_offset) if following > max_offset + 1e-9 else following
 
 
 def gradio() -> Any:
@@ -194,6 +241,7 @@ def build_app(
                     elem_id="dt",
                 )
                 with gr.Row():
+                    play = gr.Button("play dt", size="sm", visible=m > 0, elem_id="play")
                     reset = gr.Button("reset pose", size="sm")
                     turntable_button = gr.Button("export turntable", size="sm")
                     sweep_button = gr.Button("export time sweep", size="sm", visible=m > 0)
@@ -206,8 +254,10 @@ def build_app(
             with gr.Column(scale=1, min_width=240):
                 slices = picture(f"latent depth slices at dt, {mapping}", 320, "slices")
         strip = picture(
-            f"time-slot strip: the input, then dt = -{m}..{m} at the input view", 240, "strip"
+            f"time-slot strip: the input, then dt = -{m}..{m} at the input view", 160, "strip"
         )
+        playing = gr.State(False)
+        ticker = gr.Timer(1.0 / fps, active=False)
         if examples:
             gr.Examples(
                 [[str(example.path)] for example in examples],
@@ -242,6 +292,22 @@ def build_app(
             show_progress="hidden",
         )
         reset.click(lambda: (0, 0, 0), None, pose, api_visibility="private")
+
+        def toggle(on: bool) -> tuple:
+            return not on, gr.Timer(active=not on), gr.Button("pause" if not on else "play dt")
+
+        play.click(toggle, playing, [playing, ticker, play], api_visibility="private")
+        ticker.tick(
+            lambda value: next_dt(value, m, interpolation_steps),
+            dt,
+            dt,
+            api_visibility="private",
+            show_progress="hidden",
+        )
+        if examples:  # the page opens on the first example, not empty
+            first = str(examples[0].path)
+            app.load(lambda: first, None, image_in, api_visibility="private")
+        app.load(None, None, None, js=ORBIT_JS)
         turntable_button.click(
             exporter("turntable"), [state, *pose], files, api_name="export_turntable"
         )

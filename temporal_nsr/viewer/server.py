@@ -26,6 +26,25 @@ def free_port(host: str) -> int:
         return probe.getsockname()[1]
 
 
+ALL_INTERFACES = ("0.0.0.0", "::", "")
+
+
+def reachable_url(host: str, port: int) -> str:
+    """The address another machine can open: this machine's outward IP address when the
+    server listens on all interfaces (``host=0.0.0.0``), else ``host`` itself."""
+    if host not in ALL_INTERFACES:
+        shown = "localhost" if host in ("127.0.0.1", "::1") else host
+        return f"http://{shown}:{port}/"
+    try:
+        # A UDP "connect" sends nothing; it only picks the interface of the default route.
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: never routed anywhere real
+            address = probe.getsockname()[0]
+    except OSError:
+        address = socket.gethostname()
+    return f"http://{address}:{port}/"
+
+
 def serve(
     app: Any,
     export_dir: Path | str,
@@ -45,7 +64,8 @@ def serve(
         port: TCP port; 0 or None picks a free one.
         block: wait until interrupted (Ctrl-C), then stop the server; False returns at once
             and leaves it running (``app.close()`` stops it).
-        on_start: called with the address once the server listens (before blocking).
+        on_start: called with the address once the server listens (before blocking): with
+            ``host=0.0.0.0`` the machine's network address, which other machines can open.
         max_upload_bytes: larger uploads are refused by the server (HTTP 413, one line) before
             they are stored; None: unbounded.
         max_sessions: tabs whose state Gradio keeps (``build_app``'s ``max_sessions``); None:
@@ -83,6 +103,8 @@ def serve(
                     f"cannot listen on {host}:{chosen} ({error}); pass port=<free port>"
                 ) from None
     url = app.local_url
+    if host in ALL_INTERFACES:  # Gradio says localhost; a remote user needs the machine's
+        url = reachable_url(host, app.server_port)
     if on_start is not None:
         on_start(url)
     if block:

@@ -35,8 +35,6 @@ from temporal_nsr.inference import NovelViewRenderer
 
 log = logging.getLogger(__name__)
 
-STRIP_COLUMNS = 11  # tiles per row of the time-slot strip
-
 
 class ViewerError(ValueError):
     """A viewer setting or request that cannot be served; the message says what to change."""
@@ -131,7 +129,7 @@ class ViewerSession:
             name = Path(image).name if isinstance(image, (str, Path)) else "image"
         log.info("input image: %s, %dx%d px", name, width, height)
         latent = self.renderer.encode(batch)[0]  # (K, C, D, H, W)
-        self.strip = to_uint8(slot_strip(self.renderer, latent, batch, STRIP_COLUMNS))
+        self.strip = to_uint8(slot_strip(self.renderer, latent, batch))
         self._slices = latent_slice_frames(latent_to_rgb(latent.cpu()))  # (K, 3, H', W')
         self.input_image = to_uint8(batch[0])
         self.latent = latent

@@ -14,11 +14,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf, open_dict
 
-from temporal_nsr.config import compose_config
+from temporal_nsr.config import compose_config, config_tree
 from temporal_nsr.data.dataset import DatasetError
 from temporal_nsr.training.checkpointing import resolve_ckpt_path
 from temporal_nsr.training.fit import ConfigError, train
 from tests.conftest import EXPERIMENTS
+from tests.wandb_records import offline_run
 
 
 def _small_data_overrides(experiment: str, tmp_path: Path) -> list[str]:
@@ -106,6 +107,25 @@ def test_wandb_logger_writes_an_offline_run(cfg_train, tmp_path: Path, monkeypat
     media = {p.suffix for p in (runs[0] / "files" / "media").rglob("*")}
     assert {".png", ".gif"} <= media  # image panels and the time-sweep video
     assert any(p.suffix == ".png" for p in (runs[0] / "files" / "media").rglob("*"))
+    logged = offline_run(tmp_path)
+    # The config once, nested: no flattened module / data module keys beside it.
+    assert {"model", "data", "trainer", "seed"} <= set(logged["config"])
+    assert not {"ssim_weight", "smoothness_weight", "image_size", "root"} & set(logged["config"])
+    assert logged["config"]["model"]["ssim_weight"] == cfg_train.model.ssim_weight
+    best = json.loads((tmp_path / "metrics.json").read_text())["best_val_psnr"]
+    assert logged["summary"]["val/psnr"] == pytest.approx(best)  # the best, not the last
+    assert logged["summary"]["best/val/psnr"] == pytest.approx(best)
+
+
+def test_tensorboard_hp_metric_is_the_best_val_psnr(cfg_train, tmp_path: Path) -> None:
+    cfg_train.logger = compose_config(["logger=tensorboard", f"paths.output_dir={tmp_path}"]).logger
+    cfg_train.trainer.max_epochs = 3
+    train(cfg_train)
+    best = json.loads((tmp_path / "metrics.json").read_text())["best_val_psnr"]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
+    assert [e.value for e in events.Scalars("hp_metric")] == [pytest.approx(best, abs=1e-5)]
 
 
 def test_mixed_precision_and_gradient_clipping_train(cfg_train) -> None:
@@ -333,3 +353,26 @@ def test_resuming_with_another_model_config_is_one_line(cfg_train, tmp_path: Pat
     cfg_train.model.renderer.encoder.latent_channels = 3
     with pytest.raises(CheckpointError, match=r"^ckpt_path=.*last.ckpt does not fit the model "):
         train(cfg_train)
+
+
+def test_progress_lines_when_stdout_is_not_a_terminal(cfg_train, caplog) -> None:
+    """Under pytest stdout is no terminal, as in a SLURM log: a line every N steps."""
+    cfg_train.callbacks = compose_config(["callbacks=none"]).callbacks or {}
+    with open_dict(cfg_train):
+        cfg_train.callbacks.progress_lines = {
+            "_target_": "temporal_nsr.training.callbacks.ProgressLines",
+            "every_n_steps": 2,
+        }
+    with caplog.at_level("INFO", logger="temporal_nsr.training.callbacks"):
+        train(cfg_train)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("train:")]
+    # experiment=tiny: 2 epochs of 4 steps -> steps 2, 4, 6, 8.
+    assert [int(re.match(r"train: (\d+)/8 steps", x).group(1)) for x in lines] == [2, 4, 6, 8]
+    assert re.search(r"\(25%\), [\d.e+]+ steps/s, ETA \d+ s, loss [\d.]+", lines[0])
+
+
+def test_config_tree_holds_the_run_config(cfg_train) -> None:
+    tree = config_tree(cfg_train)
+    assert "hydra" not in OmegaConf.create(tree)
+    assert OmegaConf.create(tree).model.ssim_weight == cfg_train.model.ssim_weight
+    assert f"output_dir: {cfg_train.paths.output_dir}" in tree  # resolved
