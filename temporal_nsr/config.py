@@ -99,6 +99,9 @@ def check_overrides(config_name: str, arguments: list[str]) -> None:
             raise UnknownKeyError(f"unknown key {key!r}; {_valid_keys(base, key)}") from None
     for override in overrides:
         key = override.key_or_group
+        if override.type == OverrideType.ADD and _exists(base, key):
+            value = override.input_line.split("=", 1)[-1]
+            raise UnknownKeyError(f"{key!r} is a key already: write {key}={value} (no +)")
         if override.type == OverrideType.ADD and not (CONF_DIR / key).is_dir():
             raise UnknownKeyError(
                 f"unknown key {key!r} ({override.input_line} adds a key that nothing reads); "

@@ -88,11 +88,11 @@ def test_common_trainer_keys_are_settable(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("command", ["render", "evaluate", "export", "viewer"])
-@pytest.mark.parametrize("override", ["+azimuth=30", "++azimuth=30", "azimuth=30"])
+@pytest.mark.parametrize("override", ["+tilt=30", "++tilt=30", "tilt=30"])
 def test_inference_commands_refuse_unknown_keys(command: str, override: str) -> None:
-    with pytest.raises(UnknownKeyError, match=r"unknown key 'azimuth'.*valid keys: .*run_dir"):
+    with pytest.raises(UnknownKeyError, match=r"unknown key 'tilt'.*valid keys: .*run_dir"):
         check_overrides(command, ["run_dir=x", override])
-    with pytest.raises(SystemExit, match=rf"^{command}: unknown key 'azimuth'[^\n]*$"):
+    with pytest.raises(SystemExit, match=rf"^{command}: unknown key 'tilt'[^\n]*$"):
         strict_command_line(command, [override])
 
 
@@ -101,6 +101,9 @@ def test_strict_keys_name_the_nested_keys_and_allow_known_ones() -> None:
         check_overrides("render", ["image_limits.pixels=4"])
     check_overrides("evaluate", ["run_dir=x", "data=bend", "splits=[test]", "hydra.run.dir=/x"])
     check_overrides("render", ["-m", "fps=1,2", "+anything=1"])  # sweeps: Hydra's own rules
+    check_overrides("render", ["azimuth=[0,90]", "++fps=3"])  # ++ on a known key: fine
+    with pytest.raises(UnknownKeyError, match=r"'azimuth' is a key already: write azimuth=3"):
+        check_overrides("render", ["+azimuth=3"])
 
 
 @pytest.mark.parametrize("command", ["render", "evaluate", "export", "viewer"])
