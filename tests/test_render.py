@@ -100,16 +100,22 @@ def test_bad_inputs_are_one_line_errors(tiny_run: Path, tmp_path: Path) -> None:
     assert done.stderr.strip() == f"render: {text} is not a readable image (UnidentifiedImageError)"
 
 
-def test_render_never_replaces_what_it_did_not_write(tiny_run: Path, tmp_path: Path) -> None:
+def test_render_never_replaces_what_it_did_not_write(
+    tiny_run: Path, tmp_path: Path, png: Path
+) -> None:
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep")
+    # one named image with out_dir: out_dir itself is its folder
     with pytest.raises(FolderError, match=r"mine holds files .*no render.json.*force=true"):
-        render(_cfg(tiny_run, tmp_path, out_dir=mine))
+        render(_cfg(tiny_run, tmp_path, out_dir=mine, image=png))
     assert (mine / "notes.txt").read_text() == "keep"
-    written = render(_cfg(tiny_run, tmp_path, out_dir=tmp_path / "figs"))
+    written = render(_cfg(tiny_run, tmp_path, out_dir=tmp_path / "figs", image=png))
     assert (tmp_path / "figs" / "render.json").is_file() and written[0].is_file()
-    render(_cfg(tiny_run, tmp_path, out_dir=tmp_path / "figs"))  # its own folder: replaced
+    render(_cfg(tiny_run, tmp_path, out_dir=tmp_path / "figs", image=png))  # its own: replaced
+    # the run's own image into a folder per input under out_dir: the user's files stay
+    render(_cfg(tiny_run, tmp_path, out_dir=mine))
+    assert (mine / "notes.txt").read_text() == "keep"
     with pytest.raises(FolderError, match="overlaps the run folder"):
         render(_cfg(tiny_run, tmp_path, out_dir=tiny_run))
 
@@ -173,13 +179,15 @@ def test_camera_path_frames_are_the_render_views_poses(tiny_run: Path, tmp_path:
 
 def test_built_in_paths_and_bad_paths(tiny_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
+    stem = out / "test_bar_000_00000"
     render(_cfg(tiny_run, tmp_path, out_dir=out, figures=False, camera_path="time_sweep",
                 path_formats="[gif]"))  # fmt: skip
+    assert _gif(stem / "time_sweep.gif")[1] == 9 * 100  # 2 * 2 * 2 + 1 offsets at 10 fps
+    # a render replaces its input's folder whole (render.json marks it as render's own)
     render(_cfg(tiny_run, tmp_path, out_dir=out, figures=False, camera_path="orbit",
                 path_formats="[gif]"))  # fmt: skip
-    stem = out / "test_bar_000_00000"
-    assert _gif(stem / "time_sweep.gif")[1] == 9 * 100  # 2 * 2 * 2 + 1 offsets at 10 fps
     assert _gif(stem / "orbit.gif")[0] == 6  # turntable_views
+    assert not (stem / "time_sweep.gif").exists() and (stem / "render.json").is_file()
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"keyframes": [{"time": 0, "azimuth": 0, "tilt": 3}]}))
     with pytest.raises(CameraPathError, match="unknown key 'tilt'; valid keys: azimuth, dt"):
