@@ -54,10 +54,11 @@ class ConfigError(ValueError):
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
-    """Instantiate every entry of a name -> config mapping (conf/logger, conf/callbacks)."""
+    """Instantiate every entry of a name -> config mapping (conf/logger, conf/callbacks); an
+    entry set to null (``callbacks.snapshots=null``) is switched off."""
     if not group:
         return []
-    return [instantiate(entry) for entry in group.values()]
+    return [instantiate(entry) for entry in group.values() if entry is not None]
 
 
 def train(cfg: DictConfig) -> dict[str, float]:

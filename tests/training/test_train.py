@@ -376,3 +376,15 @@ def test_config_tree_holds_the_run_config(cfg_train) -> None:
     assert "hydra" not in OmegaConf.create(tree)
     assert OmegaConf.create(tree).model.ssim_weight == cfg_train.model.ssim_weight
     assert f"output_dir: {cfg_train.paths.output_dir}" in tree  # resolved
+
+
+def test_a_callback_set_to_null_is_switched_off() -> None:
+    from omegaconf import OmegaConf
+
+    from temporal_nsr.training.fit import instantiate_group
+
+    group = OmegaConf.create(
+        {"clock": {"_target_": "temporal_nsr.training.budget.WallClock"}, "snapshots": None}
+    )
+    (clock,) = instantiate_group(group)
+    assert type(clock).__name__ == "WallClock"
