@@ -264,7 +264,14 @@ def test_kill9_mid_epoch_then_resume_continues_at_the_saved_step(
     assert _step(run_dir / "checkpoints" / "last.ckpt") == resumed["end_step"]
 
 
-def test_sigterm_saves_last_checkpoint_and_exits_zero(tiny_data: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("signum", "status"),
+    [(signal.SIGTERM, 0), (signal.SIGINT, 130)],  # SIGINT: Ctrl-C, the shell's status 130
+    ids=["sigterm", "ctrl_c"],
+)
+def test_a_stop_signal_saves_last_checkpoint(
+    tiny_data: Path, tmp_path: Path, signum: int, status: int
+) -> None:
     run_dir = tmp_path / "run"
     args = [*_base(tiny_data, tmp_path), f"hydra.run.dir={run_dir}", "trainer.max_epochs=1000",
             "callbacks.periodic_checkpoint.every_n_train_steps=2"]  # fmt: skip
@@ -273,35 +280,14 @@ def test_sigterm_saves_last_checkpoint_and_exits_zero(tiny_data: Path, tmp_path:
     )
     try:
         seen = _wait_for_step(proc, run_dir, step=5)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         _, stderr = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == 0, stderr[-3000:]
-    assert _step(run_dir / "checkpoints" / "last.ckpt") >= seen
-    assert "SIGTERM: saved" in (run_dir / "train.log").read_text()
-    result = json.loads((run_dir / "metrics.json").read_text())
-    assert result["status"] == "interrupted"
-    assert result["global_step"] == _step(run_dir / "checkpoints" / "last.ckpt")
-
-
-def test_ctrl_c_saves_last_checkpoint_like_sigterm(tiny_data: Path, tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    args = [*_base(tiny_data, tmp_path), f"hydra.run.dir={run_dir}", "trainer.max_epochs=1000",
-            "callbacks.periodic_checkpoint.every_n_train_steps=2"]  # fmt: skip
-    proc = subprocess.Popen(
-        _command(args), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    try:
-        seen = _wait_for_step(proc, run_dir, step=5)
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130, stderr[-3000:]  # the shell's status for Ctrl-C
+    assert proc.returncode == status, stderr[-3000:]
     assert b"Traceback" not in stderr
     assert _step(run_dir / "checkpoints" / "last.ckpt") >= seen
-    assert "SIGTERM: saved" in (run_dir / "train.log").read_text()  # the same save
+    assert "SIGTERM: saved" in (run_dir / "train.log").read_text()  # Ctrl-C: the same save
     result = json.loads((run_dir / "metrics.json").read_text())
     assert result["status"] == "interrupted"
     assert result["global_step"] == _step(run_dir / "checkpoints" / "last.ckpt")
