@@ -373,11 +373,25 @@ def test_browser_loads_the_page_and_a_slider_moves_the_view(
                 "src => document.querySelector('#view img').src !== src", arg=before_src
             )
             after = view.screenshot()
+            # orbit by drag: a slow drag 40 px to the left, a pixel at a time, turns the
+            # azimuth by -20 degrees (0.5 degree per pixel; fractions add up)
+            src = view.get_attribute("src")
+            box = view.bounding_box()
+            x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+            page.mouse.move(x, y)
+            page.mouse.down()
+            page.mouse.move(x - 40, y, steps=40)
+            page.mouse.up()
+            page.wait_for_function(
+                "src => document.querySelector('#view img').src !== src", arg=src
+            )
+            dragged = float(page.locator("#azimuth input[type=range]").input_value())
             shot = page.screenshot(full_page=True)
         finally:
             browser.close()
     assert not offsite, f"the page asked for off-machine resources: {offsite}"
     assert before != after
+    assert dragged == 70.0  # 90 - 40 px * 0.5
     page_image = np.asarray(Image.open(io.BytesIO(shot)).convert("RGB"))
     assert page_image.shape[1] == 1280 and page_image.std() > 5  # not blank
 

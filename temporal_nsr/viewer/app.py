@@ -38,12 +38,19 @@ ORBIT_JS = """
 () => {
   const scale = SCALE;
   let last = null;
+  // Fractions of a degree add up until a whole one (the sliders step by 1): slow drags of a
+  // pixel at a time move the view too, in both directions.
+  const pending = { azimuth: 0, elevation: 0 };
   const slider = (id) => document.querySelector(`#${id} input[type=range]`);
   const move = (id, delta) => {
     const input = slider(id);
     if (!input) return;
+    pending[id] += delta;
+    const whole = Math.trunc(pending[id]);
+    if (!whole) return;
+    pending[id] -= whole;
     const low = Number(input.min), high = Number(input.max), span = high - low;
-    let value = Number(input.value) + delta;
+    let value = Number(input.value) + whole;
     if (id === "azimuth") value = (((value - low) % span) + span) % span + low;  // wraps
     input.value = Math.max(low, Math.min(high, Math.round(value)));
     input.dispatchEvent(new Event("input", { bubbles: true }));
