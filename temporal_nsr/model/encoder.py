@@ -78,7 +78,7 @@ class Encoder(nn.Module):
             taking dt, ``temporal_nsr.model.lift.ConditionedLift``) or the name of a time
             operator (``temporal_nsr.model.operators``: the lift stages make ONE scene of C
             channels, which the operator moves by dt). For all but slots ``forward``
-            evaluates the scene at the K integer offsets and ``scene_at`` at any real dt.
+            evaluates the scene at the K integer offsets and ``move`` at any real dt.
         lift_width: channels of the lift stages of a conditioned lift or a time operator;
             None = K * C, the slot lift's width.
         lift_options: keyword options of the time operator (``lift_options`` in configs).
@@ -297,23 +297,6 @@ class Encoder(nn.Module):
         else:
             scenes = self.time_operator(state, dt)
         return scenes * self.mask.to(scenes.dtype)
-
-    def scene_at(self, images: Tensor, dt: Tensor) -> Tensor:
-        """Scene of each image at its own offset (conditioned lift or time operator).
-
-        Args:
-            images: (B, 3, S, S) RGB in [0, 1].
-            dt: (B,) offsets in time steps (int or float).
-
-        Returns:
-            (B, C, D, H, W) scenes, zero outside the inscribed sphere.
-
-        Raises:
-            ValueError: for a slot encoder, whose scenes are selected from ``forward``.
-        """
-        if self.slotted:
-            raise ValueError("scene_at needs a lift other than slots; slot encoders select slots")
-        return self.move(self.state(images), dt)
 
     def _features(self, images: Tensor) -> Tensor:
         """(B, 3, S, S) -> 3D features after resnet_3d (the slot lift's stages included)."""
