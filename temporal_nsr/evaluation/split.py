@@ -167,8 +167,12 @@ def evaluate_split(
             still = None
             if estimator is not None:  # the target's view at the source's time
                 times = [pools[p].original_timestep[s] for s, p, _ in chunk]
-                still = estimator.generate(names[chunk[:, 2]], split.pose[chunk[:, 2]], times)
-                still = still.to(device)
+                if np.array_equal(times, split.original_timestep[chunk[:, 2]]):
+                    still = pair.target  # same time (dt = 0): nothing moved, nothing to generate
+                else:
+                    targets = chunk[:, 2]
+                    still = estimator.generate(names[targets], split.pose[targets], times)
+                    still = still.to(device)
             scores = {
                 k: (*per_image_scores(v, pair.target),
                     silhouette_iou(v, pair.target, background, options.iou_tolerance),
