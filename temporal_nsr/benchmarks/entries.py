@@ -41,6 +41,7 @@ def entries(quick: bool, original: Path | None = None) -> dict[str, Callable[[],
             "enr_original": [8],
             "bend_20t_cpu": [8, 4],
             "bend_20t_flow_cpu": [4],
+            "bend_20t_warp_cpu": [4],
         }
     for experiment, batches in plan.items():
         for precision in PRECISIONS:

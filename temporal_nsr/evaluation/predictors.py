@@ -61,8 +61,8 @@ def novel_views(
     state = renderer.encode_state(images)
     for dt in offsets:
         renderer.check_offsets(dt)
-    scenes = [renderer.move(state, dt) for dt in offsets]
-    renders = [renderer.render(scene, source_pose, target_pose) for scene in scenes]
+    scenes = [renderer.move_rotate(state, dt, source_pose, target_pose) for dt in offsets]
+    renders = [renderer.decoder(scene) for scene in scenes]
     return [image.float().clamp(0, 1) for image in renders]
 
 

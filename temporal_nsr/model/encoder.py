@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from temporal_nsr.model.blocks import PointwiseConvs, ResNet2d, ResNet3d, resample_side
 from temporal_nsr.model.lift import ConditionedLift
 from temporal_nsr.model.operators import TIME_OPERATORS, build_operator
+from temporal_nsr.model.rotation import rotate_volume
 
 
 def lift_kinds() -> tuple[str, ...]:
@@ -297,6 +298,18 @@ class Encoder(nn.Module):
         else:
             scenes = self.time_operator(state, dt)
         return scenes * self.mask.to(scenes.dtype)
+
+    def move_rotated(self, state: Tensor, dt: Tensor, rotation: Tensor, mode: str) -> Tensor:
+        """``move`` then rotate by ``rotation`` (B, 3, 3), in the operator's one pass
+        (``TimeOperator.move_rotated``: a warp reads the scene once); the conditioned lift
+        moves then rotates.
+
+        Raises:
+            ValueError: for a slot encoder (``SceneRenderer`` selects and rotates its slots).
+        """
+        if self.time_operator is None:
+            return rotate_volume(self.move(state, dt), rotation, mode)
+        return self.time_operator.move_rotated(state, dt, rotation, mode, self.mask)
 
     def _features(self, images: Tensor) -> Tensor:
         """(B, 3, S, S) -> 3D features after resnet_3d (the slot lift's stages included)."""

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from temporal_nsr.model.decoder import Decoder
 from temporal_nsr.model.encoder import Encoder
-from temporal_nsr.model.rotation import LatentRotation
+from temporal_nsr.model.rotation import LatentRotation, source_to_target
 
 
 class RenderOutput(NamedTuple):
@@ -76,6 +76,28 @@ class SceneRenderer(nn.Module):
         if self.encoder.slotted:
             return self.select_slot(state, dt, check=False)
         return self.encoder.move(state, dt)
+
+    def move_rotate(
+        self, state: Tensor, dt: Tensor, source_pose: Tensor, target_pose: Tensor
+    ) -> Tensor:
+        """``move`` then ``rotation``, the render path of training and evaluation.
+
+        A time operator does both in one pass (``Encoder.move_rotated``: a warp reads the
+        scene once at the composed coordinates instead of resampling it twice).
+
+        Args:
+            state: (B, ...) states from ``encode_state``.
+            dt: (B,) offsets, checked by the caller.
+            source_pose: (B, 2) azimuth, elevation in degrees of the encoded images.
+            target_pose: (B, 2) azimuth, elevation in degrees to render at.
+
+        Returns:
+            (B, C, D, H, W) scenes at dt as the target pose sees them.
+        """
+        if self.encoder.slotted:
+            return self.rotation(self.move(state, dt), source_pose, target_pose)
+        rotation = source_to_target(source_pose, target_pose)
+        return self.encoder.move_rotated(state, dt, rotation, self.rotation.mode)
 
     def scenes(self, images: Tensor, dt: Tensor) -> tuple[Tensor, Tensor | None]:
         """Scene of each image moved by its time offset, the training path.

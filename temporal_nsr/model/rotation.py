@@ -99,6 +99,47 @@ def _base_grid(d: int, h: int, w: int, device: torch.device, dtype: torch.dtype)
     return _cached_grid(d, h, w, device, dtype)
 
 
+def rotated_points(rotation: Tensor, side: tuple[int, int, int], dtype: torch.dtype) -> Tensor:
+    """Where each output voxel of a rotation reads its input, in grid_sample's coordinates.
+
+    Args:
+        rotation: (B, 3, 3) proper rotations acting on scene (x, y, z) coordinates.
+        side: (D, H, W) of the volume.
+        dtype: float dtype of the points (at least float32: half precision would misplace
+            them by ~0.1 voxel).
+
+    Returns:
+        (B, D, H, W, 3) points R^T p, ordered (w, h, d) as ``F.grid_sample`` reads them.
+    """
+    d, h, w = side
+    base = _base_grid(d, h, w, rotation.device, dtype)
+    # grid_sample pulls values: output voxel p reads input at R^T p, i.e. the row vector
+    # p^T R. grid_sample orders coordinates (w, h, d) = (z, y, x), the reverse of the
+    # scene's (x, y, z), so conjugate R by the reversal permutation: flip rows and columns.
+    matrix = rotation.to(dtype).flip(-2, -1)
+    return (base @ matrix).view(-1, d, h, w, 3)  # (B, D * H * W, 3) -> (B, D, H, W, 3)
+
+
+def sample_volume(volume: Tensor, points: Tensor, mode: str = "bilinear") -> Tensor:
+    """Read volumes at points, in at least float32 also under autocast; zero outside.
+
+    Args:
+        volume: (B, C, D, H, W) features on the cube [-1, 1]^3.
+        points: (B, D', H', W', 3) grid_sample coordinates (w, h, d order).
+        mode: grid_sample interpolation; "bilinear" is trilinear on 5D input.
+
+    Returns:
+        (B, C, D', H', W') samples in the dtype of ``volume``.
+    """
+    work = torch.promote_types(volume.dtype, torch.float32)
+    with torch.autocast(volume.device.type, enabled=False):
+        out = F.grid_sample(
+            volume.to(work), points.to(work), mode=mode, padding_mode="zeros",
+            align_corners=False,
+        )  # fmt: skip
+    return out.to(volume.dtype)
+
+
 def rotate_volume(volume: Tensor, rotation: Tensor, mode: str = "bilinear") -> Tensor:
     """Rotate feature volumes about the grid centre.
 
@@ -112,21 +153,10 @@ def rotate_volume(volume: Tensor, rotation: Tensor, mode: str = "bilinear") -> T
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    b, _, d, h, w = volume.shape
-    # Sample positions in at least float32 (half precision would misplace them by
-    # ~0.1 voxel), also under autocast; the result keeps the volume's dtype.
     work = torch.promote_types(volume.dtype, torch.float32)
-    base = _base_grid(d, h, w, volume.device, work)
-    # grid_sample pulls values: output voxel p reads input at R^T p, i.e. the row vector
-    # p^T R. grid_sample orders coordinates (w, h, d) = (z, y, x), the reverse of the
-    # scene's (x, y, z), so conjugate R by the reversal permutation: flip rows and columns.
     with torch.autocast(volume.device.type, enabled=False):
-        matrix = rotation.to(work).flip(-2, -1)
-        grid = (base @ matrix).view(b, d, h, w, 3)  # (B, D * H * W, 3) -> (B, D, H, W, 3)
-        out = F.grid_sample(
-            volume.to(work), grid, mode=mode, padding_mode="zeros", align_corners=False
-        )
-    return out.to(volume.dtype)
+        points = rotated_points(rotation, tuple(volume.shape[-3:]), work)
+    return sample_volume(volume, points, mode)
 
 
 class LatentRotation(nn.Module):

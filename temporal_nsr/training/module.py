@@ -96,7 +96,7 @@ class TemporalNSRModule(L.LightningModule):
         a -> b takes slot dt = t_b - t_a of a's latent, rotates it to b's pose and decodes it;
         b -> a takes slot -dt of b's latent at a's pose. Both run as one batch of 2B: each
         image is encoded once (``SceneRenderer.encode_state``) and its state moved per render
-        (``SceneRenderer.move``). With ``cross_targets`` > 0, the states are also rendered at
+        (``SceneRenderer.move_rotate``). With ``cross_targets`` > 0, the states are also rendered at
         other images of the batch (``cross_pairs``), appended after the 2B pair renders.
 
         Raises:
@@ -121,8 +121,9 @@ class TemporalNSRModule(L.LightningModule):
         state = self.renderer.encode_state(images)  # (2B, ...), once per image
         # (2B, ...) -> (2B + X, ...): each render's input state (without cross renders the
         # inputs are the 2B states in order: no copy), moved by its dt
-        moved = self.renderer.move(state[source] if cross_targets else state, dt)
-        rotated = self.renderer.rotation(moved, from_pose[source], from_pose[target])
+        rotated = self.renderer.move_rotate(
+            state[source] if cross_targets else state, dt, from_pose[source], from_pose[target]
+        )
         prediction = self.renderer.decoder(rotated)
         scenes = None
         if self.equivariance_weight > 0:

@@ -8,7 +8,7 @@ and fractional or out-of-range offsets are defined. An operator is chosen with t
 ``lift`` key (its registered ``name``) and configured with ``lift_options``.
 
 Adding one: a module in this package with a ``TimeOperator`` subclass decorated with
-``@register``, imported at the bottom of this file; ``tests/model/test_operators.py`` runs
+``@register``, imported at the bottom of this file; ``tests/test_operators.py`` runs
 every registered operator through the property tests and a training step.
 """
 
@@ -17,6 +17,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from torch import Tensor, nn
+
+from temporal_nsr.model.rotation import rotate_volume
 
 
 class TimeOperator(nn.Module):
@@ -45,6 +47,27 @@ class TimeOperator(nn.Module):
     def forward(self, scene: Tensor, dt: Tensor) -> Tensor:  # pragma: no cover - interface
         """Scenes moved by their offsets; dt = 0 must return ``scene`` itself."""
         raise NotImplementedError
+
+    def move_rotated(
+        self, scene: Tensor, dt: Tensor, rotation: Tensor, mode: str, mask: Tensor
+    ) -> Tensor:
+        """Scenes moved by dt, cut to the mask, then rotated (the render path of training and
+        evaluation).
+
+        Operators that resample the scene override this to read it once at the composed
+        coordinates: warping and then rotating would resample the features twice.
+
+        Args:
+            scene: (B, C, D, H, W) scenes at the input time, in the source pose's frame.
+            dt: (B,) offsets.
+            rotation: (B, 3, 3) source -> target rotations (``source_to_target``).
+            mode: the rotation's interpolation (``LatentRotation.mode``).
+            mask: (D, H, W) the scene's support (the encoder's sphere); zero outside it.
+
+        Returns:
+            (B, C, D, H, W) scenes at dt as the target pose sees them.
+        """
+        return rotate_volume(self(scene, dt) * mask.to(scene.dtype), rotation, mode)
 
 
 TIME_OPERATORS: dict[str, type[TimeOperator]] = {}
@@ -75,4 +98,4 @@ def build_operator(
 
 
 # Each module registers its operator on import.
-from temporal_nsr.model.operators import flow  # noqa: E402, F401
+from temporal_nsr.model.operators import flow, warp  # noqa: E402, F401
