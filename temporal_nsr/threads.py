@@ -17,12 +17,15 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
-# A CPU counts as taken by others when they use more than this share of it.
+# A CPU counts as taken by others when they use at least this share of it.
 BUSY_SHARE = 0.5
 
 
@@ -149,9 +152,9 @@ def measure_load(window_s: float = 0.2, since: tuple[float, float, float] | None
     busy_cpus = (end[0] - start[0]) / elapsed_cpu
     own_cpus = (end[2] - start[2]) * ticks / elapsed_cpu
     others = max(0.0, busy_cpus - own_cpus)
-    free = budget - others
-    # a CPU counts as free unless others hold more than BUSY_SHARE of it
-    threads = max(1, min(budget, math.floor(free + BUSY_SHARE)))
+    # Others holding BUSY_SHARE of a CPU take it: a core shared with a busy neighbour gives
+    # our thread on it half its time slices, and every barrier waits for that thread.
+    threads = max(1, min(budget, math.ceil(budget - others - BUSY_SHARE)))
     return CpuLoad(budget, others, threads)
 
 
@@ -159,6 +162,14 @@ def load_sample(cpus: list[int] | None = None) -> tuple[float, float, float]:
     """(busy jiffies, total jiffies, own CPU seconds) now, for ``measure_load(since=...)``."""
     busy, total = _cpu_times(allowed_cpus() if cpus is None else cpus)
     return busy, total, _own_seconds()
+
+
+def default_threads(window_s: float = 0.1) -> int:
+    """Threads for a pool the caller did not size (an onnxruntime session): torch's setting
+    when ``OMP_NUM_THREADS`` is set, else ``measure_load``'s choice."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    return measure_load(window_s).threads
 
 
 def configure_threads(window_s: float = 0.2) -> int:
@@ -175,3 +186,12 @@ def configure_threads(window_s: float = 0.2) -> int:
     torch.set_num_threads(load.threads)
     log.info("%s", load.describe())
     return load.threads
+
+
+class ThreadsOnJobStart(Callback):
+    """Hydra callback (``conf/hydra/default.yaml``): ``configure_threads`` as every command's
+    job starts, so train, evaluate, render, export, the viewer and the rest size their pool in
+    one place."""
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        configure_threads()

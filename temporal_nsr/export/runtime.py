@@ -19,6 +19,7 @@ from torch import Tensor
 from temporal_nsr.export.graphs import SIDECAR, ExportError
 from temporal_nsr.model.renderer import SceneRenderer
 from temporal_nsr.timing import summarise, timed_rounds
+from temporal_nsr.threads import default_threads
 
 Graph = Callable[..., np.ndarray]  # keyword inputs (numpy float32) -> the one output
 LATENCY_PATHS = ("encode_one_image", "novel_view_from_cached_latent", "image_to_novel_view")
@@ -44,8 +45,10 @@ def open_graphs(
 
     Args:
         export_dir: a folder written by ``export_renderer``.
-        threads: intra-op threads of the onnxruntime sessions; None: torch.get_num_threads().
-            TorchScript graphs use torch's own thread setting.
+        threads: intra-op threads of the onnxruntime sessions; None: the free CPUs
+            (``temporal_nsr.threads.default_threads``: OMP_NUM_THREADS when set, else the
+            allowed CPUs less those other processes keep busy). TorchScript graphs use
+            torch's own thread setting.
         sidecar: its parsed ``export.json``; None reads it.
 
     Returns:
@@ -57,7 +60,7 @@ def open_graphs(
     """
     folder = Path(export_dir)
     sidecar = read_sidecar(folder) if sidecar is None else sidecar
-    threads = torch.get_num_threads() if threads is None else threads
+    threads = default_threads() if threads is None else threads
     out: dict[str, Graph] = {}
     for name, graph in sidecar["graphs"].items():
         path = folder / graph["file"]

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
+import time
 from pathlib import Path
 
 import lightning as L
@@ -16,6 +18,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
 from torch import Tensor
 
+from temporal_nsr import threads
 from temporal_nsr.batch import ViewPair
 from temporal_nsr.figures import image_grid, to_uint8, write_animation
 from temporal_nsr.timing import ProgressLog, duration
@@ -144,3 +147,46 @@ class ProgressLines(L.Callback):
         if left is not None and math.isfinite(left):
             extra.append(f"time left {duration(left)}")
         self._progress.update(step, ", ".join(extra), force=True)
+
+
+class ThreadGovernor(L.Callback):
+    """Resize torch's CPU thread pool as other processes take or free cores during training.
+
+    Every ``every_s`` seconds of training the CPU time of the allowed CPUs since the last look
+    is split into this process's (its threads, its data-loader workers) and everyone else's
+    (``temporal_nsr.threads.measure_load``); the pool changes when two looks in a row agree
+    on a new size, and each change is one log line. OpenMP threads wait for each other after
+    every operation, so a pool larger than the free cores runs slower than a smaller one
+    (docs/performance.md, "Next to a busy process"). Off when ``OMP_NUM_THREADS`` is set or
+    training is not on the CPU.
+
+    Args:
+        every_s: seconds between looks.
+    """
+
+    def __init__(self, every_s: float = 30.0) -> None:
+        self.every_s = float(every_s)
+        self._sample: tuple[float, float, float] | None = None
+        self._last = 0.0
+        self._pending: int | None = None
+
+    def _active(self, trainer: L.Trainer) -> bool:
+        return not os.environ.get("OMP_NUM_THREADS") and trainer.strategy.root_device.type == "cpu"
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._active(trainer):
+            self._sample, self._last = threads.load_sample(), time.monotonic()
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
+        if self._sample is None or time.monotonic() - self._last < self.every_s:
+            return
+        load = threads.measure_load(since=self._sample)
+        self._sample, self._last = threads.load_sample(), time.monotonic()
+        if load.threads == torch.get_num_threads():
+            self._pending = None
+        elif load.threads == self._pending:
+            log.info("step %d: %s", trainer.global_step, load.describe())
+            torch.set_num_threads(load.threads)
+            self._pending = None
+        else:
+            self._pending = load.threads
