@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from temporal_nsr.benchmarks.contention import bench_contention
 from temporal_nsr.benchmarks.data import bench_generate, bench_pairs
 from temporal_nsr.benchmarks.harness import PRECISIONS, bench_peak
 from temporal_nsr.benchmarks.inference import (
@@ -62,6 +63,7 @@ def entries(quick: bool, original: Path | None = None) -> dict[str, Callable[[],
         quick, "tiny" if quick else "bend_20t"
     )
     if not quick:
+        out["contention_bend_20t_cpu"] = lambda: bench_contention(quick, "bend_20t_cpu")
         out["compile_novel_view_bend_20t"] = lambda: bench_compile(quick, "bend_20t")
         out["profile_novel_view_bend_20t"] = lambda: bench_profile(quick, "bend_20t")
     if original is not None:
