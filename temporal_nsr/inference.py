@@ -50,6 +50,7 @@ from torch import Tensor
 from temporal_nsr.acceleration import inference_dtype, to_channels_last
 from temporal_nsr.camera_path import CameraPath, CameraPathError
 from temporal_nsr.image_input import ImageLike, image_batch
+from temporal_nsr.machine import resolve_device
 from temporal_nsr.model.renderer import SceneRenderer
 from temporal_nsr.runs import Run, load_checkpoint, load_model, load_run
 
@@ -57,13 +58,6 @@ log = logging.getLogger(__name__)
 
 Angles = float | Sequence[float] | Tensor
 Offsets = int | float | Sequence[float] | Tensor
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """`auto` -> CUDA when available, else CPU; anything else as torch.device understands it."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class NovelViewRenderer:

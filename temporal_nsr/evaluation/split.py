@@ -39,8 +39,8 @@ from temporal_nsr.evaluation.protocol import (
     split_pairs,
 )
 from temporal_nsr.evaluation.report import ExampleFigures, summarise
-from temporal_nsr.figures import to_uint8
 from temporal_nsr.model.renderer import SceneRenderer
+from temporal_nsr.pictures import to_uint8
 from temporal_nsr.timing import ProgressLog
 
 log = logging.getLogger(__name__)

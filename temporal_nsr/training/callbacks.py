@@ -17,7 +17,8 @@ from PIL import Image
 from torch import Tensor
 
 from temporal_nsr.batch import ViewPair
-from temporal_nsr.figures import image_grid, to_uint8, write_animation
+from temporal_nsr.figures import write_animation
+from temporal_nsr.pictures import image_grid, to_uint8
 from temporal_nsr.timing import ProgressLog, duration
 
 log = logging.getLogger(__name__)
