@@ -205,8 +205,7 @@ def slot_strip(
         (3, H, W) picture in [0, 1] on the CPU.
     """
     m = renderer.max_offset
-    slots = renderer.render(latent, 0.0, 0.0, torch.arange(-m, m + 1)).cpu()  # (K, 3, S, S)
-    tiles = torch.cat([source.cpu(), slots])  # (1 + K, 3, S, S)
+    tiles = torch.cat([source.cpu(), renderer.slot_views(latent).cpu()])  # (1 + K, 3, S, S)
     if not labels:
         return image_grid([tiles])
     return labelled_row(tiles, ["input"] + [f"dt={dt}" for dt in range(-m, m + 1)])

@@ -277,6 +277,20 @@ class NovelViewRenderer:
             views = self.renderer.render_views(latent, origin, poses, offsets, chunk)
         return views.float().clamp(0, 1)
 
+    def slot_views(self, latent: Tensor) -> Tensor:
+        """One image's latent rendered at every integer dt = -max_offset..max_offset at the
+        input view (``SceneRenderer.slot_views``).
+
+        Args:
+            latent: (1, K, C, D, H, W) or (K, C, D, H, W), from ``encode``.
+
+        Returns:
+            (K, 3, S, S) float32 images in [0, 1] on ``device``.
+        """
+        origin = torch.zeros(2, device=self._device)  # the input camera is pose (0, 0)
+        with torch.inference_mode():
+            return self.renderer.slot_views(self._single(latent), origin).float().clamp(0, 1)
+
     def render_path(
         self,
         latent: Tensor,
