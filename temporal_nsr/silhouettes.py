@@ -49,4 +49,4 @@ def silhouette_iou(
 def uint8_images(pixels: np.ndarray) -> Tensor:
     """(N, S, S, 3) uint8 pixels -> (N, 3, S, S) float64 images in [0, 1] (for ``foreground``
     with ``UINT8_LEVEL``)."""
-    return torch.from_numpy(pixels).permute(0, 3, 1, 2).double() / 255.0
+    return torch.tensor(pixels).permute(0, 3, 1, 2).double() / 255.0

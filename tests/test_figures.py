@@ -36,13 +36,14 @@ def test_rotation_only_model_gets_every_figure(tiny_data: Path) -> None:
 
 
 def test_shared_helpers_sit_below_their_users() -> None:
-    # Training and evaluation draw with pictures and hash with digest: neither may pull in the
-    # inference API, the model or Lightning.
+    # Training, evaluation and data draw, hash and compare silhouettes with these: none may pull
+    # in the inference API, the model or Lightning.
     import subprocess
     import sys
 
     code = (
-        "import sys, temporal_nsr.pictures, temporal_nsr.digest, temporal_nsr.machine\n"
+        "import sys, temporal_nsr.pictures, temporal_nsr.digest, temporal_nsr.machine, "
+        "temporal_nsr.silhouettes\n"
         "heavy = ('temporal_nsr.inference', 'temporal_nsr.model', 'temporal_nsr.figures', "
         "'lightning')\n"
         "print([m for m in sys.modules if m.startswith(heavy)])"
