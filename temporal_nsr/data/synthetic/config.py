@@ -36,9 +36,10 @@ class Rule:
 
     kind: "int" (>= ``low``), "number" (finite; ``positive``, or inside ``within``), "vector"
     (``size`` finite numbers), "range" (two numbers, low <= high), "choice" (one of
-    ``choices``), "held_out" (distinct indices below the key ``count``), "text" (non-empty) or
-    "mapping" (the nested dataclass ``nested``). ``message``: one template for every error of
-    this key (the backend's wording), formatted with key, value and low.
+    ``choices``), "held_out" (distinct indices below the key ``count``), "text" (non-empty),
+    "mapping" (the nested dataclass ``nested``) or "backend" (embree or blender settings).
+    ``message``: one template for every error of this key (the backend's wording), formatted
+    with key, value and low.
     """
 
     kind: str
