@@ -20,9 +20,9 @@ import ctypes.util
 import functools
 import logging
 import time
+from typing import Any, NamedTuple
 
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
 log = logging.getLogger(__name__)
@@ -67,28 +67,40 @@ def _probe_seconds(dtype: torch.dtype, rounds: int) -> list[float]:
 
 
 @functools.cache
-def bf16_pays(device_type: str = "cpu") -> bool:
-    """Whether bfloat16 is native on ``device_type`` AND faster than float32 there.
+def bf16_speedup(device_type: str = "cpu") -> float | None:
+    """How many times faster bfloat16 runs this model's convolutions than float32 on the CPU.
 
-    On CUDA, native bf16 is enough. On a CPU, native bf16 can still lose: oneDNN's AVX512-BF16
-    kernels on an Intel Xeon without AMX run this model's training step 1.3x slower than
-    float32 (docs/performance.md), while an AMD EPYC runs it 1.6x faster. So the CPU answer is
-    measured once per process: forward + backward of a 3D and a 2D convolution of this model's
-    sizes in both dtypes, interleaved (about 0.4 s), bf16 chosen when it is at least
-    ``BF16_MIN_SPEEDUP`` times faster.
+    Measured once per process: forward + backward of a 3D and a 2D convolution of this model's
+    sizes in both dtypes, interleaved (about 0.4 s). None where no probe applies: bf16 is not
+    native on ``device_type`` (it would be emulated), or the device is not a CPU.
     """
     device = torch.device(device_type)
-    if not bf16_native(device):
-        return False
-    if device.type != "cpu":
-        return True
+    if device.type != "cpu" or not bf16_native(device):
+        return None
     fp32, bf16 = [], []
     for _ in range(3):  # interleaved, so a busy machine slows both alike
         fp32 += _probe_seconds(torch.float32, 1)
         bf16 += _probe_seconds(torch.bfloat16, 1)
     speedup = min(fp32) / min(bf16)
     log.info("bf16 vs float32 convolutions on this CPU: %.2fx", speedup)
-    return speedup >= BF16_MIN_SPEEDUP
+    return speedup
+
+
+def bf16_pays(device_type: str = "cpu") -> bool:
+    """Whether bfloat16 is native on ``device_type`` AND faster than float32 there.
+
+    On CUDA, native bf16 is enough. On a CPU, native bf16 can still lose: oneDNN's AVX512-BF16
+    kernels on an Intel Xeon without AMX run this model's training step 1.3x slower than
+    float32 (docs/performance.md), while an AMD EPYC runs it 1.6x faster; so bf16 is chosen
+    where ``bf16_speedup`` is at least ``BF16_MIN_SPEEDUP``.
+    """
+    device = torch.device(device_type)
+    if not bf16_native(device):
+        return False
+    if device.type != "cpu":
+        return True
+    speedup = bf16_speedup(device_type)
+    return speedup is not None and speedup >= BF16_MIN_SPEEDUP
 
 
 def inference_dtype(precision: str, device: torch.device) -> torch.dtype:
@@ -146,12 +158,33 @@ def keep_freed_memory(top_pad_mb: int = 256) -> bool:
     return bool(done)
 
 
-def cpu_training_precision() -> str:
-    """Lightning precision for CPU training: "bf16-mixed" where ``bf16_pays``, else "32-true".
+class PrecisionChoice(NamedTuple):
+    """The Lightning precision a training runs in, and why (logged, and kept in metrics.json)."""
 
-    Registered as the config resolver ``${cpu_precision:}`` (conf/trainer/cpu.yaml).
+    setting: str  # as configured: "auto" or a Lightning precision ("32-true", "bf16-mixed", ...)
+    precision: str  # what the trainer is built with
+    bf16_speedup: float | None  # the probe's figure behind an "auto" on a CPU; None: no probe
+
+    def record(self) -> dict[str, Any]:
+        """The JSON form metrics.json stores as ``precision_choice``."""
+        speedup = None if self.bf16_speedup is None else round(self.bf16_speedup, 3)
+        return {"setting": self.setting, "precision": self.precision, "bf16_speedup": speedup}
+
+
+def training_precision(setting: Any, device_type: str) -> PrecisionChoice:
+    """Decide ``trainer.precision``: "auto" becomes "bf16-mixed" where ``bf16_pays`` on the
+    device that trains (a CPU measures it, see ``bf16_speedup``), else "32-true"; any other
+    setting is kept as it is.
+
+    Called where the trainer is built (``training.fit``), never while a config resolves: the
+    same command composes to the same config on a busy machine and an idle one.
+
+    Args:
+        setting: ``trainer.precision`` as composed.
+        device_type: "cpu" or "cuda": where the training runs.
     """
-    return "bf16-mixed" if bf16_pays("cpu") else "32-true"
-
-
-OmegaConf.register_new_resolver("cpu_precision", cpu_training_precision, replace=True)
+    if str(setting) != "auto":
+        return PrecisionChoice(str(setting), str(setting), None)
+    speedup = bf16_speedup(device_type) if device_type == "cpu" else None
+    precision = "bf16-mixed" if bf16_pays(device_type) else "32-true"
+    return PrecisionChoice("auto", precision, speedup)

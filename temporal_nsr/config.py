@@ -10,7 +10,6 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-import temporal_nsr.acceleration  # noqa: F401  (registers the ${cpu_precision:} resolver)
 from temporal_nsr import CONF_DIR
 
 

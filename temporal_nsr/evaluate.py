@@ -38,13 +38,14 @@ from temporal_nsr.atomic import FolderError, disk_full
 from temporal_nsr.config import strict_command_line
 from temporal_nsr.dashboard import DashboardError, log_evaluation
 from temporal_nsr.data.dataset import DatasetError
+from temporal_nsr.digest import sha256_file
 from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.evaluation.bend import BendEstimator
 from temporal_nsr.evaluation.metrics import PSNR_CAP_DB
 from temporal_nsr.evaluation.protocol import EvaluationError
 from temporal_nsr.evaluation.report import write_outputs
 from temporal_nsr.evaluation.split import EvalOptions, evaluate_split
-from temporal_nsr.inference import resolve_device
+from temporal_nsr.machine import resolve_device
 from temporal_nsr.runs import (
     Run,
     load_checkpoint,
@@ -53,7 +54,6 @@ from temporal_nsr.runs import (
     output_dir,
     run_datamodule,
 )
-from temporal_nsr.training.checkpointing import sha256_file
 
 
 def _load_model(cfg: DictConfig, device: str) -> Run:

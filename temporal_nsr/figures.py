@@ -38,6 +38,7 @@ from temporal_nsr.camera_path import time_offsets, turntable_azimuths
 from temporal_nsr.data.images import UNBOUNDED, ImageLimits
 from temporal_nsr.image_input import ImageLike, image_batch
 from temporal_nsr.inference import NovelViewRenderer
+from temporal_nsr.pictures import image_grid, to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -60,30 +61,6 @@ class Figure(NamedTuple):
 
 
 # --------------------------------------------------------------------------- pictures
-
-
-def image_grid(rows: list[Tensor], pad: int = 2) -> Tensor:
-    """Tile image rows into one picture on a white background.
-
-    Args:
-        rows: each (N, 3, S, S) in [0, 1]; all rows have the same N and S.
-        pad: white pixels between tiles.
-
-    Returns:
-        (3, H, W) float image in [0, 1].
-    """
-    n, _, s, _ = rows[0].shape
-    grid = torch.ones(3, len(rows) * (s + pad) + pad, n * (s + pad) + pad)
-    for r, row in enumerate(rows):
-        for c, image in enumerate(row.detach().float().cpu().clamp(0, 1)):
-            top, left = pad + r * (s + pad), pad + c * (s + pad)
-            grid[:, top : top + s, left : left + s] = image
-    return grid
-
-
-def to_uint8(image: Tensor) -> np.ndarray:
-    """(3, H, W) float in [0, 1] -> (H, W, 3) uint8 for PIL and the loggers."""
-    return (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
 def tile_frames(frames: Tensor, columns: int) -> Tensor:
@@ -228,8 +205,7 @@ def slot_strip(
         (3, H, W) picture in [0, 1] on the CPU.
     """
     m = renderer.max_offset
-    slots = renderer.render(latent, 0.0, 0.0, torch.arange(-m, m + 1)).cpu()  # (K, 3, S, S)
-    tiles = torch.cat([source.cpu(), slots])  # (1 + K, 3, S, S)
+    tiles = torch.cat([source.cpu(), renderer.slot_views(latent).cpu()])  # (1 + K, 3, S, S)
     if not labels:
         return image_grid([tiles])
     return labelled_row(tiles, ["input"] + [f"dt={dt}" for dt in range(-m, m + 1)])

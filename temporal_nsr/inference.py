@@ -50,6 +50,7 @@ from torch import Tensor
 from temporal_nsr.acceleration import inference_dtype, to_channels_last
 from temporal_nsr.camera_path import CameraPath, CameraPathError
 from temporal_nsr.image_input import ImageLike, image_batch
+from temporal_nsr.machine import resolve_device
 from temporal_nsr.model.renderer import SceneRenderer
 from temporal_nsr.runs import Run, load_checkpoint, load_model, load_run
 
@@ -57,13 +58,6 @@ log = logging.getLogger(__name__)
 
 Angles = float | Sequence[float] | Tensor
 Offsets = int | float | Sequence[float] | Tensor
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """`auto` -> CUDA when available, else CPU; anything else as torch.device understands it."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class NovelViewRenderer:
@@ -282,6 +276,20 @@ class NovelViewRenderer:
             chunk = self.chunk_size if chunk_size == 0 else chunk_size
             views = self.renderer.render_views(latent, origin, poses, offsets, chunk)
         return views.float().clamp(0, 1)
+
+    def slot_views(self, latent: Tensor) -> Tensor:
+        """One image's latent rendered at every integer dt = -max_offset..max_offset at the
+        input view (``SceneRenderer.slot_views``).
+
+        Args:
+            latent: (1, K, C, D, H, W) or (K, C, D, H, W), from ``encode``.
+
+        Returns:
+            (K, 3, S, S) float32 images in [0, 1] on ``device``.
+        """
+        origin = torch.zeros(2, device=self._device)  # the input camera is pose (0, 0)
+        with torch.inference_mode():
+            return self.renderer.slot_views(self._single(latent), origin).float().clamp(0, 1)
 
     def render_path(
         self,

@@ -1,4 +1,5 @@
-"""What a number was measured on: the machine description that benchmarks and runs record."""
+"""The machine: the device a command runs on, and the description of what a number was measured
+on that benchmarks and runs record."""
 
 from __future__ import annotations
 
@@ -30,3 +31,10 @@ def describe() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """`auto` -> CUDA when available, else CPU; anything else as torch.device understands it."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)

@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoints"  # <run>/checkpoints: the ModelCheckpoint dirpath of conf/callbacks
 LAST = "last.ckpt"
+RESULT_FILE = "metrics.json"  # <run>/metrics.json: what training.fit records of a finished run
 RENDERER = "renderer."  # TemporalNSRModule's key prefix of the network's weights
 
 

@@ -7,15 +7,17 @@ import copy
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 import temporal_nsr.acceleration as acceleration
 from temporal_nsr.acceleration import (
     bf16_native,
     bf16_pays,
-    cpu_training_precision,
+    bf16_speedup,
     inference_dtype,
     keep_freed_memory,
     to_channels_last,
+    training_precision,
 )
 from temporal_nsr.benchmarks.training import synthetic_pairs
 from temporal_nsr.config import compose_config
@@ -103,12 +105,27 @@ def test_precision_choices_and_errors() -> None:
     assert inference_dtype("fp32", CPU) == torch.float32
     expected = torch.bfloat16 if bf16_pays("cpu") else torch.float32
     assert inference_dtype("auto", CPU) == expected
-    assert cpu_training_precision() == ("bf16-mixed" if bf16_pays("cpu") else "32-true")
     assert not bf16_pays("cpu") or bf16_native(CPU)
     with pytest.raises(ValueError, match="use one of"):
         inference_dtype("fp16", CPU)
-    cfg = compose_config(["experiment=bend_20t_cpu", "paths.output_dir=/tmp"])
-    assert cfg.trainer.precision == cpu_training_precision()
+    kept = training_precision("32-true", "cpu")
+    assert kept.record() == {"setting": "32-true", "precision": "32-true", "bf16_speedup": None}
+
+
+def test_composing_a_config_measures_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The CPU trainer's precision is decided where the trainer is built, not while the config
+    # resolves: composing (and resolving) never runs the probe.
+    def probe(dtype, rounds):
+        raise AssertionError("the bf16 probe ran while a config resolved")
+
+    monkeypatch.setattr(acceleration, "_probe_seconds", probe)
+    bf16_speedup.cache_clear()
+    try:
+        cfg = compose_config(["experiment=bend_20t_cpu", "paths.output_dir=/tmp"])
+        resolved = OmegaConf.to_container(cfg.trainer, resolve=True)
+        assert resolved["precision"] == "auto"
+    finally:
+        bf16_speedup.cache_clear()
 
 
 @pytest.mark.parametrize(
@@ -122,13 +139,15 @@ def test_auto_precision_picks_bf16_only_where_it_measures_faster(
     monkeypatch.setattr(acceleration, "bf16_native", lambda device: True)
     seconds = {torch.float32: fp32_s, torch.bfloat16: bf16_s}
     monkeypatch.setattr(acceleration, "_probe_seconds", lambda dtype, rounds: [seconds[dtype]])
-    bf16_pays.cache_clear()
+    bf16_speedup.cache_clear()
     try:
         assert bf16_pays("cpu") is chosen
-        assert cpu_training_precision() == ("bf16-mixed" if chosen else "32-true")
+        choice = training_precision("auto", "cpu")
+        assert choice.precision == ("bf16-mixed" if chosen else "32-true")
+        assert choice.record()["bf16_speedup"] == round(fp32_s / bf16_s, 3)
         assert inference_dtype("auto", CPU) == (torch.bfloat16 if chosen else torch.float32)
     finally:
-        bf16_pays.cache_clear()
+        bf16_speedup.cache_clear()
 
 
 def test_precision_probe_times_both_dtypes() -> None:

@@ -13,6 +13,7 @@ from temporal_nsr.config import (
     compose_config,
     strict_command_line,
 )
+from temporal_nsr.training.fit import build_trainer
 from tests.conftest import EXPERIMENTS
 
 
@@ -82,7 +83,7 @@ def test_common_trainer_keys_are_settable(tmp_path: Path) -> None:
             "accumulate_grad_batches=2", "gradient_clip_val=1.0"]  # fmt: skip
     cfg = compose_config(["experiment=tiny", f"paths.output_dir={tmp_path}"]
                          + [f"trainer.{k}" for k in keys])  # fmt: skip
-    trainer = instantiate(cfg.trainer, logger=False, enable_progress_bar=False)
+    trainer, _ = build_trainer(cfg.trainer, logger=False, enable_progress_bar=False)
     assert trainer.max_steps == 5 and trainer.accumulate_grad_batches == 2
     assert trainer.limit_test_batches == 1 and trainer.gradient_clip_val == 1.0
 

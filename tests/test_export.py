@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 
 from temporal_nsr.atomic import FolderError
 from temporal_nsr.config import compose_config
+from temporal_nsr.digest import sha256_file
 from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.export import (
     SIDECAR,
@@ -28,7 +29,6 @@ from temporal_nsr.export import (
 )
 from temporal_nsr.model.renderer import SceneRenderer
 from temporal_nsr.runs import load_enr_checkpoint, load_run
-from temporal_nsr.training.checkpointing import sha256_file
 
 # torch.jit.load (and the test's torch.jit.script) warn that TorchScript is deprecated.
 pytestmark = pytest.mark.filterwarnings(

@@ -33,3 +33,34 @@ def test_rotation_only_model_gets_every_figure(tiny_data: Path) -> None:
     lengths = {name: None if f.frames is None else len(f.frames) for name, f in figures.items()}
     assert lengths == {"slots": None, "interpolation": 1, "latent_slices": 1, "turntable": 4,
                        "novel_animation": 4}  # fmt: skip
+
+
+def test_shared_helpers_sit_below_their_users() -> None:
+    # Training, evaluation and data draw, hash and compare silhouettes with these: none may pull
+    # in the inference API, the model or Lightning.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, temporal_nsr.pictures, temporal_nsr.digest, temporal_nsr.machine, "
+        "temporal_nsr.silhouettes\n"
+        "heavy = ('temporal_nsr.inference', 'temporal_nsr.model', 'temporal_nsr.figures', "
+        "'lightning')\n"
+        "print([m for m in sys.modules if m.startswith(heavy)])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_image_grid_tiles_rows_on_white() -> None:
+    import torch
+
+    from temporal_nsr.pictures import image_grid, to_uint8
+
+    black = torch.zeros(2, 3, 4, 4)
+    grid = image_grid([black, black], pad=1)  # 2 rows of 2 tiles
+    assert grid.shape == (3, 2 * 5 + 1, 2 * 5 + 1)
+    assert grid.sum() == 3 * (11 * 11 - 4 * 16)  # white everywhere but the four tiles
+    pixels = to_uint8(grid)
+    assert pixels.shape == (11, 11, 3) and pixels.dtype.name == "uint8"
+    assert pixels[0, 0].tolist() == [255, 255, 255] and pixels[1, 1].tolist() == [0, 0, 0]

@@ -261,3 +261,25 @@ def test_to_pil_and_save(renderer: NovelViewRenderer, png: Path, tmp_path: Path)
     (gif,) = NovelViewRenderer.save(views, tmp_path / "turn.gif", size=96, fps=5)
     with Image.open(gif) as image:
         assert image.size == (96, 96) and image.n_frames == 2
+
+
+def test_one_slot_strip_for_training_evaluation_and_figures(
+    renderer: NovelViewRenderer, png: Path
+) -> None:
+    # The training media's time sweep, the evaluation's slot strip and the figures' strip are
+    # all SceneRenderer.slot_views: every integer dt at the input's own view.
+    from temporal_nsr.batch import ViewPair
+    from temporal_nsr.evaluation.predictors import slot_strip
+
+    m = renderer.max_offset
+    latent = renderer.encode(png)
+    strip = renderer.slot_views(latent)
+    assert strip.shape == (2 * m + 1, 3, renderer.image_size, renderer.image_size)
+    expected = renderer.render(latent, 0.0, 0.0, list(range(-m, m + 1)))
+    torch.testing.assert_close(strip, expected, atol=1e-5, rtol=0)
+    source = _tensor(png)  # (1, 3, S, S)
+    pose = torch.tensor([[30.0, -10.0]])
+    pair = ViewPair(source, source, pose, pose, *(torch.zeros(1, dtype=torch.long),) * 3)
+    dt, renders = slot_strip(renderer.renderer, pair)
+    assert dt.tolist() == list(range(-m, m + 1))
+    torch.testing.assert_close(renders, strip.cpu(), atol=1e-4, rtol=0)  # any pose: its own view

@@ -21,9 +21,9 @@ from PIL import Image
 from temporal_nsr.config import compose_config
 from temporal_nsr.data.images import ImageLimits
 from temporal_nsr.enr_checkpoint import CheckpointError
-from temporal_nsr.figures import to_uint8
 from temporal_nsr.image_input import ImageError, ImageTooLargeError
 from temporal_nsr.inference import NovelViewRenderer
+from temporal_nsr.pictures import to_uint8
 from temporal_nsr.viewer import (
     EXAMPLES,
     EXAMPLES_DIR,
@@ -216,6 +216,7 @@ def server(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory):
         "temporal_nsr.viewer",
         f"run_dir={tiny_run}",
         "device=cpu",
+        "precision=fp32",  # the renders are compared with this process's fp32 renders
         "port=0",
         f"image_limits.max_bytes={SERVER_MAX_BYTES}",
         f"hydra.run.dir={out}",
@@ -248,16 +249,12 @@ def client(server: tuple[str, int, Path]):
 
 
 def test_client_upload_sliders_and_render(
-    client, server: tuple[str, int, Path], tiny_run: Path, png: Path, tmp_path: Path
+    client, tiny_run: Path, png: Path, tmp_path: Path
 ) -> None:
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
 
-    # The server's model in the precision the server chose and logged: precision=auto times a
-    # probe (acceleration.bf16_pays), so this process could choose otherwise on a busy machine.
-    chosen = server[2].read_text().split("precision ")[1].split()[0]
-    precision = {"bfloat16": "bf16", "float32": "fp32"}[chosen]
-    renderer = NovelViewRenderer.from_run(tiny_run, device="cpu", precision=precision)
+    renderer = NovelViewRenderer.from_run(tiny_run, device="cpu", precision="fp32")  # the server's
 
     seen, note, view, strip, slices = client.predict(
         handle_file(str(png)), 0, 0, 0, api_name="/set_image"

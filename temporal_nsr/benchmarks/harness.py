@@ -76,7 +76,7 @@ def machine_info() -> dict[str, Any]:
     return {
         **describe(),
         "bf16_native": bf16_native(torch.device("cpu")),
-        "bf16_pays": bf16_pays("cpu"),  # what precision auto / ${cpu_precision:} pick
+        "bf16_pays": bf16_pays("cpu"),  # what trainer / inference precision=auto pick
     }
 
 

@@ -33,34 +33,15 @@ from temporal_nsr.data.synthetic.blender import BlenderBackend
 from temporal_nsr.data.synthetic.config import EmbreeSettings, resolve_config
 from temporal_nsr.data.synthetic.generator import generate_dataset
 from temporal_nsr.data.synthetic.writer import read_manifest
+from temporal_nsr.silhouettes import UINT8_LEVEL, foreground, silhouette_iou, uint8_images
 
 # The CLI's default comparison: 3 objects x 20 timesteps x 8 views at 128 px (480 image pairs).
 DEFAULT_OVERRIDES = ["data.generator.views_per_timestep=8", "data.generator.num_objects=3"]
 
 
-def silhouettes(images: np.ndarray, background: Sequence[float]) -> np.ndarray:
-    """Object masks: pixels whose colour differs from the background in any channel.
-
-    Args:
-        images: (N, S, S, 3) uint8 images.
-        background: RGB in [0, 1], the generator's ``background``.
-
-    Returns:
-        (N, S, S) bool masks.
-    """
-    back = np.rint(np.asarray(background, dtype=np.float64) * 255.0).astype(np.uint8)
-    return (images != back).any(axis=-1)
-
-
-def silhouette_iou(a: np.ndarray, b: np.ndarray, background: Sequence[float]) -> np.ndarray:
-    """(N,) intersection over union of the silhouettes of two (N, S, S, 3) uint8 image stacks.
-
-    Two empty silhouettes agree perfectly (IoU 1).
-    """
-    ma, mb = silhouettes(a, background), silhouettes(b, background)
-    union = (ma | mb).sum(axis=(1, 2))
-    inter = (ma & mb).sum(axis=(1, 2))
-    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+def _masks(pixels: np.ndarray, background: Sequence[float]) -> np.ndarray:
+    """(N, S, S) bool silhouettes of (N, S, S, 3) uint8 images: pixels off the background."""
+    return foreground(uint8_images(pixels), background, UINT8_LEVEL).numpy()
 
 
 @dataclass
@@ -157,7 +138,7 @@ def compare_backends(
         for stem, label in params.items():
             a = _load(embree_root / folder / f"{stem}.png")[None]
             b = _load(blender_root / folder / f"{stem}.png")[None]
-            both = silhouettes(a, cfg.background)[0] & silhouettes(b, cfg.background)[0]
+            both = _masks(a, cfg.background)[0] & _masks(b, cfg.background)[0]
             diff = np.abs(a[0].astype(np.int16) - b[0].astype(np.int16))[both]
             records.append(
                 {
@@ -165,7 +146,11 @@ def compare_backends(
                     "object": folder.parts[1],
                     "stem": stem,
                     **label,
-                    "iou": float(silhouette_iou(a, b, cfg.background)[0]),
+                    "iou": float(
+                        silhouette_iou(
+                            uint8_images(a), uint8_images(b), cfg.background, UINT8_LEVEL
+                        )[0]
+                    ),
                     "colour_diff": float(diff.mean()) if diff.size else float("nan"),
                 }
             )
@@ -200,8 +185,8 @@ def comparison_figure(comparison: Comparison, path: Path, examples: int = 8) -> 
         r = comparison.records[int(i)]
         rel = Path(r["split"]) / r["object"] / f"{r['stem']}.png"
         a, b = _load(comparison.embree_root / rel), _load(comparison.blender_root / rel)
-        ma = silhouettes(a[None], comparison.background)[0]
-        mb = silhouettes(b[None], comparison.background)[0]
+        ma = _masks(a[None], comparison.background)[0]
+        mb = _masks(b[None], comparison.background)[0]
         diff = np.full_like(a, 255)
         diff[ma & mb] = 200  # grey: both
         diff[ma & ~mb] = (220, 0, 0)

@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from temporal_nsr.evaluation.metrics import WHITE, per_image_scores, silhouette_iou
+from temporal_nsr.evaluation.metrics import WHITE, per_image_scores
 from temporal_nsr.evaluation.protocol import EvaluationError
 from temporal_nsr.image_input import IMAGE_SUFFIXES, ImageError, image_batch
+from temporal_nsr.silhouettes import silhouette_iou
 
 METRICS = ("psnr", "ssim", "iou")
 

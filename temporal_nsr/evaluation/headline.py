@@ -29,7 +29,7 @@ from omegaconf import OmegaConf
 
 from temporal_nsr.evaluation.predictors import PREDICTORS
 from temporal_nsr.evaluation.report import FLOOR_PREDICTOR
-from temporal_nsr.training.sweep import RESULT_FILE
+from temporal_nsr.runs import RESULT_FILE
 
 # (row label, where the cell comes from): a by_setting key, or the |dt| pool from FAR_DT up.
 ROWS = (("dt = 0", "same_time"), ("all dt != 0", "all_dt_nonzero"), ("\\|dt\\| >= 5", "far"))

@@ -7,7 +7,8 @@ Silhouette IoU compares foregrounds: a pixel is foreground when some channel dif
 dataset's background colour (the generator config's ``background``, white by default) by more
 than ``tolerance`` (0.1 by default, about 25 of 255 levels: well above the 8 levels of grey a
 model paints over a white background, well below the bar's darkest shadow against white).
-An image with no foreground pixel (a blank render) scores 0 against any target.
+An image with no foreground pixel (a blank render) scores 0 against any target that has one,
+and 1 against an empty one (``temporal_nsr.silhouettes``: one convention for every IoU).
 
 The bend-angle error, the fourth metric, needs the generator and lives in `bend`; so does the
 moving-region PSNR (`moving_region_psnr`): PSNR over the pixels where the target differs from
@@ -17,11 +18,8 @@ change no longer dilute what the time axis contributes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import Tensor
-from torchmetrics.functional.classification import binary_jaccard_index
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 PSNR_CAP_DB = 100.0
@@ -62,31 +60,3 @@ def moving_region_psnr(prediction: Tensor, target: Tensor, still: Tensor) -> lis
     return [p if c > 0 else None for p, c in zip(psnr, count.tolist(), strict=True)]
 
 
-def foreground(images: Tensor, background: Sequence[float], tolerance: float) -> Tensor:
-    """Silhouettes of images on a uniform background.
-
-    Args:
-        images: (B, 3, S, S) in [0, 1].
-        background: RGB background colour in [0, 1].
-        tolerance: largest per-channel difference from the background still counted as it.
-
-    Returns:
-        (B, S, S) bool, True where some channel differs from the background by > tolerance.
-    """
-    colour = torch.as_tensor(background, dtype=images.dtype, device=images.device)
-    return ((images - colour.view(1, 3, 1, 1)).abs() > tolerance).any(dim=1)
-
-
-def silhouette_iou(
-    prediction: Tensor, target: Tensor, background: Sequence[float], tolerance: float
-) -> Tensor:
-    """(B,) intersection over union of the foregrounds of (B, 3, S, S) images in [0, 1]."""
-    pred = foreground(prediction, background, tolerance).long()
-    true = foreground(target, background, tolerance).long()
-    # One image at a time: the functional metric reduces over everything it is given.
-    return torch.stack(
-        [
-            binary_jaccard_index(p, t, validate_args=False, zero_division=0.0)
-            for p, t in zip(pred.cpu(), true.cpu(), strict=True)
-        ]
-    )

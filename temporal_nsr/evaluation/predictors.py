@@ -222,9 +222,5 @@ def slot_strip(model: SceneRenderer, pair: ViewPair) -> tuple[Tensor, Tensor]:
     Returns:
         (K,) int64 offsets dt = -max_offset..max_offset and (K, 3, S, S) renders in [0, 1].
     """
-    m = model.max_offset
-    dt = torch.arange(-m, m + 1, device=pair.source.device)
-    latent = model.encode(pair.source[:1])  # (1, K, C, D, H, W): every slot is rendered
-    latent = latent.expand(len(dt), *latent.shape[1:])  # one copy per slot, no memory
-    pose = pair.source_pose[:1].expand(len(dt), 2)
-    return dt.cpu(), model.novel_view(latent, dt, pose, pose).float().clamp(0, 1).cpu()
+    renders = model.slot_views(model.encode(pair.source[:1])[0], pair.source_pose[0])
+    return torch.arange(-model.max_offset, model.max_offset + 1), renders.float().clamp(0, 1).cpu()

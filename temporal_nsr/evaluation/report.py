@@ -39,7 +39,7 @@ from torch import Tensor
 from temporal_nsr.atomic import write_bytes, write_text
 from temporal_nsr.evaluation.predictors import PREDICTORS
 from temporal_nsr.evaluation.protocol import SETTINGS
-from temporal_nsr.figures import image_grid, to_uint8
+from temporal_nsr.pictures import image_grid, to_uint8
 
 log = logging.getLogger(__name__)
 

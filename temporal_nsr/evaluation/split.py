@@ -17,12 +17,7 @@ from torch import Tensor
 from temporal_nsr.data.dataset import RenderedViews
 from temporal_nsr.evaluation.bend import BendEstimator
 from temporal_nsr.evaluation.equivariance import temporal_equivariance
-from temporal_nsr.evaluation.metrics import (
-    WHITE,
-    moving_region_psnr,
-    per_image_scores,
-    silhouette_iou,
-)
+from temporal_nsr.evaluation.metrics import WHITE, moving_region_psnr, per_image_scores
 from temporal_nsr.evaluation.predictors import (
     foreign_sources,
     gather_pairs,
@@ -39,8 +34,9 @@ from temporal_nsr.evaluation.protocol import (
     split_pairs,
 )
 from temporal_nsr.evaluation.report import ExampleFigures, summarise
-from temporal_nsr.figures import to_uint8
 from temporal_nsr.model.renderer import SceneRenderer
+from temporal_nsr.pictures import to_uint8
+from temporal_nsr.silhouettes import silhouette_iou
 from temporal_nsr.timing import ProgressLog
 
 log = logging.getLogger(__name__)

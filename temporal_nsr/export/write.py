@@ -19,6 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from temporal_nsr.atomic import atomic_folder, check_replaceable
+from temporal_nsr.digest import sha256_file
 from temporal_nsr.export.graphs import (
     BATCH,
     FORMATS,
@@ -34,7 +35,6 @@ from temporal_nsr.export.verify import check_graphs
 from temporal_nsr.inference import log_loaded
 from temporal_nsr.model.renderer import SceneRenderer
 from temporal_nsr.runs import Run, load_model, output_dir
-from temporal_nsr.training.checkpointing import sha256_file
 
 log = logging.getLogger(__name__)
 

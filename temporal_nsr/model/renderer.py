@@ -263,3 +263,18 @@ class SceneRenderer(nn.Module):
                 self.novel_view(batch, offsets, source_pose.expand(m, 2), poses, check=False)
             )
         return torch.cat(views) if len(views) > 1 else views[0]
+
+    def slot_views(self, latent: Tensor, source_pose: Tensor) -> Tensor:
+        """ONE input rendered at every integer offset dt = -max_offset..max_offset, at its own
+        view: the slot strip that training media, evaluation and the figures show.
+
+        Args:
+            latent: (K, C, D, H, W) latent of a single image.
+            source_pose: (2,) azimuth, elevation in degrees of that image.
+
+        Returns:
+            (K, 3, S, S) images in [0, 1], slot k at dt = k - max_offset.
+        """
+        m = self.max_offset
+        dt = torch.arange(-m, m + 1, device=latent.device)  # (K,)
+        return self.render_views(latent, source_pose, source_pose.expand(len(dt), 2), dt)

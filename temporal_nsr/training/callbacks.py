@@ -20,7 +20,8 @@ from torch import Tensor
 
 from temporal_nsr import threads
 from temporal_nsr.batch import ViewPair
-from temporal_nsr.figures import image_grid, to_uint8, write_animation
+from temporal_nsr.figures import write_animation
+from temporal_nsr.pictures import image_grid, to_uint8
 from temporal_nsr.timing import ProgressLog, duration
 
 log = logging.getLogger(__name__)
@@ -72,11 +73,8 @@ class LogNovelViews(L.Callback):
     @staticmethod
     def _time_sweep(pl_module, batch: ViewPair) -> Tensor:
         """(K, 3, S, S): the first input rendered at every time offset, at its own pose."""
-        renderer = pl_module.renderer
-        latent = renderer.encode(batch.source[:1])[0]  # (K, C, D, H, W)
-        dt = torch.arange(latent.shape[0], device=latent.device) - pl_module.renderer.max_offset
-        pose = batch.source_pose[0]
-        return renderer.render_views(latent, pose, pose.expand(len(dt), 2), dt)
+        latent = pl_module.renderer.encode(batch.source[:1])[0]  # (K, C, D, H, W)
+        return pl_module.renderer.slot_views(latent, batch.source_pose[0])
 
     @staticmethod
     def _publish_video(trainer: L.Trainer, key: str, frames: Tensor, fps: int = 4) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import logging
 import math
 import os
@@ -27,15 +26,6 @@ from temporal_nsr.enr_checkpoint import CheckpointError, read_checkpoint
 from temporal_nsr.runs import CHECKPOINT_DIR, LAST, furthest_checkpoint, training_state
 
 log = logging.getLogger(__name__)
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file (a checkpoint, an exported graph), read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

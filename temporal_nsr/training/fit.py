@@ -25,7 +25,12 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from temporal_nsr.acceleration import keep_freed_memory
+from temporal_nsr.acceleration import (
+    BF16_MIN_SPEEDUP,
+    PrecisionChoice,
+    keep_freed_memory,
+    training_precision,
+)
 from temporal_nsr.enr_checkpoint import (
     CheckpointError,
     first_mismatch,
@@ -124,14 +129,16 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         _instantiate_logger(entry, run_dir, resume_step)
         for entry in (cfg.get("logger") or {}).values()
     ]
-    trainer: L.Trainer = instantiate(
+    trainer, precision = build_trainer(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
     )
     _refuse_ddp_relaunch_in_multirun(trainer)
     log.info("training on %s, precision %s", trainer.strategy.root_device, trainer.precision)
-    # The run's own config (Hydra's settings, saved in .hydra/, are left out).
+    # The run's own config (Hydra's settings, saved in .hydra/, are left out), with the
+    # precision it runs in rather than "auto".
     run_config = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
     run_config = OmegaConf.to_container(run_config, resolve=True)
+    run_config["trainer"]["precision"] = precision.precision
     for logger in loggers:
         logger.log_hyperparams(run_config)
     metrics: dict[str, float] = {}
@@ -170,9 +177,37 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         if status != "completed":
             metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         if trainer.is_global_zero:
-            write_job_result(run_dir, _job_result(cfg, trainer, metrics, status, started))
+            result = _job_result(cfg, trainer, precision, metrics, status, started)
+            write_job_result(run_dir, result)
     log.info("metrics: %s", metrics)
     return metrics
+
+
+def build_trainer(trainer_cfg: DictConfig, **kwargs: Any) -> tuple[L.Trainer, PrecisionChoice]:
+    """Instantiate ``cfg.trainer`` (plus ``kwargs``) in the precision ``choose_precision``
+    decides: the one place a ``trainer.precision=auto`` becomes a Lightning precision."""
+    precision = choose_precision(trainer_cfg)
+    return instantiate(trainer_cfg, precision=precision.precision, **kwargs), precision
+
+
+def choose_precision(trainer_cfg: DictConfig) -> PrecisionChoice:
+    """``trainer.precision`` decided for the device this training runs on, and logged: "auto"
+    measures bf16 against float32 here (``acceleration.training_precision``); any other value
+    is used as given."""
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    on_cpu = accelerator == "cpu" or not torch.cuda.is_available()
+    choice = training_precision(
+        trainer_cfg.get("precision", "32-true"), "cpu" if on_cpu else "cuda"
+    )
+    if choice.setting == "auto":
+        figure = "no probe" if choice.bf16_speedup is None else f"{choice.bf16_speedup:.2f}x"
+        log.info(
+            "trainer.precision=auto -> %s (bf16 vs float32 convolutions: %s; bf16 needs %.2fx)",
+            choice.precision,
+            figure,
+            BF16_MIN_SPEEDUP,
+        )
+    return choice
 
 
 LOCK_FILE = ".train.lock"  # <run>/.train.lock: held (flock) while a training writes the run
@@ -362,7 +397,12 @@ def _restore_start_method() -> None:
 
 
 def _job_result(
-    cfg: DictConfig, trainer: L.Trainer, metrics: dict[str, float], status: str, started: float
+    cfg: DictConfig,
+    trainer: L.Trainer,
+    precision: PrecisionChoice,
+    metrics: dict[str, float],
+    status: str,
+    started: float,
 ) -> dict[str, Any]:
     """What the sweep summary reports for one run."""
     checkpoint = trainer.checkpoint_callback
@@ -380,6 +420,7 @@ def _job_result(
         "global_step": trainer.global_step,
         "world_size": trainer.world_size,
         "precision": str(trainer.precision),
+        "precision_choice": precision.record(),  # "auto" and the probe's figure behind it
         "machine": describe(),
         "metrics": metrics,
         "optimized_metric": cfg.get("optimized_metric"),

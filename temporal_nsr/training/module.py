@@ -15,7 +15,6 @@ from temporal_nsr.model.renderer import SceneRenderer
 from temporal_nsr.training.losses import RECONSTRUCTION_LOSSES, LossTerms, total_loss
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
-SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
 
 
 class PairRenders(NamedTuple):
@@ -33,8 +32,8 @@ class TemporalNSRModule(L.LightningModule):
 
     Args:
         renderer: the network (encoder, rotation, decoder).
-        optimizer: a factory taking the parameters (Hydra `_partial_: true`).
-        scheduler: optional factory taking the optimizer; stepped every epoch.
+        optimizer: a factory taking the parameters (Hydra `_partial_: true`); its learning
+            rate is the peak that ``callbacks.lr_schedule`` (``training.budget``) scales, if set.
         loss: reconstruction loss, "l1" (ENR) or "l2".
         ssim_weight: weight of 1 - SSIM (0.05 in ENR).
         smoothness_weight: weight of the mean squared difference of neighbouring slots.
@@ -52,7 +51,6 @@ class TemporalNSRModule(L.LightningModule):
         self,
         renderer: SceneRenderer,
         optimizer: OptimizerFactory,
-        scheduler: SchedulerFactory | None = None,
         loss: str = "l1",
         ssim_weight: float = 0.05,
         smoothness_weight: float = 0.0,
@@ -73,10 +71,9 @@ class TemporalNSRModule(L.LightningModule):
             raise ValueError(f"model.loss={loss!r}: use one of {RECONSTRUCTION_LOSSES}")
         # logger=False: train() logs the whole run config once, nested; these flat keys
         # would duplicate parts of it at the top level.
-        self.save_hyperparameters(ignore=["renderer", "optimizer", "scheduler"], logger=False)
+        self.save_hyperparameters(ignore=["renderer", "optimizer"], logger=False)
         self.renderer = renderer
         self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
         self.loss_kind = loss
         self.ssim_weight = ssim_weight
         self.smoothness_weight = smoothness_weight
@@ -171,10 +168,7 @@ class TemporalNSRModule(L.LightningModule):
         self._evaluation_step(batch, "test")
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(params=self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
+        return self.optimizer_factory(params=self.parameters())
 
 
 def cross_pairs(

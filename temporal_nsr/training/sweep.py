@@ -14,10 +14,10 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from temporal_nsr.atomic import write_text
+from temporal_nsr.runs import RESULT_FILE
 
 log = logging.getLogger(__name__)
 
-RESULT_FILE = "metrics.json"
 SUMMARY_NAME = "sweep_summary"
 
 

@@ -26,12 +26,12 @@ from temporal_nsr.figures import (
     latent_to_rgb,
     slot_strip,
     time_offsets,
-    to_uint8,
     turntable_azimuths,
     write_figures,
 )
 from temporal_nsr.image_input import ImageError, ImageLike, image_batch
 from temporal_nsr.inference import NovelViewRenderer
+from temporal_nsr.pictures import to_uint8
 
 log = logging.getLogger(__name__)
 

@@ -51,6 +51,59 @@ def test_lr_follows_the_step_budget(cfg_train: DictConfig, tmp_path: Path) -> No
     assert lrs == pytest.approx(expected, rel=1e-6)
 
 
+# What the measured bend_20t / bend_20t_cpu runs followed (docs/results.md), resolved from the
+# configs before model.scheduler was removed: the schedule's node, its budget, and the learning
+# rate at each tenth of that budget.
+MEASURED_SCHEDULES = {
+    "bend_20t": (
+        {"warmup": 0.05, "final_fraction": 0.02}, 2.0e-4, (100, -1, None),
+        [4e-06, 0.000198663, 0.000188188, 0.000168374, 0.000141366, 0.000110093, 7.79424e-05,
+         4.83991e-05, 2.46642e-05, 9.30991e-06, 4e-06],
+    ),
+    "bend_20t_cpu": (
+        {"warmup": 0.05, "final_fraction": 0.02}, 1.5e-3, (100, -1, "00:00:19:00"),
+        [3e-05, 0.00148998, 0.00141141, 0.0012628, 0.00106025, 0.000825696, 0.000584568,
+         0.000362993, 0.000184982, 6.98243e-05, 3e-05],
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("experiment", sorted(MEASURED_SCHEDULES))
+def test_the_measured_experiments_keep_their_learning_rate_schedule(experiment: str) -> None:
+    from hydra.utils import instantiate
+
+    from temporal_nsr.config import compose_config
+    from temporal_nsr.training.budget import BudgetCosineLR
+
+    options, peak, budget, trace = MEASURED_SCHEDULES[experiment]
+    cfg = compose_config([f"experiment={experiment}", "logger=none", "paths.output_dir=/tmp"])
+    assert "scheduler" not in cfg.model  # one mechanism: callbacks.lr_schedule
+    node = {k: v for k, v in cfg.callbacks.lr_schedule.items() if k != "_target_"}
+    assert node == options
+    schedule = instantiate(cfg.callbacks.lr_schedule)
+    assert isinstance(schedule, BudgetCosineLR)
+    assert cfg.model.optimizer.lr == peak
+    assert (cfg.trainer.max_epochs, cfg.trainer.max_steps, cfg.trainer.max_time) == budget
+    lrs = [
+        peak * budget_cosine(p / 10, schedule.warmup, schedule.final_fraction) for p in range(11)
+    ]
+    assert lrs == pytest.approx(trace, rel=1e-5)
+
+
+def test_the_same_experiments_schedule_the_learning_rate_as_before() -> None:
+    from temporal_nsr.config import compose_config
+    from tests.conftest import EXPERIMENTS
+
+    scheduled = {  # those with callbacks.lr_schedule before model.scheduler went
+        "bend_20t", "bend_20t_cpu", "bend_20t_flow", "bend_20t_flow_cpu", "bend_20t_linear_cpu",
+        "bend_20t_linear_flow_cpu", "bend_20t_warp_cpu", "bend_5t", "bend_many_cpu",
+        "bend_many_linear_cpu",
+    }  # fmt: skip
+    for experiment in EXPERIMENTS:
+        cfg = compose_config([f"experiment={experiment}", "logger=none", "paths.output_dir=/tmp"])
+        assert (cfg.callbacks.get("lr_schedule") is not None) == (experiment in scheduled)
+
+
 def test_wall_clock_is_logged_and_survives_a_resume() -> None:
     from temporal_nsr.training.budget import WallClock
 

@@ -69,6 +69,12 @@ def test_tiny_run_writes_checkpoints_logs_and_media(cfg_train, tmp_path: Path) -
     assert any(name.startswith("val_pairs") for name in media)
     assert any(name.startswith("val_time_sweep") for name in media)
     assert any((tmp_path / "media").glob("val_time_sweep_video_step*.gif"))
+    # trainer=cpu's precision=auto, decided when the trainer was built: the choice and the
+    # probe's figure are kept beside the precision that ran.
+    record = json.loads((tmp_path / "metrics.json").read_text())
+    choice = record["precision_choice"]
+    assert choice["setting"] == "auto" and choice["precision"] == record["precision"]
+    assert choice["precision"] in ("32-true", "bf16-mixed")
 
 
 def test_resume_continues_at_the_saved_step(cfg_train, tmp_path: Path) -> None:

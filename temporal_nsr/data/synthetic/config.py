@@ -1,11 +1,14 @@
-"""The generator's one typed config: `GeneratorConfig`, filled from the YAML and validated here.
+"""The generator's one typed config: `GeneratorConfig`, a schema filled from the YAML.
 
 Every default has one source, the YAML a user reads and overrides: the ``generator:`` node of
 ``conf/data/bend.yaml`` (its ``${data.*}`` interpolations resolved against that file) and, for
-a backend's settings, ``conf/backend/<name>.yaml``. `resolve_config` fills what a mapping
-leaves out from there, rejects unknown keys, checks every value and returns a frozen
-`GeneratorConfig`; its `GeneratorConfig.to_dict` is the JSON the manifest stores, so two
-configs describe the same dataset exactly when their dicts are equal.
+a backend's settings, ``conf/backend/<name>.yaml``. The dataclasses below are the schema: each
+field declares its `Rule` (kind and bounds), and `resolve_config` reads a mapping through them,
+filling what it leaves out from the YAML, rejecting unknown keys and naming the key, its value
+and what would work in a one-line ``ValueError``. What relates several keys (held-out lists
+against their counts, the splits, the camera outside the objects) is checked after, in
+`_check_together`. The result is frozen; its `GeneratorConfig.to_dict` is the JSON the manifest
+stores, so two configs describe the same dataset exactly when their dicts are equal.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import functools
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -28,25 +31,53 @@ BACKENDS = ("embree", "blender")
 
 
 @dataclass(frozen=True)
+class Rule:
+    """What one key of the schema accepts; `_read` turns it into a check and a one-line error.
+
+    kind: "int" (>= ``low``), "number" (finite; ``positive``, or inside ``within``), "vector"
+    (``size`` finite numbers), "range" (two numbers, low <= high), "choice" (one of
+    ``choices``), "held_out" (distinct indices below the key ``count``), "text" (non-empty),
+    "mapping" (the nested dataclass ``nested``) or "backend" (embree or blender settings).
+    ``message``: one template for every error of this key (the backend's wording), formatted
+    with key, value and low.
+    """
+
+    kind: str
+    low: int | None = None
+    positive: bool = False
+    within: tuple[float, float, str] | None = None  # (low, high, how it is written)
+    size: int = 0
+    choices: tuple[str, ...] = ()
+    count: str = ""
+    nested: type | None = None
+    message: str = ""
+
+
+def rule(kind: str, **options: Any) -> Any:
+    """A dataclass field of the schema: no default (the YAML holds them), its `Rule` attached."""
+    return field(metadata={"rule": Rule(kind, **options)})
+
+
+@dataclass(frozen=True)
 class BarConfig:
     """Object 0 before deformation: a box long along x (world units, RGB in [0, 1])."""
 
-    length: float
-    width: float
-    height: float
-    segments: int  # slices along the length
-    top_color: tuple[float, float, float]  # every face but the underside
-    bottom_color: tuple[float, float, float]  # the underside (undeformed normal -z)
+    length: float = rule("number", positive=True)
+    width: float = rule("number", positive=True)
+    height: float = rule("number", positive=True)
+    segments: int = rule("int", low=1)  # slices along the length
+    top_color: tuple[float, float, float] = rule("vector", size=3)  # every face but the underside
+    bottom_color: tuple[float, float, float] = rule("vector", size=3)  # the underside (normal -z)
 
 
 @dataclass(frozen=True)
 class VariationConfig:
     """[low, high] ranges that objects 1.. draw their shape and motion from."""
 
-    length: tuple[float, float]
-    thickness: tuple[float, float]  # width and height, drawn separately
-    amplitude_scale: tuple[float, float]  # times amplitude_deg
-    phase: tuple[float, float]  # fraction of the schedule period
+    length: tuple[float, float] = rule("range")
+    thickness: tuple[float, float] = rule("range")  # width and height, drawn separately
+    amplitude_scale: tuple[float, float] = rule("range")  # times amplitude_deg
+    phase: tuple[float, float] = rule("range")  # fraction of the schedule period
 
 
 @dataclass(frozen=True)
@@ -56,14 +87,21 @@ class EmbreeSettings:
     name: str
 
 
+_BACKEND_INT = "backend.{key} must be an integer >= {low}, got {value!r}."
+
+
 @dataclass(frozen=True)
 class BlenderSettings:
     """``backend=blender``: Cycles in a Blender subprocess (`synthetic.blender`)."""
 
     name: str
-    executable: str  # a Blender on PATH or a path to one
-    samples: int  # Cycles samples per pixel
-    max_bounces: int  # 0: direct light only, the Embree lighting model
+    executable: str = rule(  # a Blender on PATH or a path to one
+        "text",
+        message="backend.{key} must be a command or path, got {value!r}; "
+        "e.g. backend.executable=/usr/bin/blender.",
+    )
+    samples: int = rule("int", low=1, message=_BACKEND_INT)  # Cycles samples per pixel
+    max_bounces: int = rule("int", low=0, message=_BACKEND_INT)  # 0: the Embree lighting model
 
 
 @dataclass(frozen=True)
@@ -71,29 +109,29 @@ class GeneratorConfig:
     """Everything that decides the bytes of a generated dataset (``data.generator``).
 
     The keys and their meaning are documented beside their defaults in ``conf/data/bend.yaml``.
-    Field order is the key order of the manifest's ``config``.
+    Field order is the key order of the manifest's ``config``, and the order keys are checked.
     """
 
-    seed: int
-    image_size: int
-    num_timesteps: int
-    views_per_timestep: int
-    val_timesteps: tuple[int, ...]
-    test_timesteps: tuple[int, ...]
-    schedule: str
-    amplitude_deg: float
-    twist_deg: float
-    camera_radius: float
-    fov_deg: float
-    num_objects: int
-    val_objects: tuple[int, ...]
-    test_objects: tuple[int, ...]
-    bar: BarConfig
-    variation: VariationConfig
-    light_direction: tuple[float, float, float]
-    ambient: float
-    background: tuple[float, float, float]
-    backend: EmbreeSettings | BlenderSettings
+    seed: int = rule("int")
+    image_size: int = rule("int", low=8)
+    num_timesteps: int = rule("int", low=1)
+    views_per_timestep: int = rule("int", low=1)
+    val_timesteps: tuple[int, ...] = rule("held_out", count="num_timesteps")
+    test_timesteps: tuple[int, ...] = rule("held_out", count="num_timesteps")
+    schedule: str = rule("choice", choices=SCHEDULES)
+    amplitude_deg: float = rule("number")
+    twist_deg: float = rule("number")
+    camera_radius: float = rule("number")
+    fov_deg: float = rule("number", within=(0.0, 180.0, "(0, 180)"))
+    num_objects: int = rule("int", low=1)
+    val_objects: tuple[int, ...] = rule("held_out", count="num_objects")
+    test_objects: tuple[int, ...] = rule("held_out", count="num_objects")
+    bar: BarConfig = rule("mapping", nested=BarConfig)
+    variation: VariationConfig = rule("mapping", nested=VariationConfig)
+    light_direction: tuple[float, float, float] = rule("vector", size=3)
+    ambient: float = rule("number", within=(0.0, 1.0, "[0, 1]"))
+    background: tuple[float, float, float] = rule("vector", size=3)
+    backend: EmbreeSettings | BlenderSettings = rule("backend")
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (lists, not tuples) that the manifest stores as ``config``."""
@@ -116,31 +154,80 @@ def yaml_defaults() -> dict[str, Any]:
     return OmegaConf.to_container(tree.data.generator, resolve=True)
 
 
-def _merge(defaults: Mapping[str, Any], given: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    """Fill missing keys from defaults, recursing into nested mappings; reject unknown keys."""
-    unknown = sorted(set(given) - set(defaults))
+def _unknown(given: Mapping[str, Any], known: Sequence[str], prefix: str) -> None:
+    unknown = sorted(set(given) - set(known))
     if unknown:
         raise ValueError(
             f"Unknown generator key(s) {[prefix + k for k in unknown]}; "
-            f"known keys are {[prefix + k for k in defaults]}. Fix the spelling or remove them."
+            f"known keys are {[prefix + k for k in known]}. Fix the spelling or remove them."
         )
-    out = copy.deepcopy(dict(defaults))
-    for key, value in given.items():
-        if isinstance(defaults[key], Mapping):
+
+
+def _read(
+    schema: type, given: Mapping[str, Any], defaults: Mapping[str, Any], prefix: str = ""
+) -> dict[str, Any]:
+    """Each field of ``schema`` read from ``given`` (else ``defaults``) through its `Rule`."""
+    known = [f.name for f in fields(schema) if "rule" in f.metadata]
+    _unknown(given, known, prefix)
+    out: dict[str, Any] = {}
+    for f in fields(schema):
+        if "rule" not in f.metadata:
+            continue
+        rule_ = f.metadata["rule"]
+        value = copy.deepcopy(given[f.name] if f.name in given else defaults[f.name])
+        key = prefix + f.name
+        if rule_.kind == "mapping":
             if not isinstance(value, Mapping):
-                raise ValueError(f"Generator key '{prefix}{key}' must be a mapping, got {value!r}.")
-            out[key] = _merge(defaults[key], value, f"{prefix}{key}.")
+                raise ValueError(f"Generator key '{key}' must be a mapping, got {value!r}.")
+            default = defaults[f.name]
+            out[f.name] = rule_.nested(**_read(rule_.nested, value, default, f"{key}."))
+        elif rule_.kind == "backend":
+            out[f.name] = _read_backend(value)
         else:
-            out[key] = copy.deepcopy(value)
+            out[f.name] = _check(value, key, rule_, out)
     return out
 
 
-def _integer(value: Any, key: str, low: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"Generator key '{key}' must be an integer, got {value!r}.")
-    if low is not None and value < low:
-        raise ValueError(f"Generator key '{key}' is {value}; use at least {low}.")
-    return int(value)
+def _check(value: Any, key: str, rule_: Rule, done: Mapping[str, Any]) -> Any:
+    """One value of kind ``rule_.kind``, coerced (int, float, tuple), or a ValueError."""
+    own = rule_.message.format(key=key.rpartition(".")[2], value=value, low=rule_.low)
+    if rule_.kind == "int":
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(own or f"Generator key '{key}' must be an integer, got {value!r}.")
+        if rule_.low is not None and value < rule_.low:
+            raise ValueError(own or f"Generator key '{key}' is {value}; use at least {rule_.low}.")
+        return int(value)
+    if rule_.kind == "number":
+        number = _number(value, key)
+        if rule_.positive and not number > 0:
+            raise ValueError(f"Generator key '{key}' must be positive, got {number}.")
+        if rule_.within is not None:
+            low, high, written = rule_.within
+            closed = written.startswith("[")
+            inside = low <= number <= high if closed else low < number < high
+            if not inside:
+                raise ValueError(f"Generator key '{key}' is {number}; use a value in {written}.")
+        return number
+    if rule_.kind == "vector":
+        return _vector(value, key, rule_.size)
+    if rule_.kind == "range":
+        low, high = _vector(value, key, 2)
+        if low > high:
+            raise ValueError(f"Generator key '{key}' is [{low}, {high}]; need low <= high.")
+        return (low, high)
+    if rule_.kind == "choice":
+        if value not in rule_.choices:
+            raise ValueError(
+                f"Generator key '{key}' is {value!r}; choose one of {list(rule_.choices)}."
+            )
+        return value
+    if rule_.kind == "held_out":
+        return _held_out(value, key, rule_.count, done[rule_.count])
+    if rule_.kind == "text":
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(own)
+        return value
+    raise AssertionError(f"unknown rule kind {rule_.kind!r}")
 
 
 def _number(value: Any, key: str) -> float:
@@ -157,8 +244,27 @@ def _vector(value: Any, key: str, size: int) -> tuple[float, ...]:
     return tuple(_number(v, key) for v in value)
 
 
+def _held_out(value: Any, key: str, count_key: str, count: int) -> tuple[int, ...]:
+    """A ``val_<noun>s`` / ``test_<noun>s`` list: distinct indices in 0..count - 1, sorted."""
+    noun = key.split("_", 1)[1][:-1]  # val_timesteps -> timestep
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        raise ValueError(f"Generator key '{key}' must be a list of {noun}s, got {value!r}.")
+    items = []
+    for i in value:
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < count:
+            raise ValueError(
+                f"Generator key '{key}' holds {i!r}, outside {noun}s 0..{count - 1}; "
+                f"use integers below {count_key}={count} or raise '{count_key}'."
+            )
+        items.append(int(i))
+    if len(set(items)) != len(items):
+        article = "an" if noun[0] in "aeiou" else "a"
+        raise ValueError(f"Generator key '{key}' lists {article} {noun} twice: {items}.")
+    return tuple(sorted(items))
+
+
 def resolve_config(cfg: Mapping[str, Any] | GeneratorConfig) -> GeneratorConfig:
-    """Fill defaults into a ``data.generator`` mapping and validate it.
+    """Fill defaults into a ``data.generator`` mapping and validate it against the schema.
 
     Args:
         cfg: generator settings (a mapping, or a manifest's ``config``); missing keys take the
@@ -172,70 +278,49 @@ def resolve_config(cfg: Mapping[str, Any] | GeneratorConfig) -> GeneratorConfig:
     """
     if isinstance(cfg, GeneratorConfig):
         return cfg
-    defaults = yaml_defaults()
-    given = dict(cfg)
-    backend, default_backend = given.pop("backend", None), defaults.pop("backend")
-    backend = _resolve_backend(default_backend if backend is None else backend)
-    out = _merge(defaults, given, "")
-    for key in ("seed", "image_size", "num_timesteps", "views_per_timestep", "num_objects"):
-        out[key] = _integer(out[key], key, {"seed": None, "image_size": 8}.get(key, 1))
-    if out["schedule"] not in SCHEDULES:
-        raise ValueError(
-            f"Generator key 'schedule' is {out['schedule']!r}; choose one of {list(SCHEDULES)}."
-        )
-    for key in ("amplitude_deg", "twist_deg", "camera_radius", "fov_deg", "ambient"):
-        out[key] = _number(out[key], key)
-    if not 0.0 < out["fov_deg"] < 180.0:
-        raise ValueError(f"Generator key 'fov_deg' is {out['fov_deg']}; use a value in (0, 180).")
-    if not 0.0 <= out["ambient"] <= 1.0:
-        raise ValueError(f"Generator key 'ambient' is {out['ambient']}; use a value in [0, 1].")
+    out = _read(GeneratorConfig, dict(cfg), yaml_defaults())
+    _check_together(out)
+    return GeneratorConfig(**out)
+
+
+def _check_together(out: Mapping[str, Any]) -> None:
+    """What relates several keys: held-out lists, non-empty splits, sizes, the camera."""
     for noun, count_key in (("timestep", "num_timesteps"), ("object", "num_objects")):
-        _resolve_held_out(out, noun, count_key)
+        val, test, count = out[f"val_{noun}s"], out[f"test_{noun}s"], out[count_key]
+        overlap = sorted(set(val) & set(test))
+        if overlap:
+            raise ValueError(
+                f"{noun.capitalize()}s {overlap} are in both 'val_{noun}s' and 'test_{noun}s'; "
+                f"a {noun} is held out for one split only."
+            )
+        if len(val) + len(test) >= count:
+            raise ValueError(
+                f"The train split is empty: 'val_{noun}s' and 'test_{noun}s' hold out all "
+                f"{count} {noun}s. Hold out fewer {noun}s or raise '{count_key}'."
+            )
     for split in ("val", "test"):
         if not out[f"{split}_timesteps"] and not out[f"{split}_objects"]:
             raise ValueError(
                 f"The {split} split is empty: '{split}_timesteps' and '{split}_objects' are "
                 f"both empty. Hold out a timestep or an object for {split}."
             )
-
-    bar = out["bar"]
-    for key in ("length", "width", "height"):
-        bar[key] = _number(bar[key], f"bar.{key}")
-        if not bar[key] > 0:
-            raise ValueError(f"Generator key 'bar.{key}' must be positive, got {bar[key]}.")
-    bar["segments"] = _integer(bar["segments"], "bar.segments", 1)
-    for key in ("top_color", "bottom_color"):
-        bar[key] = _vector(bar[key], f"bar.{key}", 3)
-    variation = out["variation"]
-    for key in variation:
-        low, high = variation[key] = _vector(variation[key], f"variation.{key}", 2)
-        if low > high:
-            raise ValueError(
-                f"Generator key 'variation.{key}' is [{low}, {high}]; need low <= high."
-            )
-    if variation["length"][0] <= 0 or variation["thickness"][0] <= 0:
+    bar, variation = out["bar"], out["variation"]
+    if variation.length[0] <= 0 or variation.thickness[0] <= 0:
         raise ValueError("Generator keys 'variation.length' and 'variation.thickness' must be > 0.")
-    out["light_direction"] = _vector(out["light_direction"], "light_direction", 3)
     if not np.linalg.norm(out["light_direction"]) > 0:
         raise ValueError("Generator key 'light_direction' must be a non-zero vector.")
-    out["background"] = _vector(out["background"], "background", 3)
-
     # The camera must stay outside every object (half the diagonal of the largest box).
-    longest = max(bar["length"], variation["length"][1] if out["num_objects"] > 1 else 0.0)
-    thickest = max(bar["width"], bar["height"], variation["thickness"][1])
+    longest = max(bar.length, variation.length[1] if out["num_objects"] > 1 else 0.0)
+    thickest = max(bar.width, bar.height, variation.thickness[1])
     reach = 0.5 * math.sqrt(longest**2 + 2 * thickest**2)
     if not out["camera_radius"] > reach:
         raise ValueError(
             f"Generator key 'camera_radius' is {out['camera_radius']}, inside the object "
             f"(reach {reach:.2f}); use a radius of about 2 * object length."
         )
-    return GeneratorConfig(
-        **{**out, "bar": BarConfig(**bar), "variation": VariationConfig(**variation)},
-        backend=backend,
-    )
 
 
-def _resolve_backend(value: Any) -> EmbreeSettings | BlenderSettings:
+def _read_backend(value: Any) -> EmbreeSettings | BlenderSettings:
     """The ``backend`` mapping: ``{name: embree}`` or ``{name: blender, <settings>}``."""
     if not isinstance(value, Mapping):
         raise ValueError(
@@ -253,54 +338,5 @@ def _resolve_backend(value: Any) -> EmbreeSettings | BlenderSettings:
         return EmbreeSettings(name="embree")
     if name != "blender":
         raise ValueError(f"backend.name is {name!r}; choose one of {list(BACKENDS)}.")
-    defaults = {k: v for k, v in _yaml("backend", "blender.yaml").items() if k != "name"}
-    out = _merge(defaults, settings, "backend.")
-    if not isinstance(out["executable"], str) or not out["executable"].strip():
-        raise ValueError(
-            f"backend.executable must be a command or path, got {out['executable']!r}; "
-            "e.g. backend.executable=/usr/bin/blender."
-        )
-    for key, low in (("samples", 1), ("max_bounces", 0)):
-        value = out[key]
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"backend.{key} must be an integer >= {low}, got {value!r}.")
-        out[key] = int(value)
-    return BlenderSettings(name="blender", **out)
-
-
-def _resolve_held_out(out: dict[str, Any], noun: str, count_key: str) -> None:
-    """Validate ``val_<noun>s`` / ``test_<noun>s`` (timesteps or objects) in place.
-
-    Each must be a list of distinct integers in 0..out[count_key] - 1, the two lists disjoint,
-    and something left for training.
-    """
-    count = out[count_key]
-    held: dict[str, tuple[int, ...]] = {}
-    keys = (f"val_{noun}s", f"test_{noun}s")
-    for key in keys:
-        value = out[key]
-        if not isinstance(value, Sequence) or isinstance(value, str):
-            raise ValueError(f"Generator key '{key}' must be a list of {noun}s, got {value!r}.")
-        items = []
-        for i in value:
-            if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < count:
-                raise ValueError(
-                    f"Generator key '{key}' holds {i!r}, outside {noun}s 0..{count - 1}; "
-                    f"use integers below {count_key}={count} or raise '{count_key}'."
-                )
-            items.append(int(i))
-        if len(set(items)) != len(items):
-            article = "an" if noun[0] in "aeiou" else "a"
-            raise ValueError(f"Generator key '{key}' lists {article} {noun} twice: {items}.")
-        held[key] = out[key] = tuple(sorted(items))
-    overlap = sorted(set(held[keys[0]]) & set(held[keys[1]]))
-    if overlap:
-        raise ValueError(
-            f"{noun.capitalize()}s {overlap} are in both '{keys[0]}' and '{keys[1]}'; "
-            f"a {noun} is held out for one split only."
-        )
-    if len(held[keys[0]]) + len(held[keys[1]]) >= count:
-        raise ValueError(
-            f"The train split is empty: '{keys[0]}' and '{keys[1]}' hold out all {count} "
-            f"{noun}s. Hold out fewer {noun}s or raise '{count_key}'."
-        )
+    defaults = _yaml("backend", "blender.yaml")
+    return BlenderSettings(name="blender", **_read(BlenderSettings, settings, defaults, "backend."))

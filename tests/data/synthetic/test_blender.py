@@ -22,7 +22,6 @@ from PIL import Image
 
 from temporal_nsr.config import compose_config
 from temporal_nsr.data.compare_backends import main as compare_main
-from temporal_nsr.data.compare_backends import silhouette_iou
 from temporal_nsr.data.synthetic import blender
 from temporal_nsr.data.synthetic.blender import BlenderBackend, BlenderError
 from temporal_nsr.data.synthetic.config import resolve_config
@@ -233,8 +232,13 @@ def test_silhouette_iou_counts_any_non_background_pixel() -> None:
     b = a.copy()
     a[0, :2, :2] = (10, 20, 30)  # 4 pixels
     b[0, :2, :1] = (254, 255, 255)  # 2 of them, barely off white
-    assert silhouette_iou(a, b, [1.0, 1.0, 1.0]).tolist() == [0.5]
-    assert silhouette_iou(b[:, :0], b[:, :0], [1.0, 1.0, 1.0]).tolist() == [1.0]
+    # The comparison's IoU: the one of temporal_nsr.silhouettes, on uint8 levels.
+    from temporal_nsr.silhouettes import UINT8_LEVEL, silhouette_iou, uint8_images
+
+    white = [1.0, 1.0, 1.0]
+    assert silhouette_iou(uint8_images(a), uint8_images(b), white, UINT8_LEVEL).tolist() == [0.5]
+    empty = uint8_images(b[:, :0])
+    assert silhouette_iou(empty, empty, white, UINT8_LEVEL).tolist() == [1.0]
 
 
 @needs_blender

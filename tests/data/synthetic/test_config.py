@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import fields
 from pathlib import Path
 
@@ -33,12 +34,28 @@ def _tiny(**overrides: object) -> dict[str, object]:
         ({"camera_radius": 3.0}, "'camera_radius'"),
         ({"shedule": "sine"}, "Unknown generator key"),
         ({"bar": {"length": -1.0}}, "'bar.length'"),
+        ({"fov_deg": 180}, "'fov_deg' is 180.0; use a value in (0, 180)."),
+        ({"ambient": 1.5}, "'ambient' is 1.5; use a value in [0, 1]."),
+        ({"variation": {"length": [14, 9]}}, "'variation.length' is [14.0, 9.0]; need low"),
+        ({"light_direction": [0, 0, 0]}, "'light_direction' must be a non-zero vector."),
+        ({"background": [1, 1]}, "'background' must be a list of 3 numbers, got [1, 1]."),
+        ({"val_timesteps": [1, 1]}, "'val_timesteps' lists a timestep twice: [1, 1]."),
+        ({"val_timesteps": [], "val_objects": []}, "The val split is empty"),
+        ({"bar": 3}, "'bar' must be a mapping, got 3."),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, override: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         generate_dataset(tmp_path / "d", _tiny(**override), progress=False)
     assert not (tmp_path / "d").exists()
+
+
+def test_every_key_of_the_schema_declares_its_rule() -> None:
+    # The dataclasses are the schema: a key without a Rule would go unchecked.
+    for schema in (GeneratorConfig, config.BarConfig, config.VariationConfig):
+        assert all(isinstance(f.metadata.get("rule"), config.Rule) for f in fields(schema))
+    settings = [f for f in fields(config.BlenderSettings) if f.name != "name"]
+    assert all(isinstance(f.metadata.get("rule"), config.Rule) for f in settings)
 
 
 def test_defaults_are_the_yaml_of_the_generate_command() -> None:
