@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import hydra
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from temporal_nsr.enr_checkpoint import CheckpointError
@@ -26,12 +27,12 @@ def main(cfg: DictConfig) -> None:
     try:
         if cfg.snapshots:
             snap = cfg.snapshots
-            options = EvalOptions(max_views=snap.max_views, bend_targets=snap.bend_targets,
-                                  equivariance_pairs=snap.get("equivariance_pairs", 32),
-                                  figure_examples=0)  # fmt: skip
+            options, predictors = EvalOptions.from_config(snap), list(instantiate(snap.predictors))
             for run_dir in cfg.runs.values():
                 if Path(run_dir, SNAPSHOT_DIR).is_dir():
-                    evaluate_snapshots(run_dir, snap.split, options, snap.every, snap.device)
+                    evaluate_snapshots(
+                        run_dir, snap.split, options, predictors, snap.every, snap.device
+                    )
         print(plot_curves(dict(cfg.runs), list(cfg.metrics), cfg.out, axes=list(cfg.axes)))
     except (CurveError, CheckpointError, EvaluationError) as error:
         raise SystemExit(f"curves: {error}") from None
