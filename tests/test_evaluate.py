@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from temporal_nsr.config import compose_config
@@ -79,14 +80,25 @@ def test_evaluation_is_deterministic_and_complete(tiny_run: Path, tmp_path: Path
 
 
 def test_every_predictor_is_scored_on_the_same_pairs(tiny_run: Path, tmp_path: Path) -> None:
-    evaluate(_eval_cfg(tiny_run, baseline_run_dir=tiny_run, out_dir=tmp_path))
+    """Every predictor of conf/evaluate.yaml (the tiny data offer what each needs: two
+    objects, a baseline, the generator), in its column order, with its own legend."""
+    cfg = _eval_cfg(tiny_run, baseline_run_dir=tiny_run, out_dir=tmp_path)
+    results = evaluate(cfg)
+    names = [p.name for p in instantiate(cfg.predictors)]
+    assert {"model", "static", "copy", "mean", "shuffled_source", "other_object",
+            "baseline"} <= set(names)  # fmt: skip
     pairs: dict[str, set] = {}
     for row in _pair_rows(tmp_path):
         key = (row["setting"], row["source"], row["source_pool"], row["target"], row["dt"])
         pairs.setdefault(row["predictor"], set()).add(key)
-    expected = {"model", "static", "copy", "mean", "shuffled_source", "other_object", "baseline"}
-    assert set(pairs) == expected
+    assert list(pairs) == names
     assert all(p == pairs["model"] for p in pairs.values())
+    assert list(results["predictors"]) == names
+    cell = results["splits"]["val"]["by_setting"]["all_dt_nonzero"]
+    assert [k for k in cell if k in names] == names
+    note = (tmp_path / "results.md").read_text()
+    for name, legend in results["predictors"].items():
+        assert f"* `{name}`: {legend}" in note
 
 
 def test_static_is_the_model_at_dt_zero(tiny_run: Path, tmp_path: Path) -> None:
