@@ -317,6 +317,40 @@ def gather_pairs(
 
 # Which sources feed a predictor (``Predictor.sources``): protocol rows -> the rows whose sources
 # replace the pairs' own, or None where the data offer none (that predictor is then not scored).
+class MirrorAverage(Predictor):
+    """The mean of the generator's images, at the target's view, of every time the target may
+    show given only the source image (`BendEstimator.futures`: on the sine schedule a bar at t
+    looks like the bar at T - t, so dt later it shows one of two bends). Uniform over those
+    look-alikes, no predictor that sees only the source has a smaller expected squared error:
+    the PSNR counterpart of the ambiguity floor. An oracle (it knows the target's view and
+    uses the generator): generated data only; where one image tells the time, it is the
+    target itself (PSNR at the cap).
+    """
+
+    name = "mirror_average"
+    legend = "the mean of the true target views at every time the source image may show, dt later"
+
+    def prepare(self, split: SplitInputs) -> bool:
+        super().prepare(split)
+        return split.estimator is not None
+
+    def __call__(self, batch: PairBatch) -> Tensor:
+        pools, estimator = self.split.pools, self.split.estimator
+        split, names = pools[0], object_names(pools[0])
+        jobs = []  # (pair in the batch, a timestep its target may show)
+        for b, (s, p, y) in enumerate(batch.rows):
+            source = int(pools[p].original_timestep[s])
+            dt = int(split.original_timestep[y]) - source
+            jobs += [(b, t) for t in estimator.futures(str(names[y]), source, dt)]
+        pair = torch.tensor([b for b, _ in jobs])
+        targets = batch.rows[pair.numpy(), 2]
+        images = estimator.generate(names[targets], split.pose[targets], [t for _, t in jobs])
+        # (J, 3, S, S) -> (B, 3, S, S): the mean over each pair's futures
+        total = torch.zeros(len(batch.rows), *images.shape[1:]).index_add_(0, pair, images)
+        count = torch.bincount(pair, minlength=len(batch.rows)).view(-1, 1, 1, 1)
+        return (total / count).to(batch.pair.target.device)
+
+
 def legends() -> dict[str, str]:
     """Column -> legend of every predictor class, by its default name: the legends of a
     results.json written before it recorded its own (``predictors``)."""
