@@ -162,21 +162,21 @@ def test_saved_images_and_file_names_in_the_pairs_csv(tiny_run: Path, tmp_path: 
         assert row["target_file"].startswith("val/")
         for key in ("source_image", "target_image", "prediction_image"):
             assert (tmp_path / row[key]).is_file()
-        assert row["prediction_image"].endswith(f"_{row['predictor']}.png")
+        assert row["prediction_image"].startswith(f"images/val/{row['predictor']}/")
+        # a prediction and its target share their name: the folders score as they are
+        assert Path(row["prediction_image"]).name == Path(row["target_image"]).name
+    assert not list(tmp_path.glob("images/**/.*"))  # written atomically: no temporary left
     model = [r for r in rows if r["predictor"] == "model"]
-    predictions, targets = tmp_path / "p", tmp_path / "t"
-    predictions.mkdir(), targets.mkdir()
-    for i, row in enumerate(model):
-        (predictions / f"{i}.png").write_bytes((tmp_path / row["prediction_image"]).read_bytes())
-        (targets / f"{i}.png").write_bytes((tmp_path / row["target_image"]).read_bytes())
-    scored, means = score_folders(predictions, targets)
+    images = tmp_path / "images" / "val"
+    assert len(list((images / "model").iterdir())) == len(model)
+    scored, means = score_folders(images / "model", images / "target")
     assert means["pairs"] == len(model)
     # The PNGs are 8-bit: the same PSNR as the evaluation's up to quantisation.
     expected = sum(float(r["psnr"]) for r in model) / len(model)
     assert abs(means["psnr"] - expected) < 0.2
-    (targets / "0.png").unlink()
-    with pytest.raises(EvaluationError, match="0.png has no target"):
-        score_folders(predictions, targets)
+    (images / "target" / "00000.png").unlink()
+    with pytest.raises(EvaluationError, match="00000.png has no target"):
+        score_folders(images / "model", images / "target")
 
 
 def test_progress_lines_per_split(tiny_run: Path, tmp_path: Path, caplog) -> None:

@@ -39,6 +39,7 @@ from PIL import Image
 from torch import Tensor
 
 from temporal_nsr.atomic import write_bytes, write_text
+from temporal_nsr.batch import ViewPair
 from temporal_nsr.evaluation.results import FLOOR_LEGEND, FLOOR_PREDICTOR, SplitScores
 from temporal_nsr.figures import image_grid, to_uint8
 
@@ -202,6 +203,33 @@ def _png(image: Tensor) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(to_uint8(image)).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+class PairImages:
+    """Writes every pair's source, target and predictions as PNGs, each atomically.
+
+    Files: ``<out_dir>/images/<split>/<kind>/<pair>.png``, kind ``source``, ``target`` or a
+    predictor's name, pair a running 5-digit number in row order. A prediction and its target
+    share their name, so ``python -m temporal_nsr.score predictions=<...>/<predictor>
+    targets=<...>/target`` scores a predictor's images as the evaluation did (up to 8-bit
+    rounding).
+    """
+
+    def __init__(self, out_dir: Path, split: str) -> None:
+        self.root, self.folder, self.count = out_dir, out_dir / "images" / split, 0
+
+    def pair(self, pair: ViewPair, predictions: Mapping[str, Tensor], b: int) -> dict[str, str]:
+        """Write pair ``b`` of a batch; return kind -> path relative to ``out_dir``."""
+        images = {"source": pair.source[b], "target": pair.target[b]}
+        images.update({k: v[b] for k, v in predictions.items()})
+        names = {}
+        for kind, image in images.items():
+            path = self.folder / kind / f"{self.count:05d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_bytes(path, _png(image.float()))
+            names[kind] = path.relative_to(self.root).as_posix()
+        self.count += 1
+        return names
 
 
 def write_pairs_csv(path: Path, rows: list[dict[str, Any]]) -> None:

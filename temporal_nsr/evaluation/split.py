@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-from PIL import Image
 from torch import Tensor
 
 from temporal_nsr.data.dataset import RenderedViews
@@ -46,9 +45,8 @@ from temporal_nsr.evaluation.protocol import (
     seen_objects,
     split_pairs,
 )
-from temporal_nsr.evaluation.report import ExampleFigures
+from temporal_nsr.evaluation.report import ExampleFigures, PairImages
 from temporal_nsr.evaluation.results import SplitScores, summarise
-from temporal_nsr.figures import to_uint8
 from temporal_nsr.model.renderer import SceneRenderer
 from temporal_nsr.timing import ProgressLog
 
@@ -143,8 +141,10 @@ def prepare_predictors(predictors: Sequence[Predictor], inputs: SplitInputs) -> 
         EvaluationError: two predictors of one name, or an unknown source choice.
     """
     names = [p.name for p in predictors]
-    if len(set(names)) < len(names) or not all(names):
-        raise EvaluationError(f"predictors: each needs a name of its own, got {names}")
+    if len(set(names)) < len(names) or not all(names) or {"source", "target"} & set(names):
+        raise EvaluationError(
+            f"predictors: each needs a name of its own, not source or target; got {names}"
+        )
     for p in predictors:
         if p.sources != "pair" and p.sources not in SOURCE_CHOICES:
             raise EvaluationError(
@@ -258,10 +258,9 @@ def evaluate_split(
         manifest: the dataset's manifest.json (generated data: bend metrics), or None.
         device: where the networks run.
         out_dir: the evaluation folder; with ``options.save_images`` every pair's source,
-            target and predictions go to ``<out_dir>/images/<split>/`` as
-            ``<pair>_source.png``, ``<pair>_target.png``, ``<pair>_<predictor>.png`` (pair: a
-            running 5-digit number in row order), and the rows name them (``source_image``,
-            ``target_image``, ``prediction_image``, relative to ``out_dir``).
+            target and predictions go to ``<out_dir>/images/<split>/`` (`report.PairImages`)
+            and the rows name them (``source_image``, ``target_image``,
+            ``prediction_image``, relative to ``out_dir``).
     """
     split, train = pools
     pairs = split_pairs(
@@ -282,7 +281,7 @@ def evaluate_split(
     progress = ProgressLog(f"evaluate {name}", sum(len(t) for t in pairs.values()), "pairs",
                            emit=log.info)  # fmt: skip
     done = 0
-    saver = _ImageSaver(out_dir, name) if options.save_images and out_dir else None
+    saver = PairImages(out_dir, name) if options.save_images and out_dir else None
     for setting, table in pairs.items():
         choices = choose_sources(table, pools, active, options.seed)
         scored = [p for p in active if p.sources == "pair" or choices[p.sources] is not None]
@@ -340,26 +339,6 @@ def split_summary(rows: list[dict[str, Any]], names: np.ndarray, seen: np.ndarra
             for kind in ("seen", "unseen")
         }
     return SplitScores(everything.groups, everything.by_abs_dt, objects, parts)
-
-
-class _ImageSaver:
-    """Writes each pair's source, target and predictions as PNGs into one folder."""
-
-    def __init__(self, out_dir: Path, split: str) -> None:
-        self.root, self.folder, self.count = out_dir, out_dir / "images" / split, 0
-        self.folder.mkdir(parents=True, exist_ok=True)
-
-    def pair(self, pair, predictions: dict[str, Tensor], b: int) -> dict[str, str]:
-        """Write pair ``b`` of a batch; return image kind -> path relative to ``out_dir``."""
-        images = {"source": pair.source[b], "target": pair.target[b]}
-        images.update({k: v[b] for k, v in predictions.items()})
-        names = {}
-        for kind, image in images.items():
-            path = self.folder / f"{self.count:05d}_{kind}.png"
-            Image.fromarray(to_uint8(image.float())).save(path)
-            names[kind] = path.relative_to(self.root).as_posix()
-        self.count += 1
-        return names
 
 
 def score_bends(
