@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from torch import Tensor
 
 from temporal_nsr.data.dataset import RenderedViews
@@ -104,10 +104,11 @@ class EvalOptions:
         try:
             merged = OmegaConf.merge(OmegaConf.structured(cls), OmegaConf.masked_copy(cfg, keys))
             return OmegaConf.to_object(merged)
+        except MissingMandatoryValue as error:
+            raise EvaluationError(f"{error.full_key}: missing from the config") from None
         except OmegaConfBaseException as error:
             key = getattr(error, "full_key", None) or "an option"
-            message = str(error).splitlines()[0]
-            raise EvaluationError(f"{key}: {message}") from None
+            raise EvaluationError(f"{key}: {str(error).splitlines()[0]}") from None
 
 
 class SplitResult(NamedTuple):
