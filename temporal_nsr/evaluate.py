@@ -19,8 +19,8 @@ also takes a checkpoint file (an ENR file is a rotation-only model).
 Writes `<run_dir>/eval/{results.json, pairs_<split>.csv, results.md, figure_<split>.png,
 slots_bend.png}` (see `temporal_nsr.evaluation.report`); the CSV names every pair's source
 and target files (relative to the data root). `save_images=true` also writes every pair's
-source, target and prediction of each predictor to `eval/images/<split>/` and names them in the
-CSV. `logger=wandb | tensorboard` logs the results to the run's dashboard
+source, target and prediction of each predictor to `eval/images/<split>/<kind>/<pair>.png`
+(`...report.PairImages`) and names them in the CSV. `logger=wandb | tensorboard` logs the results to the run's dashboard
 (`temporal_nsr.dashboard`). Progress lines (pairs done, rate, ETA) are logged per split.
 """
 
