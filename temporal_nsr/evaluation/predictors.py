@@ -9,8 +9,8 @@ is a class here and an entry there. The legends are the classes' own (``legend``
 is read as: if it scores like `model`, the model ignores what the control takes away.
 
 Every network call goes through `PairBatch.render`, which encodes a batch of sources once per
-network and source choice and renders only the offsets asked for (`novel_views` for a batch of
-images outside a protocol).
+network and source choice and renders only the offsets asked for. What the control sources
+show: `foreign_sources` (`shuffled_source`) and `other_object_sources` (`other_object`).
 """
 
 from __future__ import annotations
