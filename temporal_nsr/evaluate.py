@@ -20,8 +20,9 @@ Writes `<run_dir>/eval/{results.json, pairs_<split>.csv, results.md, figure_<spl
 slots_bend.png}` (see `temporal_nsr.evaluation.report`); the CSV names every pair's source
 and target files (relative to the data root). `save_images=true` also writes every pair's
 source, target and prediction of each predictor to `eval/images/<split>/<kind>/<pair>.png`
-(`...report.PairImages`) and names them in the CSV. `logger=wandb | tensorboard` logs the results to the run's dashboard
-(`temporal_nsr.dashboard`). Progress lines (pairs done, rate, ETA) are logged per split.
+(`...report.PairImages`) and names them in the CSV. `logger=wandb | tensorboard` logs the
+results to the run's dashboard (`temporal_nsr.dashboard`). Progress lines (pairs done, rate,
+ETA) are logged per split.
 """
 
 from __future__ import annotations
