@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import hydra
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from temporal_nsr.enr_checkpoint import CheckpointError
+from temporal_nsr.evaluation.predictors import build_predictors
 from temporal_nsr.evaluation.protocol import EvaluationError
 from temporal_nsr.evaluation.snapshots import SNAPSHOT_DIR, evaluate_snapshots
 from temporal_nsr.evaluation.split import EvalOptions
@@ -27,7 +27,7 @@ def main(cfg: DictConfig) -> None:
     try:
         if cfg.snapshots:
             snap = cfg.snapshots
-            options, predictors = EvalOptions.from_config(snap), list(instantiate(snap.predictors))
+            options, predictors = EvalOptions.from_config(snap), build_predictors(snap.predictors)
             for run_dir in cfg.runs.values():
                 if Path(run_dir, SNAPSHOT_DIR).is_dir():
                     evaluate_snapshots(

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from temporal_nsr.atomic import FolderError, disk_full
@@ -43,6 +42,7 @@ from temporal_nsr.data.dataset import DatasetError
 from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.evaluation.bend import BendEstimator
 from temporal_nsr.evaluation.metrics import PSNR_CAP_DB
+from temporal_nsr.evaluation.predictors import build_predictors
 from temporal_nsr.evaluation.protocol import EvaluationError
 from temporal_nsr.evaluation.report import write_outputs
 from temporal_nsr.evaluation.split import EvalOptions, evaluate_split
@@ -78,7 +78,7 @@ def _load_model(cfg: DictConfig, device: str) -> Run:
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Run the protocol on every split of `cfg.splits`; write and return the results."""
     options = EvalOptions.from_config(cfg)
-    predictors = list(instantiate(cfg.predictors))
+    predictors = build_predictors(cfg.predictors)
     device = str(resolve_device(cfg.device))
     run = _load_model(cfg, device)
     run_dir = cfg.get("run_dir")

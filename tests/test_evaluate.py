@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from temporal_nsr.config import compose_config
@@ -17,6 +16,7 @@ from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.evaluate import evaluate
 from temporal_nsr.evaluation.folders import score_folders
 from temporal_nsr.evaluation.metrics import PSNR_CAP_DB, per_image_scores
+from temporal_nsr.evaluation.predictors import build_predictors
 from temporal_nsr.evaluation.protocol import EvaluationError
 
 
@@ -84,7 +84,7 @@ def test_every_predictor_is_scored_on_the_same_pairs(tiny_run: Path, tmp_path: P
     objects, a baseline, the generator), in its column order, with its own legend."""
     cfg = _eval_cfg(tiny_run, baseline_run_dir=tiny_run, out_dir=tmp_path)
     results = evaluate(cfg)
-    names = [p.name for p in instantiate(cfg.predictors)]
+    names = [p.name for p in build_predictors(cfg.predictors)]
     assert {"model", "static", "copy", "mean", "shuffled_source", "other_object",
             "baseline"} <= set(names)  # fmt: skip
     pairs: dict[str, set] = {}

@@ -15,18 +15,22 @@ show: `foreign_sources` (`shuffled_source`) and `other_object_sources` (`other_o
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf.errors import OmegaConfBaseException
 from torch import Tensor
 
 from temporal_nsr.batch import ViewPair
 from temporal_nsr.data.dataset import RenderedViews
 from temporal_nsr.evaluation.bend import BendEstimator
-from temporal_nsr.evaluation.protocol import object_names, shared_codes
+from temporal_nsr.evaluation.protocol import EvaluationError, object_names, shared_codes
 from temporal_nsr.model.renderer import SceneRenderer
 from temporal_nsr.runs import load_checkpoint, load_run
 
@@ -349,6 +353,27 @@ class MirrorAverage(Predictor):
         total = torch.zeros(len(batch.rows), *images.shape[1:]).index_add_(0, pair, images)
         count = torch.bincount(pair, minlength=len(batch.rows)).view(-1, 1, 1, 1)
         return (total / count).to(batch.pair.target.device)
+
+
+def build_predictors(entries: Sequence[Any]) -> list[Predictor]:
+    """The predictors of a config list (``_target_`` entries, conf/evaluate.yaml), in order.
+
+    Raises:
+        EvaluationError: an entry that does not build, or builds something else.
+    """
+    out = []
+    for i, entry in enumerate(entries):
+        try:
+            predictor = instantiate(entry)
+        except (InstantiationException, OmegaConfBaseException) as error:
+            cause = str(error.__cause__ or error).splitlines()[0]
+            raise EvaluationError(f"predictors[{i}] does not build: {cause}") from None
+        if not isinstance(predictor, Predictor):
+            raise EvaluationError(
+                f"predictors[{i}] is a {type(predictor).__name__}, not a Predictor"
+            )
+        out.append(predictor)
+    return out
 
 
 def legends() -> dict[str, str]:

@@ -8,9 +8,10 @@ from PIL import Image
 
 from temporal_nsr.config import compose_config
 from temporal_nsr.evaluation.headline import headline_tables, load_evaluation
+from temporal_nsr.evaluation.predictors import Copy, build_predictors
 from temporal_nsr.evaluation.protocol import EvaluationError
 from temporal_nsr.evaluation.results import SplitScores
-from temporal_nsr.evaluation.split import EvalOptions
+from temporal_nsr.evaluation.split import EvalOptions, prepare_predictors
 from temporal_nsr.learning_curves import plot_curves, read_metrics
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -59,3 +60,13 @@ def test_eval_options_come_from_the_config_with_one_line_errors() -> None:
     del snapshots.seed
     with pytest.raises(EvaluationError, match=r"^seed: missing from the config$"):
         EvalOptions.from_config(snapshots)
+
+
+def test_a_predictor_entry_that_does_not_build_is_a_one_line_error() -> None:
+    with pytest.raises(EvaluationError, match=r"^predictors\[1\] does not build: .*Nope"):
+        build_predictors([{"_target_": "temporal_nsr.evaluation.predictors.Copy"},
+                          {"_target_": "temporal_nsr.evaluation.predictors.Nope"}])  # fmt: skip
+    with pytest.raises(EvaluationError, match=r"predictors\[0\] is a \w*Path, not a Predictor"):
+        build_predictors([{"_target_": "pathlib.Path"}])
+    with pytest.raises(EvaluationError, match=r"each needs a name of its own"):
+        prepare_predictors([Copy(), Copy()], None)

@@ -7,10 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from hydra.utils import instantiate
 
 from temporal_nsr.config import compose_config
 from temporal_nsr.evaluation import snapshots
+from temporal_nsr.evaluation.predictors import build_predictors
 from temporal_nsr.evaluation.protocol import EvaluationError
 from temporal_nsr.evaluation.split import EvalOptions
 from temporal_nsr.learning_curves import curve, read_metrics
@@ -20,7 +20,7 @@ def quick() -> tuple[EvalOptions, list]:
     """conf/curves.yaml's snapshot options, smaller still, and its predictors."""
     overrides = ["snapshots.max_views=2", "snapshots.bend_targets=4"]
     snap = compose_config(overrides, config_name="curves").snapshots
-    return EvalOptions.from_config(snap), list(instantiate(snap.predictors))
+    return EvalOptions.from_config(snap), build_predictors(snap.predictors)
 
 
 @pytest.fixture
