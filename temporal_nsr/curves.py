@@ -13,6 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from temporal_nsr.enr_checkpoint import CheckpointError
+from temporal_nsr.evaluation.predictors import build_predictors
 from temporal_nsr.evaluation.protocol import EvaluationError
 from temporal_nsr.evaluation.snapshots import SNAPSHOT_DIR, evaluate_snapshots
 from temporal_nsr.evaluation.split import EvalOptions
@@ -26,12 +27,12 @@ def main(cfg: DictConfig) -> None:
     try:
         if cfg.snapshots:
             snap = cfg.snapshots
-            options = EvalOptions(max_views=snap.max_views, bend_targets=snap.bend_targets,
-                                  equivariance_pairs=snap.get("equivariance_pairs", 32),
-                                  figure_examples=0)  # fmt: skip
+            options, predictors = EvalOptions.from_config(snap), build_predictors(snap.predictors)
             for run_dir in cfg.runs.values():
                 if Path(run_dir, SNAPSHOT_DIR).is_dir():
-                    evaluate_snapshots(run_dir, snap.split, options, snap.every, snap.device)
+                    evaluate_snapshots(
+                        run_dir, snap.split, options, predictors, snap.every, snap.device
+                    )
         print(plot_curves(dict(cfg.runs), list(cfg.metrics), cfg.out, axes=list(cfg.axes)))
     except (CurveError, CheckpointError, EvaluationError) as error:
         raise SystemExit(f"curves: {error}") from None

@@ -11,11 +11,11 @@
 * ``tensorboard``: scalars, images and the results table as text into ``<run_dir>/tensorboard``
   (the training run's TensorBoard folder; with ``ckpt=`` the command's output folder).
 
-What an evaluation logs: the summary metrics ``eval/<split>/<setting>/<predictor>/<metric>``
+What an evaluation logs: the summary metrics ``eval/<split>/<group>/<predictor>/<metric>``
 (W&B summary; TensorBoard scalars at the checkpoint's step), the per-|dt| chart
 (``eval/<split>/psnr_by_abs_dt``: a W&B line plot of every predictor, in TensorBoard the
 scalars ``eval/<split>/by_abs_dt/<predictor>/psnr`` with |dt| as the step), the results table
-(``eval/results``: a W&B Table of split, setting, predictor and metrics; TensorBoard: the
+(``eval/results``: a W&B Table of split, group, predictor and metrics; TensorBoard: the
 markdown of results.md) and the figures (``figure_<split>.png``, ``slots_bend.png``). A render
 logs its PNGs as images and its GIFs as videos under ``render/<image>/<name>``.
 """
@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig
 from PIL import Image
+
+from temporal_nsr.evaluation.results import SplitScores
 
 log = logging.getLogger(__name__)
 
@@ -56,39 +58,45 @@ def _kind(cfg: DictConfig) -> str:
     return chosen[0]
 
 
+def _splits(results: Mapping[str, Any]) -> dict[str, SplitScores]:
+    return {k: SplitScores.from_json(v) for k, v in results["splits"].items()}
+
+
 def summary_metrics(results: Mapping[str, Any]) -> dict[str, float]:
-    """``eval/<split>/<setting>/<predictor>/<metric>`` -> value, from ``results.json``'s splits."""
+    """``eval/<split>/<group>/<predictor>/<metric>`` -> value, from ``results.json``'s splits
+    (a group: a protocol setting or ``all_dt_nonzero``)."""
     out = {}
-    for split, summary in results["splits"].items():
-        for setting, cell in summary["by_setting"].items():
-            for predictor, values in cell.items():
-                if isinstance(values, Mapping):
-                    for metric, value in values.items():
-                        out[f"eval/{split}/{setting}/{predictor}/{metric}"] = float(value)
+    for split, summary in _splits(results).items():
+        for group, cell in summary.groups.items():
+            for predictor, scores in cell.scores.items():
+                for metric, value in scores.to_json().items():
+                    out[f"eval/{split}/{group}/{predictor}/{metric}"] = float(value)
     return out
 
 
 def table_rows(results: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
-    """The results table: columns and one row per (split, setting or |dt|, predictor)."""
+    """The results table: columns and one row per (split, group or |dt|, predictor)."""
     columns = ["split", "group", "predictor", "pairs", *METRICS]
     rows = []
-    for split, summary in results["splits"].items():
-        for kind, label in (("by_setting", "{}"), ("by_abs_dt", "|dt| = {}")):
-            for key, cell in summary[kind].items():
-                for predictor, values in cell.items():
-                    if isinstance(values, Mapping):
-                        metrics = [values.get(m) for m in METRICS]
-                        rows.append([split, label.format(key), predictor, cell["pairs"], *metrics])
+    for split, summary in _splits(results).items():
+        cells = [
+            *summary.groups.items(),
+            *((f"|dt| = {k}", c) for k, c in summary.by_abs_dt.items()),
+        ]
+        for label, cell in cells:
+            for predictor in cell.scores:
+                metrics = [cell.score(predictor, m) for m in METRICS]
+                rows.append([split, label, predictor, cell.pairs, *metrics])
     return columns, rows
 
 
-def _by_abs_dt(summary: Mapping[str, Any]) -> list[tuple[int, str, float]]:
+def _by_abs_dt(summary: SplitScores) -> list[tuple[int, str, float]]:
     """(|dt|, predictor, PSNR) of every |dt| cell."""
     return [
-        (int(dt), predictor, float(values["psnr"]))
-        for dt, cell in summary["by_abs_dt"].items()
-        for predictor, values in cell.items()
-        if isinstance(values, Mapping) and "psnr" in values
+        (dt, predictor, float(scores.psnr))
+        for dt, cell in summary.by_abs_dt.items()
+        for predictor, scores in cell.scores.items()
+        if scores.psnr is not None
     ]
 
 
@@ -162,7 +170,7 @@ def log_evaluation(
         try:
             run.summary.update(metrics)
             media: dict[str, Any] = {"eval/results": wandb.Table(columns=columns, data=rows)}
-            for split, summary in results["splits"].items():
+            for split, summary in _splits(results).items():
                 table = wandb.Table(
                     columns=["abs_dt", "predictor", "psnr"],
                     data=[list(r) for r in _by_abs_dt(summary)],
@@ -180,7 +188,7 @@ def log_evaluation(
     try:
         for key, value in metrics.items():
             writer.add_scalar(key, value, step)
-        for split, summary in results["splits"].items():
+        for split, summary in _splits(results).items():
             for dt, predictor, psnr in _by_abs_dt(summary):
                 writer.add_scalar(f"eval/{split}/by_abs_dt/{predictor}/psnr", psnr, dt)
         markdown = out_dir / "results.md"

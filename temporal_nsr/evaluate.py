@@ -5,8 +5,8 @@
     python -m temporal_nsr.evaluate ckpt=chairs.pt data=bend data.root=<chairs> data.static=true \
         protocol=enr splits=[test]
 
-The protocol (`temporal_nsr.evaluation.protocol`), the predictors (`...predictors`: model,
-static, shuffled_source, other_object, baseline, copy, mean), the per-image metrics (PSNR,
+The protocol (`temporal_nsr.evaluation.protocol`), the predictors (`...predictors`, listed
+in conf/evaluate.yaml `predictors`, in column order), the per-image metrics (PSNR,
 SSIM, silhouette IoU in `...metrics`; bend-angle error in `...bend`) and the outputs
 (`...report`) live in `temporal_nsr.evaluation`; this module loads the model and the data.
 
@@ -19,9 +19,10 @@ also takes a checkpoint file (an ENR file is a rotation-only model).
 Writes `<run_dir>/eval/{results.json, pairs_<split>.csv, results.md, figure_<split>.png,
 slots_bend.png}` (see `temporal_nsr.evaluation.report`); the CSV names every pair's source
 and target files (relative to the data root). `save_images=true` also writes every pair's
-source, target and prediction of each predictor to `eval/images/<split>/` and names them in the
-CSV. `logger=wandb | tensorboard` logs the results to the run's dashboard
-(`temporal_nsr.dashboard`). Progress lines (pairs done, rate, ETA) are logged per split.
+source, target and prediction of each predictor to `eval/images/<split>/<kind>/<pair>.png`
+(`...report.PairImages`) and names them in the CSV. `logger=wandb | tensorboard` logs the
+results to the run's dashboard (`temporal_nsr.dashboard`). Progress lines (pairs done, rate,
+ETA) are logged per split.
 """
 
 from __future__ import annotations
@@ -42,18 +43,12 @@ from temporal_nsr.digest import sha256_file
 from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.evaluation.bend import BendEstimator
 from temporal_nsr.evaluation.metrics import PSNR_CAP_DB
+from temporal_nsr.evaluation.predictors import build_predictors
 from temporal_nsr.evaluation.protocol import EvaluationError
 from temporal_nsr.evaluation.report import write_outputs
 from temporal_nsr.evaluation.split import EvalOptions, evaluate_split
 from temporal_nsr.machine import resolve_device
-from temporal_nsr.runs import (
-    Run,
-    load_checkpoint,
-    load_model,
-    load_run,
-    output_dir,
-    run_datamodule,
-)
+from temporal_nsr.runs import Run, load_model, output_dir, run_datamodule
 
 
 def _load_model(cfg: DictConfig, device: str) -> Run:
@@ -80,23 +75,12 @@ def _load_model(cfg: DictConfig, device: str) -> Run:
     return run._replace(cfg=merged)
 
 
-def _load_baseline(path: str, device: str) -> Run:
-    """A rotation-only baseline: a run folder, or a checkpoint file (e.g. an ENR file)."""
-    return load_checkpoint(path, device) if Path(path).is_file() else load_run(path, "best", device)
-
-
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Run the protocol on every split of `cfg.splits`; write and return the results."""
-    options = EvalOptions(
-        protocol=cfg.protocol, seed=cfg.seed, max_views=cfg.get("max_views"),
-        batch_size=cfg.batch_size, figure_examples=cfg.figure_examples,
-        iou_tolerance=cfg.iou_tolerance, bend_targets=cfg.bend_targets,
-        equivariance_pairs=cfg.equivariance_pairs,
-        save_images=cfg.save_images,
-    )  # fmt: skip
+    options = EvalOptions.from_config(cfg)
+    predictors = build_predictors(cfg.predictors)
     device = str(resolve_device(cfg.device))
     run = _load_model(cfg, device)
-    baseline = _load_baseline(cfg.baseline_run_dir, device) if cfg.baseline_run_dir else None
     run_dir = cfg.get("run_dir")
     default = Path(run_dir) / "eval" if run_dir is not None else Path(cfg.paths.output_dir)
     out_dir = output_dir(run.cfg, run.checkpoint, run_dir, cfg.get("out_dir"), default)
@@ -117,6 +101,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "bend_targets": options.bend_targets,
         "equivariance_pairs": options.equivariance_pairs,
         "bend_estimator": BendEstimator.describe(manifest),
+        "predictors": {p.name: p.legend for p in predictors},  # column -> legend
         "config": OmegaConf.to_container(run.cfg.model, resolve=True),
         "data": OmegaConf.to_container(data, resolve=True),
         "data_manifest": manifest,
@@ -125,12 +110,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     }
     datamodule = run_datamodule(run.cfg)
     train = datamodule.split("train")
-    model, other = run.renderer, baseline.renderer if baseline else None
     rows, figures = {}, {}
     for split in cfg.splits:
         pools = (datamodule.split(split), train)
-        scored = evaluate_split(split, pools, model, other, options, manifest, device, out_dir)
-        results["splits"][split], rows[split] = scored.summary, scored.rows
+        scored = evaluate_split(
+            split, pools, run.renderer, predictors, options, manifest, device, out_dir
+        )
+        results["splits"][split], rows[split] = scored.summary.to_json(), scored.rows
         figures.update(scored.figures)
     write_outputs(out_dir, results, rows, figures)
     log_evaluation(cfg, run.cfg, results, out_dir)

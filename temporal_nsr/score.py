@@ -4,7 +4,8 @@
 
 Pairs images by relative path (``temporal_nsr.evaluation.folders``), prints the mean PSNR,
 SSIM and silhouette IoU and writes one CSV row per image to ``out`` (default
-``<predictions>/scores.csv``).
+``<predictions>/scores.csv``). ``evaluate save_images=true`` writes folders that pair up this
+way: ``predictions=<eval>/images/<split>/<predictor> targets=<eval>/images/<split>/target``.
 """
 
 from __future__ import annotations
@@ -21,18 +22,31 @@ from temporal_nsr.evaluation.protocol import EvaluationError
 from temporal_nsr.evaluation.report import write_pairs_csv
 
 
-@hydra.main(config_path="../conf", config_name="score", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def score(cfg: DictConfig) -> tuple[Path, dict[str, float]]:
+    """Score ``cfg.predictions`` against ``cfg.targets``; write the per-image CSV.
+
+    Returns:
+        The CSV written and the means (``pairs``, psnr, ssim, iou).
+
+    Raises:
+        EvaluationError: a missing folder or file, or a mismatched image (one line).
+    """
     if not cfg.predictions or not cfg.targets:
-        raise SystemExit("score: give predictions=<folder> targets=<folder>")
-    try:
-        rows, means = score_folders(
-            cfg.predictions, cfg.targets, tuple(cfg.background), cfg.iou_tolerance
-        )
-    except EvaluationError as error:
-        raise SystemExit(f"score: {error}") from None
+        raise EvaluationError("give predictions=<folder> targets=<folder>")
+    rows, means = score_folders(
+        cfg.predictions, cfg.targets, tuple(cfg.background), cfg.iou_tolerance
+    )
     out = Path(cfg.out or Path(cfg.predictions) / "scores.csv")
     write_pairs_csv(out, rows)
+    return out, means
+
+
+@hydra.main(config_path="../conf", config_name="score", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    try:
+        out, means = score(cfg)
+    except EvaluationError as error:
+        raise SystemExit(f"score: {error}") from None
     print(", ".join(f"{k} {v:.4g}" for k, v in means.items()) + f"  (per image: {out})")
 
 

@@ -71,7 +71,9 @@ def _cpu_times(cpus: list[int]) -> tuple[float, float]:
     for line in Path("/proc/stat").read_text().splitlines():
         name, *fields = line.split()
         if name in wanted:
-            values = [float(v) for v in fields[:8]]  # user nice system idle iowait irq softirq steal
+            values = [
+                float(v) for v in fields[:8]
+            ]  # user nice system idle iowait irq softirq steal
             total += sum(values)
             busy += sum(values) - values[3] - values[4]
     return busy, total
@@ -191,7 +193,16 @@ def configure_threads(window_s: float = 0.2) -> int:
 class ThreadsOnJobStart(Callback):
     """Hydra callback (``conf/hydra/default.yaml``): ``configure_threads`` as every command's
     job starts, so train, evaluate, render, export, the viewer and the rest size their pool in
-    one place."""
+    one place.
+
+    Args:
+        enabled: False for commands that do no tensor work (``headline``: its stdout is the
+            tables).
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = bool(enabled)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        configure_threads()
+        if self.enabled:
+            configure_threads()

@@ -16,6 +16,7 @@ from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.evaluate import evaluate
 from temporal_nsr.evaluation.folders import score_folders
 from temporal_nsr.evaluation.metrics import PSNR_CAP_DB, per_image_scores
+from temporal_nsr.evaluation.predictors import build_predictors
 from temporal_nsr.evaluation.protocol import EvaluationError
 
 
@@ -79,14 +80,25 @@ def test_evaluation_is_deterministic_and_complete(tiny_run: Path, tmp_path: Path
 
 
 def test_every_predictor_is_scored_on_the_same_pairs(tiny_run: Path, tmp_path: Path) -> None:
-    evaluate(_eval_cfg(tiny_run, baseline_run_dir=tiny_run, out_dir=tmp_path))
+    """Every predictor of conf/evaluate.yaml (the tiny data offer what each needs: two
+    objects, a baseline, the generator), in its column order, with its own legend."""
+    cfg = _eval_cfg(tiny_run, baseline_run_dir=tiny_run, out_dir=tmp_path)
+    results = evaluate(cfg)
+    names = [p.name for p in build_predictors(cfg.predictors)]
+    assert {"model", "static", "copy", "mean", "shuffled_source", "other_object",
+            "baseline"} <= set(names)  # fmt: skip
     pairs: dict[str, set] = {}
     for row in _pair_rows(tmp_path):
         key = (row["setting"], row["source"], row["source_pool"], row["target"], row["dt"])
         pairs.setdefault(row["predictor"], set()).add(key)
-    expected = {"model", "static", "copy", "mean", "shuffled_source", "other_object", "baseline"}
-    assert set(pairs) == expected
+    assert list(pairs) == names
     assert all(p == pairs["model"] for p in pairs.values())
+    assert list(results["predictors"]) == names
+    cell = results["splits"]["val"]["by_setting"]["all_dt_nonzero"]
+    assert [k for k in cell if k in names] == names
+    note = (tmp_path / "results.md").read_text()
+    for name, legend in results["predictors"].items():
+        assert f"* `{name}`: {legend}" in note
 
 
 def test_static_is_the_model_at_dt_zero(tiny_run: Path, tmp_path: Path) -> None:
@@ -150,21 +162,21 @@ def test_saved_images_and_file_names_in_the_pairs_csv(tiny_run: Path, tmp_path: 
         assert row["target_file"].startswith("val/")
         for key in ("source_image", "target_image", "prediction_image"):
             assert (tmp_path / row[key]).is_file()
-        assert row["prediction_image"].endswith(f"_{row['predictor']}.png")
+        assert row["prediction_image"].startswith(f"images/val/{row['predictor']}/")
+        # a prediction and its target share their name: the folders score as they are
+        assert Path(row["prediction_image"]).name == Path(row["target_image"]).name
+    assert not list(tmp_path.glob("images/**/.*"))  # written atomically: no temporary left
     model = [r for r in rows if r["predictor"] == "model"]
-    predictions, targets = tmp_path / "p", tmp_path / "t"
-    predictions.mkdir(), targets.mkdir()
-    for i, row in enumerate(model):
-        (predictions / f"{i}.png").write_bytes((tmp_path / row["prediction_image"]).read_bytes())
-        (targets / f"{i}.png").write_bytes((tmp_path / row["target_image"]).read_bytes())
-    scored, means = score_folders(predictions, targets)
+    images = tmp_path / "images" / "val"
+    assert len(list((images / "model").iterdir())) == len(model)
+    scored, means = score_folders(images / "model", images / "target")
     assert means["pairs"] == len(model)
     # The PNGs are 8-bit: the same PSNR as the evaluation's up to quantisation.
     expected = sum(float(r["psnr"]) for r in model) / len(model)
     assert abs(means["psnr"] - expected) < 0.2
-    (targets / "0.png").unlink()
-    with pytest.raises(EvaluationError, match="0.png has no target"):
-        score_folders(predictions, targets)
+    (images / "target" / "00000.png").unlink()
+    with pytest.raises(EvaluationError, match="00000.png has no target"):
+        score_folders(images / "model", images / "target")
 
 
 def test_progress_lines_per_split(tiny_run: Path, tmp_path: Path, caplog) -> None:

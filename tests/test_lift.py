@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from temporal_nsr.evaluation.predictors import novel_views
+from temporal_nsr.batch import ViewPair
+from temporal_nsr.evaluation.predictors import PairBatch
 from temporal_nsr.model.decoder import Decoder
 from temporal_nsr.model.encoder import Encoder
 from temporal_nsr.model.renderer import SceneRenderer
@@ -71,7 +73,10 @@ def test_evaluation_renders_only_the_offsets_it_needs_and_matches_the_full_laten
     monkeypatch.setattr(
         renderer.encoder.lift, "forward", lambda f, dt: lifted.append(len(dt)) or original(f, dt)
     )
-    renders = novel_views(renderer, images, offsets, pose, turned)
+    time = torch.zeros(3, dtype=torch.long)
+    pair = ViewPair(images, images, pose, turned, time, time, time)
+    batch = PairBatch(np.zeros((3, 3), dtype=np.int64), pair, {})
+    renders = [batch.render(renderer, dt) for dt in offsets]  # one encoding for both
     assert lifted == [3, 3]  # one scene per source and offset, not K = 5 per source
     for got, want in zip(renders, expected, strict=True):
         assert torch.allclose(got, want, atol=1e-5)

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import Tensor
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch import Tensor
 
 from temporal_nsr.data.dataset import RenderedViews
 from temporal_nsr.evaluation.bend import BendEstimator

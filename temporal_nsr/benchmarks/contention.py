@@ -83,9 +83,7 @@ def bench_contention(quick: bool, experiment: str) -> dict[str, Any]:
         neighbour.kill()
         neighbour.wait()
     ratio = {
-        policy: {
-            w: results["busy"][policy][w] / results["alone"][policy][w] for w in WORKLOADS
-        }
+        policy: {w: results["busy"][policy][w] / results["alone"][policy][w] for w in WORKLOADS}
         for policy in ("default", "chosen")
     }
     worst = max(ratio["chosen"].values())

@@ -158,16 +158,27 @@ class BendEstimator:
         that expected error. It is 0 where the schedule is monotonic (linear, and sine_twist,
         whose twist grows with t), and for dt = 0.
         """
+        candidates = [self.truth(name, u)[0] for u in self.futures(name, source_timestep, dt)]
+        middle = float(np.median(candidates))
+        # look-alikes agree to 1e-6 deg, so the floor is given to that precision (dt = 0: 0.0)
+        return round(float(np.mean([abs(c - middle) for c in candidates])), 6)
+
+    def futures(self, name: str, source_timestep: int, dt: int) -> list[int]:
+        """The timesteps a target dt after a source image of object ``name`` may show: every
+        look-alike of the source (a timestep whose bend and twist equal the source's, its own
+        included), moved by dt, where that is a timestep (see ``ambiguity_floor``).
+
+        Raises:
+            ValueError: ``source_timestep + dt`` is no timestep of the schedule.
+        """
         steps = len(self.schedule[name])
         shown = [np.array(self.truth(name, u), dtype=float) for u in range(steps)]  # None: nan
         seen = shown[source_timestep]
         twins = [u for u in range(steps) if np.allclose(shown[u], seen, atol=1e-6, equal_nan=True)]
-        candidates = [self.truth(name, u + dt)[0] for u in twins if 0 <= u + dt < steps]
-        if not candidates:  # the pair itself is a timestep, so at least it is a candidate
+        found = [u + dt for u in twins if 0 <= u + dt < steps]
+        if not found:  # the pair itself is a timestep, so at least it is a candidate
             raise ValueError(f"{name}: no timestep at {source_timestep} + {dt}")
-        middle = float(np.median(candidates))
-        # look-alikes agree to 1e-6 deg, so the floor is given to that precision (dt = 0: 0.0)
-        return round(float(np.mean([abs(c - middle) for c in candidates])), 6)
+        return found
 
     def generate(
         self, names: Sequence[str], poses_deg: np.ndarray, timesteps: Sequence[int]

@@ -14,10 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from temporal_nsr.evaluation.metrics import WHITE, per_image_scores
+from temporal_nsr.evaluation.metrics import WHITE, image_scores
 from temporal_nsr.evaluation.protocol import EvaluationError
 from temporal_nsr.image_input import IMAGE_SUFFIXES, ImageError, image_batch
-from temporal_nsr.silhouettes import silhouette_iou
 
 METRICS = ("psnr", "ssim", "iou")
 
@@ -67,9 +66,7 @@ def score_folders(
                 f"{found[name]} is {tuple(prediction.shape[-2:])} px but its target "
                 f"{wanted[name]} is {tuple(target.shape[-2:])} px"
             )
-        psnr, ssim = per_image_scores(prediction, target)
-        iou = silhouette_iou(prediction, target, background, iou_tolerance)
-        scores = {"psnr": psnr, "ssim": ssim, "iou": iou}
-        rows.append({"file": name, **{k: float(v[0]) for k, v in scores.items()}})
+        scores = image_scores(prediction, target, background, iou_tolerance)
+        rows.append({"file": name, **{k: float(scores[k][0]) for k in METRICS}})
     means = {m: float(np.mean([r[m] for r in rows])) for m in METRICS}
     return rows, {"pairs": len(rows), **means}

@@ -1,11 +1,13 @@
 """The headline tables of several evaluations, val with test in brackets: what the README copies.
 
-Reads each evaluation folder's ``results.json`` (``temporal_nsr.evaluate``) and, through its
+Reads each evaluation folder's ``results.json`` (``temporal_nsr.evaluate``; as
+``evaluation.results.SplitScores``) and, through its
 ``run_dir``, the run's ``metrics.json`` (steps, wall time, precision, machine), and writes three
 markdown tables:
 
 * runs: steps, training minutes, precision, machine, the evaluated checkpoint's step;
-* PSNR of the model and every predictor on dt = 0, all dt != 0 and |dt| >= 5;
+* PSNR of the model and every predictor on dt = 0, all dt != 0 and |dt| >= 5, in the
+  evaluations' column order, each column's legend (the predictor's own) under the note;
 * what the model adds over its controls and the rotation-only baseline (``model - static``,
   ``model - shuffled_source``, ``model - other_object``, ``model - baseline``, in dB), and the
   bend-angle error of model, static, baseline and the ambiguity floor (degrees);
@@ -23,27 +25,32 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from omegaconf import OmegaConf
 
-from temporal_nsr.evaluation.predictors import PREDICTORS
-from temporal_nsr.evaluation.report import FLOOR_PREDICTOR
+from temporal_nsr.evaluation.predictors import legends
+from temporal_nsr.evaluation.report import legend_lines
+from temporal_nsr.evaluation.results import (
+    FLOOR_LEGEND,
+    FLOOR_PREDICTOR,
+    Group,
+    Scores,
+    SplitScores,
+)
 from temporal_nsr.runs import RESULT_FILE
 
-# (row label, where the cell comes from): a by_setting key, or the |dt| pool from FAR_DT up.
+# (row label, where the group comes from): a by_setting group, or the |dt| pool from FAR_DT up.
 ROWS = (("dt = 0", "same_time"), ("all dt != 0", "all_dt_nonzero"), ("\\|dt\\| >= 5", "far"))
 FAR_DT = 5
 CONTROLS = ("static", "shuffled_source", "other_object", "baseline")
+BEND_COLUMNS = ("model", "static", "baseline", FLOOR_PREDICTOR)
 NOTE = (
-    "{splits}. PSNR in dB; `static`: the model at dt = 0; `shuffled_source`: the "
-    "model fed a source of another (object, timestep); `other_object`: fed another object's "
-    "image; `baseline`: the rotation-only model; `mean`: the mean training image. Bend error "
-    "(degrees): model / static / baseline / ambiguity floor (the least error any predictor "
-    "that sees only the source can reach). Rows of a split with unseen objects are those "
-    "objects'. Time: moving-region PSNR over the pixels time changed (dt != 0); equivariance "
-    "ratio: latent distance of the moved source scene to the later image's scene over the "
-    "unmoved one's (below 1: time moves the scene the right way)."
+    "{splits}. PSNR in dB. Bend error (degrees): model / static / baseline / ambiguity floor. "
+    "Rows of a split with unseen objects are those objects'. Time: moving-region PSNR over the "
+    "pixels time changed (dt != 0); equivariance ratio: latent distance of the moved source "
+    "scene to the later image's scene over the unmoved one's (below 1: time moves the scene "
+    "the right way)."
 )
 
 
@@ -51,8 +58,24 @@ class HeadlineError(ValueError):
     """An evaluation folder without a readable results.json."""
 
 
-def load_evaluation(folder: str | Path) -> dict[str, Any]:
-    """``results.json`` of an evaluation folder, with the run's ``metrics.json`` as ``"run"``.
+class Evaluation(NamedTuple):
+    """What the headline reads of one evaluation folder."""
+
+    splits: dict[str, SplitScores]  # results.json's splits, in order
+    legends: dict[str, str]  # column -> legend (older files: the predictor classes')
+    step: int | None  # the evaluated checkpoint's global step
+    run: dict[str, Any]  # the run's metrics.json (empty without a run folder)
+
+    @classmethod
+    def from_json(cls, results: Mapping[str, Any], run: dict[str, Any] | None = None) -> Evaluation:
+        """An evaluation from results.json's content (and the run's metrics.json)."""
+        splits = {k: SplitScores.from_json(v) for k, v in results.get("splits", {}).items()}
+        return cls(splits, {**legends(), **results.get("predictors", {})},
+                   results.get("step"), run or {})  # fmt: skip
+
+
+def load_evaluation(folder: str | Path) -> Evaluation:
+    """``results.json`` of an evaluation folder, with the run's ``metrics.json``.
 
     Raises:
         HeadlineError: no results.json, or one that is not JSON.
@@ -67,8 +90,7 @@ def load_evaluation(folder: str | Path) -> dict[str, Any]:
         results = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise HeadlineError(f"{path} is not JSON ({error}); evaluate the run again") from None
-    results["run"] = _run_record(results.get("run_dir"))
-    return results
+    return Evaluation.from_json(results, _run_record(results.get("run_dir")))
 
 
 def _run_record(run_dir: str | None) -> dict[str, Any]:
@@ -84,38 +106,29 @@ def _run_record(run_dir: str | None) -> dict[str, Any]:
     return record
 
 
-def headline_part(summary: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
-    """(label, summary) of the pairs a split's headline reports: unseen objects where it has
-    them, else all pairs."""
-    unseen = summary.get("by_objects", {}).get("unseen")
-    return ("unseen objects, ", unseen) if unseen else ("", summary)
-
-
-def pooled_cell(summary: Mapping[str, Any], key: str) -> dict[str, Any] | None:
-    """One row's cell: ``by_setting[key]``, or for ``far`` the pairs with |dt| >= FAR_DT pooled
-    (a mean of the per-|dt| means weighted by their pair counts); None if there are none."""
+def pooled_cell(summary: SplitScores, key: str) -> Group | None:
+    """One row's group: ``summary.groups[key]``, or for ``far`` the pairs with |dt| >= FAR_DT
+    pooled (a mean of the per-|dt| means weighted by their pair counts, bend metrics by the
+    pairs with a bend estimate); None if there are none."""
     if key != "far":
-        return summary["by_setting"].get(key)
-    cells = [c for dt, c in summary["by_abs_dt"].items() if int(dt) >= FAR_DT]
+        return summary.groups.get(key)
+    cells = [c for dt, c in summary.by_abs_dt.items() if dt >= FAR_DT]
     if not cells:
         return None
-    out: dict[str, Any] = {"pairs": sum(c["pairs"] for c in cells)}
-    for predictor in (*PREDICTORS, FLOOR_PREDICTOR):
+    names = dict.fromkeys(p for c in cells for p in c.scores)
+    scores = {}
+    for predictor in names:
         pooled = {}
-        for metric in {m for c in cells for m in c.get(predictor, {})}:
-            count = "bend_pairs" if metric.startswith("bend") else "pairs"
-            scored = [c for c in cells if metric in c.get(predictor, {})]
-            weights = [(c[predictor][metric], c.get(count, 0)) for c in scored]
+        for metric in Scores._fields:
+            weights = [(v, (c.bend_pairs or 0) if metric.startswith("bend") else c.pairs)
+                       for c in cells if (v := c.score(predictor, metric)) is not None]  # fmt: skip
             total = sum(w for _, w in weights)
             if total:
                 pooled[metric] = sum(v * w for v, w in weights) / total
         if pooled:
-            out[predictor] = pooled
-    return out
-
-
-def _value(cell: Mapping[str, Any] | None, predictor: str, metric: str) -> float | None:
-    return None if cell is None else cell.get(predictor, {}).get(metric)
+            scores[predictor] = Scores(**pooled)
+    bends = sum(c.bend_pairs or 0 for c in cells)
+    return Group(sum(c.pairs for c in cells), bends or None, scores)
 
 
 def _pair(values: list[str]) -> str:
@@ -129,21 +142,34 @@ def _number(value: float | None, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
-def _gain(cell: Mapping[str, Any] | None, control: str) -> float | None:
-    model, other = _value(cell, "model", "psnr"), _value(cell, control, "psnr")
+def _score(cell: Group | None, predictor: str, metric: str) -> float | None:
+    return None if cell is None else cell.score(predictor, metric)
+
+
+def _gain(cell: Group | None, control: str) -> float | None:
+    model, other = _score(cell, "model", "psnr"), _score(cell, control, "psnr")
     return None if model is None or other is None else model - other
 
 
-def _bend(cell: Mapping[str, Any] | None) -> str:
-    predictors = ("model", "static", "baseline", FLOOR_PREDICTOR)
-    return " / ".join(_number(_value(cell, p, "bend_error_deg"), ".1f") for p in predictors)
+def _bend(cell: Group | None) -> str:
+    return " / ".join(_number(_score(cell, p, "bend_error_deg"), ".1f") for p in BEND_COLUMNS)
 
 
-def _runs_table(evaluations: Mapping[str, Mapping[str, Any]]) -> list[str]:
+def _merge(columns: list[str], more: list[str]) -> list[str]:
+    """``columns`` with the names of ``more`` it lacks, each right after its predecessor in
+    ``more`` (so evaluations with and without a column keep one column order)."""
+    out = list(columns)
+    for i, name in enumerate(more):
+        if name not in out:
+            out.insert(out.index(more[i - 1]) + 1 if i else 0, name)
+    return out
+
+
+def _runs_table(evaluations: Mapping[str, Evaluation]) -> list[str]:
     head = ("experiment", "steps", "training (min)", "precision", "machine", "evaluated step")
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
-    for label, results in evaluations.items():
-        run = results.get("run", {})
+    for label, evaluation in evaluations.items():
+        run = evaluation.run
         machine = run.get("machine") or {}
         cpu = f"{machine['cpu']}, {machine['cores']} cores" if machine else "-"
         seconds = run.get("wall_time_s")
@@ -153,24 +179,24 @@ def _runs_table(evaluations: Mapping[str, Mapping[str, Any]]) -> list[str]:
             "-" if seconds is None else f"{seconds / 60:.1f}",
             run.get("precision") or "-",
             machine.get("cuda") or cpu,
-            results.get("step", "-"),
+            "-" if evaluation.step is None else evaluation.step,
         ]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return lines
 
 
-def _time_table(evaluations: Mapping[str, Mapping[str, Any]]) -> list[str]:
+def _time_table(evaluations: Mapping[str, Evaluation]) -> list[str]:
     """Moving-region PSNR and equivariance per experiment; empty where nothing measured them."""
     head = ("time", "moving-region PSNR: model / static", "equivariance ratio",
             "moved / static distance", "composition PSNR")  # fmt: skip
     lines = []
-    for label, results in evaluations.items():
+    for label, evaluation in evaluations.items():
         cells: list[list[str]] = [[], [], [], []]
-        for summary in results["splits"].values():
-            _, part = headline_part(summary)
-            cell = part["by_setting"].get("all_dt_nonzero")
-            moving = [_value(cell, p, "moving_psnr") for p in ("model", "static")]
-            equivariance = summary.get("equivariance") or {}
+        for summary in evaluation.splits.values():
+            _, part = summary.headline_part()
+            cell = part.groups.get("all_dt_nonzero")
+            moving = [_score(cell, p, "moving_psnr") for p in ("model", "static")]
+            equivariance = summary.extra.get("equivariance") or {}
             overall = equivariance.get("by_abs_dt", {}).get("all", {})
             composition = equivariance.get("composition") or {}
             cells[0].append(" / ".join(_number(v, ".2f") for v in moving))
@@ -185,14 +211,17 @@ def _time_table(evaluations: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return ["| " + " | ".join(head) + " |", "|---" * len(head) + "|", *lines]
 
 
-def headline_tables(evaluations: Mapping[str, Mapping[str, Any]]) -> str:
+def headline_tables(evaluations: Mapping[str, Evaluation]) -> str:
     """The markdown tables (module docs) of ``label -> load_evaluation(...)``.
+
+    Columns are the predictors in the evaluations' column order (the first evaluation's
+    first); the note ends with a legend line per column, each predictor's own.
 
     Raises:
         HeadlineError: no evaluations, or ones of different splits (their cells would not
             line up).
     """
-    splits = {label: list(results["splits"]) for label, results in evaluations.items()}
+    splits = {label: list(evaluation.splits) for label, evaluation in evaluations.items()}
     if not any(splits.values()):
         raise HeadlineError("no evaluated splits: give results='{label: evaluation folder}'")
     if len({tuple(names) for names in splits.values()}) > 1:
@@ -202,21 +231,20 @@ def headline_tables(evaluations: Mapping[str, Mapping[str, Any]]) -> str:
         )
     names = next(iter(splits.values()))
     order = names[0] + (f" ({', '.join(names[1:])} in brackets)" if names[1:] else "")
-    rows: list[tuple[str, list[Mapping[str, Any] | None]]] = []
-    for label, results in evaluations.items():
-        parts = [headline_part(summary) for summary in results["splits"].values()]
+    rows: list[tuple[str, list[Group | None]]] = []
+    columns: list[str] = []
+    legend: dict[str, str] = {FLOOR_PREDICTOR: FLOOR_LEGEND}
+    for label, evaluation in evaluations.items():
+        parts = [summary.headline_part() for summary in evaluation.splits.values()]
         for row_label, key in ROWS:
             cells = [pooled_cell(part, key) for _, part in parts]
             if any(cell is not None for cell in cells):
                 rows.append((f"{label}, {parts[0][0]}{row_label}", cells))
-    scored = {
-        p
-        for _, cells in rows
-        for c in cells
-        for p in PREDICTORS
-        if _value(c, p, "psnr") is not None
-    }
-    present = [p for p in PREDICTORS if p in scored]
+        for _, part in parts:
+            columns = _merge(columns, part.predictors())
+        legend = {**evaluation.legends, **legend}
+    scored = [c for _, cells in rows for c in cells]
+    present = [p for p in columns if any(_score(c, p, "psnr") is not None for c in scored)]
     controls = [p for p in CONTROLS if p in present]
     psnr = [f"| PSNR (dB) | {' | '.join(present)} |", "|---" * (len(present) + 1) + "|"]
     gain_names = [f"model - {c}" for c in controls]
@@ -224,11 +252,13 @@ def headline_tables(evaluations: Mapping[str, Mapping[str, Any]]) -> str:
     head = ["gain (dB), bend error (deg)", *gain_names, bend]
     gains = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for name, cells in rows:
-        values = [_pair([_number(_value(c, p, "psnr"), ".2f") for c in cells]) for p in present]
+        values = [_pair([_number(_score(c, p, "psnr"), ".2f") for c in cells]) for p in present]
         psnr.append(f"| {name} | {' | '.join(values)} |")
         values = [_pair([_number(_gain(c, p), "+.2f") for c in cells]) for p in controls]
         values.append(_pair([_bend(c) for c in cells]))
         gains.append(f"| {name} | {' | '.join(values)} |")
     tables = [_runs_table(evaluations), psnr, gains, _time_table(evaluations)]
     tables = [t for t in tables if t]
-    return "\n\n".join([NOTE.format(splits=order), *("\n".join(t) for t in tables)]) + "\n"
+    shown = [*present, *(p for p in BEND_COLUMNS if p not in present)]
+    note = NOTE.format(splits=order) + "\n\n" + legend_lines(legend, shown)
+    return "\n\n".join([note, *("\n".join(t) for t in tables)]) + "\n"

@@ -18,9 +18,13 @@ change no longer dilute what the time axis contributes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 from torchmetrics.functional.image import structural_similarity_index_measure
+
+from temporal_nsr.silhouettes import silhouette_iou
 
 PSNR_CAP_DB = 100.0
 WHITE = (1.0, 1.0, 1.0)
@@ -60,3 +64,32 @@ def moving_region_psnr(prediction: Tensor, target: Tensor, still: Tensor) -> lis
     return [p if c > 0 else None for p, c in zip(psnr, count.tolist(), strict=True)]
 
 
+def image_scores(
+    prediction: Tensor,
+    target: Tensor,
+    background: Sequence[float],
+    tolerance: float,
+    still: Tensor | None = None,
+) -> dict[str, list[float | None]]:
+    """Every per-image metric of a batch, as ``evaluate`` and ``score`` report them.
+
+    Args:
+        prediction: (B, 3, S, S) in [0, 1].
+        target: (B, 3, S, S) in [0, 1].
+        background: RGB background colour of the silhouette IoU.
+        tolerance: the silhouette IoU's foreground tolerance.
+        still: (B, 3, S, S) the targets' views at the sources' time (generated data), or None:
+            no moving-region PSNR (``moving_psnr`` is None).
+
+    Returns:
+        ``psnr``, ``ssim``, ``iou``, ``moving_psnr`` -> B values each.
+    """
+    psnr, ssim = per_image_scores(prediction, target)
+    iou = silhouette_iou(prediction, target, background, tolerance)
+    moving = moving_region_psnr(prediction, target, still) if still is not None else None
+    return {
+        "psnr": psnr.tolist(),
+        "ssim": ssim.tolist(),
+        "iou": iou.tolist(),
+        "moving_psnr": moving or [None] * len(target),
+    }

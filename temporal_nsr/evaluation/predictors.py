@@ -1,69 +1,218 @@
 """The predictors scored on every protocol pair: the model, its controls and the baselines.
 
-* `model`: the trained model rendering the target from the pair's source, dt = t_y - t_x later;
-* `static`: the same model and source rendered at dt = 0 for every target (it ignores time), so
-  ``model - static`` on dt != 0 is what the time axis contributes;
-* `shuffled_source`: the model fed the source image and pose of another pair of the same
-  setting whose source shows another (object, timestep) than the pair's source AND target
-  (`foreign_sources`; a training image at a third timestep where the setting has none): if it
-  scores like `model`, the model ignores what its input shows and paints a pose-conditioned
-  average;
-* `other_object`: the model fed the image and pose of ANOTHER object at the source's timestep
-  (`other_object_sources`): if it scores like `model`, the render does not follow this object's
-  shape and colour; present when the data hold two or more objects;
-* `baseline`: a rotation-only model (``baseline_run_dir``), which can only render the source
-  time, so it is asked for dt = 0;
-* `copy`: the source image itself; `mean`: the mean training image.
+A predictor is one class (`Predictor`): its ``name`` (the column), a one-line ``legend`` that
+every table note prints, ``sources`` (which source feeds it: the pair's own, a foreign one, or
+another object's; `SOURCE_CHOICES`), ``prepare`` (what it needs once per split; False: not
+scored on that split) and a call that returns its images for a batch of pairs (`PairBatch`).
+``conf/evaluate.yaml`` lists the predictors an evaluation scores, in column order; adding one
+is a class here and an entry there. The legends are the classes' own (``legend``); a control
+is read as: if it scores like `model`, the model ignores what the control takes away.
 
-Every network call goes through `novel_views`, which renders a batch of sources at several
-offsets with one encoding (or, for a dt-conditioned lift, only the scenes it needs).
+Every network call goes through `PairBatch.render`, which encodes a batch of sources once per
+network and source choice and renders only the offsets asked for. What the control sources
+show: `foreign_sources` (`shuffled_source`) and `other_object_sources` (`other_object`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf.errors import OmegaConfBaseException
 from torch import Tensor
 
 from temporal_nsr.batch import ViewPair
 from temporal_nsr.data.dataset import RenderedViews
-from temporal_nsr.evaluation.protocol import object_names, shared_codes
+from temporal_nsr.evaluation.bend import BendEstimator
+from temporal_nsr.evaluation.protocol import EvaluationError, object_names, shared_codes
 from temporal_nsr.model.renderer import SceneRenderer
-
-# Column order of the markdown tables.
-PREDICTORS = ("model", "static", "shuffled_source", "other_object", "baseline", "copy", "mean")
+from temporal_nsr.runs import load_checkpoint, load_run
 
 
-def novel_views(
-    renderer: SceneRenderer,
-    images: Tensor,
-    offsets: tuple[Tensor, ...],
-    source_pose: Tensor,
-    target_pose: Tensor,
-) -> list[Tensor]:
-    """Render the same sources at the target poses once per vector of time offsets.
+@dataclass
+class SplitInputs:
+    """What one evaluated split offers its predictors to prepare from."""
 
-    The sources are encoded once (``SceneRenderer.encode_state``); a slot encoder then
-    selects a slot per offset, a dt-conditioned lift or a time operator computes only the
-    scenes at the offsets asked for, not its full K-slot latent (2 offsets instead of 21 for
-    `model` and `static`). The images are those of ``novel_view``.
+    name: str  # the split (val, test)
+    pools: tuple[RenderedViews, RenderedViews]  # (split, train); the split's images are targets
+    model: SceneRenderer  # the evaluated network, in eval mode on ``device``
+    device: str
+    seed: int  # seeds every choice a predictor makes
+    estimator: BendEstimator | None  # generated data: the generator's own images; else None
+
+
+def _render(
+    renderer: SceneRenderer, state: Tensor, dt: Tensor, source_pose: Tensor, target_pose: Tensor
+) -> Tensor:
+    """(B, 3, S, S) float32 renders in [0, 1] of encoded sources (``encode_state``) moved by
+    (B,) offsets ``dt`` and turned from ``source_pose`` to ``target_pose`` (degrees)."""
+    renderer.check_offsets(dt)
+    scene = renderer.move_rotate(state, dt, source_pose, target_pose)
+    return renderer.decoder(scene).float().clamp(0, 1)
+
+
+class PairBatch:
+    """A batch of protocol pairs and the sources each source choice feeds its predictors.
 
     Args:
-        renderer: the network.
-        images: (B, 3, S, S) source images in [0, 1].
-        offsets: (B,) int64 time offsets per render, |dt| <= max_offset.
-        source_pose: (B, 2) azimuth, elevation in degrees of the sources.
-        target_pose: (B, 2) azimuth, elevation in degrees to render at.
-
-    Returns:
-        one (B, 3, S, S) float32 render in [0, 1] per entry of ``offsets``.
+        rows: (B, 3) protocol rows (source index, source pool, target index).
+        pair: the protocol pairs (``gather_pairs``).
+        fed: source choice (``Predictor.sources``, other than "pair") -> pairs whose sources
+            replace the pair's own (their targets are ignored).
     """
-    state = renderer.encode_state(images)
-    for dt in offsets:
-        renderer.check_offsets(dt)
-    scenes = [renderer.move_rotate(state, dt, source_pose, target_pose) for dt in offsets]
-    renders = [renderer.decoder(scene) for scene in scenes]
-    return [image.float().clamp(0, 1) for image in renders]
+
+    def __init__(self, rows: np.ndarray, pair: ViewPair, fed: dict[str, ViewPair]) -> None:
+        self.rows, self.pair, self.fed = rows, pair, {"pair": pair, **fed}
+        self._states: dict[tuple[int, str], Tensor] = {}
+
+    @torch.inference_mode()
+    def render(self, renderer: SceneRenderer, dt: Tensor, sources: str = "pair") -> Tensor:
+        """A network's renders of the fed sources at the targets' poses, ``dt`` later.
+
+        The sources are encoded once per (network, source choice) and batch
+        (``SceneRenderer.encode_state``); a slot encoder then selects a slot per call, a
+        dt-conditioned lift or a time operator computes only the scenes at ``dt``, not its
+        full K-slot latent (2 offsets instead of 21 for `model` and `static`).
+
+        Args:
+            renderer: the network.
+            dt: (B,) int64 time offsets, |dt| <= max_offset.
+            sources: the source choice whose images are encoded.
+
+        Returns:
+            (B, 3, S, S) float32 renders in [0, 1].
+        """
+        fed = self.fed[sources]
+        key = (id(renderer), sources)
+        if key not in self._states:
+            self._states[key] = renderer.encode_state(fed.source)
+        return _render(renderer, self._states[key], dt, fed.source_pose, self.pair.target_pose)
+
+
+class Predictor:
+    """One column of the evaluation: an image for each protocol pair of a batch.
+
+    A subclass sets ``name`` (the column; results.json's key) and ``legend`` (one line that
+    every table note prints), or takes them as constructor arguments; sets ``sources`` when
+    another image than the pair's source feeds it; overrides ``prepare`` when it needs
+    something once per split; and implements ``__call__``.
+    """
+
+    name: str = ""
+    legend: str = ""
+    sources: str = "pair"  # a key of SOURCE_CHOICES
+
+    def prepare(self, split: SplitInputs) -> bool:
+        """Get ready for a split; False: this predictor is not scored on it."""
+        self.split = split
+        return True
+
+    def __call__(self, batch: PairBatch) -> Tensor:
+        """(B, 3, S, S) images in [0, 1], one per pair of ``batch``."""
+        raise NotImplementedError
+
+
+class Model(Predictor):
+    name = "model"
+    legend = "the trained model rendering the target from the pair's source, dt later"
+
+    def __call__(self, batch: PairBatch) -> Tensor:
+        return batch.render(self.split.model, batch.pair.dt)
+
+
+class Static(Predictor):
+    name = "static"
+    legend = "the model at dt = 0 (`model - static` on dt != 0: what the time axis adds)"
+
+    def __call__(self, batch: PairBatch) -> Tensor:
+        return batch.render(self.split.model, torch.zeros_like(batch.pair.dt))
+
+
+class ShuffledSource(Predictor):
+    name = "shuffled_source"
+    legend = "the model fed a source of another (object, timestep) than the pair's own two"
+    sources = "foreign"
+
+    def __call__(self, batch: PairBatch) -> Tensor:
+        return batch.render(self.split.model, batch.pair.dt, self.sources)
+
+
+class OtherObject(Predictor):
+    name = "other_object"
+    legend = "the model fed another object's image at the source's timestep"
+    sources = "other_object"
+
+    def __call__(self, batch: PairBatch) -> Tensor:
+        return batch.render(self.split.model, batch.pair.dt, self.sources)
+
+
+class OtherModel(Predictor):
+    """Another trained network on the same pairs: a run folder (its best checkpoint) or a
+    checkpoint file (an original ENR file is a rotation-only model).
+
+    Args:
+        run_dir: the run folder or checkpoint file; None: not scored.
+        name: the column (default ``baseline``).
+        legend: its one-line description (default: the rotation-only baseline's).
+        follows_time: asked for the pair's dt; False: for dt = 0 (a rotation-only model can
+            only render the source's time).
+    """
+
+    name = "baseline"
+    legend = "the rotation-only model (`baseline_run_dir`), asked for dt = 0"
+
+    def __init__(
+        self,
+        run_dir: str | None,
+        name: str | None = None,
+        legend: str | None = None,
+        follows_time: bool = False,
+    ) -> None:
+        self.run_dir, self.follows_time = run_dir, follows_time
+        self.name, self.legend = name or self.name, legend or self.legend
+        self.renderer: SceneRenderer | None = None
+
+    def prepare(self, split: SplitInputs) -> bool:
+        super().prepare(split)
+        if self.run_dir is None:
+            return False
+        if self.renderer is None:
+            path, device = str(self.run_dir), split.device
+            is_file = Path(path).is_file()
+            run = load_checkpoint(path, device) if is_file else load_run(path, "best", device)
+            self.renderer = run.renderer
+        return True
+
+    def __call__(self, batch: PairBatch) -> Tensor:
+        dt = batch.pair.dt if self.follows_time else torch.zeros_like(batch.pair.dt)
+        return batch.render(self.renderer, dt)
+
+
+class Copy(Predictor):
+    name = "copy"
+    legend = "the source image itself"
+
+    def __call__(self, batch: PairBatch) -> Tensor:
+        return batch.pair.source
+
+
+class Mean(Predictor):
+    name = "mean"
+    legend = "the mean training image"
+
+    def prepare(self, split: SplitInputs) -> bool:
+        super().prepare(split)
+        self.image = split.pools[1].mean_image().to(split.device)  # (3, S, S)
+        return True
+
+    def __call__(self, batch: PairBatch) -> Tensor:
+        return self.image.expand_as(batch.pair.target)
 
 
 def foreign_sources(
@@ -170,45 +319,79 @@ def gather_pairs(
     return ViewPair(*(field.to(device) for field in pair))
 
 
-@torch.inference_mode()
-def predict(
-    model: SceneRenderer,
-    baseline: SceneRenderer | None,
-    pair: ViewPair,
-    shuffled: ViewPair,
-    other_object: ViewPair | None,
-    mean_image: Tensor,
-) -> dict[str, Tensor]:
-    """Every predictor's image for a batch of protocol pairs.
-
-    Args:
-        model: the trained network.
-        baseline: a rotation-only network, or None.
-        pair: the protocol pairs; only ``shuffled`` / ``other_object`` sources replace its own.
-        shuffled: pairs whose sources feed `shuffled_source` (their targets are ignored).
-        other_object: pairs whose sources feed `other_object`, or None (one object only).
-        mean_image: (3, S, S) mean training image.
-
-    Returns:
-        predictor name -> (B, 3, S, S) images in [0, 1], in `PREDICTORS` order.
+# Which sources feed a predictor (``Predictor.sources``): protocol rows -> the rows whose sources
+# replace the pairs' own, or None where the data offer none (that predictor is then not scored).
+class MirrorAverage(Predictor):
+    """The mean of the generator's images, at the target's view, of every time the target may
+    show given only the source image (`BendEstimator.futures`: on the sine schedule a bar at t
+    looks like the bar at T - t, so dt later it shows one of two bends). Uniform over those
+    look-alikes, no predictor that sees only the source has a smaller expected squared error:
+    the PSNR counterpart of the ambiguity floor. An oracle (it knows the target's view and
+    uses the generator): generated data only; where one image tells the time, it is the
+    target itself (PSNR at the cap).
     """
-    dt, still = pair.dt, torch.zeros_like(pair.dt)
-    at_dt, at_zero = novel_views(
-        model, pair.source, (dt, still), pair.source_pose, pair.target_pose
-    )
-    (foreign,) = novel_views(model, shuffled.source, (dt,), shuffled.source_pose, pair.target_pose)
-    out = {"model": at_dt, "static": at_zero, "shuffled_source": foreign}
-    if other_object is not None:
-        (out["other_object"],) = novel_views(
-            model, other_object.source, (dt,), other_object.source_pose, pair.target_pose
-        )
-    if baseline is not None:
-        (out["baseline"],) = novel_views(
-            baseline, pair.source, (still,), pair.source_pose, pair.target_pose
-        )
-    out["copy"] = pair.source
-    out["mean"] = mean_image.expand_as(pair.target)
+
+    name = "mirror_average"
+    legend = "the mean of the true target views at every time the source image may show, dt later"
+
+    def prepare(self, split: SplitInputs) -> bool:
+        super().prepare(split)
+        return split.estimator is not None
+
+    def __call__(self, batch: PairBatch) -> Tensor:
+        pools, estimator = self.split.pools, self.split.estimator
+        split, names = pools[0], object_names(pools[0])
+        jobs = []  # (pair in the batch, a timestep its target may show)
+        for b, (s, p, y) in enumerate(batch.rows):
+            source = int(pools[p].original_timestep[s])
+            dt = int(split.original_timestep[y]) - source
+            jobs += [(b, t) for t in estimator.futures(str(names[y]), source, dt)]
+        pair = torch.tensor([b for b, _ in jobs])
+        targets = batch.rows[pair.numpy(), 2]
+        images = estimator.generate(names[targets], split.pose[targets], [t for _, t in jobs])
+        # (J, 3, S, S) -> (B, 3, S, S): the mean over each pair's futures
+        total = torch.zeros(len(batch.rows), *images.shape[1:]).index_add_(0, pair, images)
+        count = torch.bincount(pair, minlength=len(batch.rows)).view(-1, 1, 1, 1)
+        return (total / count).to(batch.pair.target.device)
+
+
+def build_predictors(entries: Sequence[Any]) -> list[Predictor]:
+    """The predictors of a config list (``_target_`` entries, conf/evaluate.yaml), in order.
+
+    Raises:
+        EvaluationError: an entry that does not build, or builds something else.
+    """
+    out = []
+    for i, entry in enumerate(entries):
+        try:
+            predictor = instantiate(entry)
+        except (InstantiationException, OmegaConfBaseException) as error:
+            cause = str(error.__cause__ or error).splitlines()[0]
+            raise EvaluationError(f"predictors[{i}] does not build: {cause}") from None
+        if not isinstance(predictor, Predictor):
+            raise EvaluationError(
+                f"predictors[{i}] is a {type(predictor).__name__}, not a Predictor"
+            )
+        out.append(predictor)
     return out
+
+
+def legends() -> dict[str, str]:
+    """Column -> legend of every predictor class, by its default name: the legends of a
+    results.json written before it recorded its own (``predictors``)."""
+    found, todo = {}, list(Predictor.__subclasses__())
+    while todo:
+        kind = todo.pop(0)
+        found.setdefault(kind.name, kind.legend)
+        todo += kind.__subclasses__()
+    return found
+
+
+SourceChoice = Callable[[np.ndarray, tuple[RenderedViews, RenderedViews], int], np.ndarray | None]
+SOURCE_CHOICES: dict[str, SourceChoice] = {
+    "foreign": foreign_sources,
+    "other_object": other_object_sources,
+}
 
 
 @torch.inference_mode()

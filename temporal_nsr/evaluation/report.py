@@ -2,8 +2,10 @@
 
 Writes into the evaluation folder:
 
-* ``results.json``: run metadata and, per split, ``splits/<split>/by_setting/<setting>/
-  <predictor>/<metric>`` (and ``by_abs_dt/<|dt|>/...``, ``by_objects/<seen|unseen>/...``),
+* ``results.json``: run metadata, ``predictors`` (column -> legend, in column order) and, per
+  split, ``splits/<split>/by_setting/<group>/<predictor>/<metric>`` (a group: a protocol
+  setting or a pool of them such as ``all_dt_nonzero``; `temporal_nsr.evaluation.results`
+  reads and writes it) (and ``by_abs_dt/<|dt|>/...``, ``by_objects/<seen|unseen>/...``),
   metrics ``psnr``, ``ssim``, ``iou``, ``bend_error_deg`` (``bend_twist_error_deg`` for
   sine_twist), ``moving_psnr`` (PSNR over the pixels time changed; generated data, dt != 0);
   ``splits/<split>/equivariance``: the temporal equivariance and composition errors
@@ -14,7 +16,8 @@ Writes into the evaluation folder:
   schedule's up/down ambiguity; 0 where one image determines the future);
   ``splits/<split>/slots_bend``: the estimated bend of every slot of one source;
 * ``pairs_<split>.csv``: one row per (pair, predictor);
-* ``results.md``: per split a PSNR / SSIM table and an IoU / bend-error table;
+* ``results.md``: the note, a legend line per column (each predictor's own ``legend``), then
+  per split a PSNR / SSIM table and an IoU / bend-error table;
 * ``figure_<split>.png`` (rows: source, target, model), ``figure_<split>_unseen.png`` for a
   split with unseen objects (rows: source, target, model, render from another object's image);
 * ``slots_bend.png``: estimated vs true bend along the slot strip, one panel per split.
@@ -26,8 +29,7 @@ import csv
 import io
 import json
 import logging
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,95 +39,62 @@ from PIL import Image
 from torch import Tensor
 
 from temporal_nsr.atomic import write_bytes, write_text
-from temporal_nsr.evaluation.predictors import PREDICTORS
-from temporal_nsr.evaluation.protocol import SETTINGS
+from temporal_nsr.batch import ViewPair
+from temporal_nsr.evaluation.results import FLOOR_LEGEND, FLOOR_PREDICTOR, SplitScores
 from temporal_nsr.pictures import image_grid, to_uint8
 
 log = logging.getLogger(__name__)
 
-METRICS = ("psnr", "ssim", "iou", "bend_error_deg", "bend_twist_error_deg", "moving_psnr")
-# The bend error no predictor can beat from the source image alone (BendEstimator.ambiguity_floor),
-# a row column of every bend-scored pair, summarised as the pseudo-predictor "ambiguity_floor".
-FLOOR, FLOOR_PREDICTOR = "bend_floor_deg", "ambiguity_floor"
 _FORMATS = {"psnr": ".2f", "ssim": ".3f", "iou": ".3f"}  # bend errors: ".1f"
 NOTE = (
     "PSNR (dB) / SSIM, then silhouette IoU / bend-angle error (degrees; sine_twist: then twist "
-    "error), mean over target images; rows: protocol setting, then |dt|; pairs (with a bend "
-    "estimate). Moving-region PSNR: over the pixels where the target differs from the same view "
-    "at the source's time. Equivariance: latent distance of the moved source scene to the "
-    "later image's scene, relative to the unmoved one's (ratio < 1: time moves the scene the "
-    "right way). `static`: the model at dt = 0. `other_object`: the model given another object's "
-    "image at the source's timestep. Figure rows: source, target, model (`_unseen` figures: then "
-    "the render from another object's image)."
+    "error), mean over target images; rows: protocol setting, pooled settings "
+    "(`all_dt_nonzero`), then |dt|; pairs (with a bend estimate). Moving-region PSNR: over "
+    "the pixels where the target differs from the same view at the source's time. "
+    "Equivariance: latent distance of the moved source scene to the later image's scene, "
+    "relative to the unmoved one's (ratio < 1: time moves the scene the right way). Figure "
+    "rows: source, target, model (`_unseen` figures: then the render from another object's "
+    "image)."
 )
 
 
-def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean of every metric per setting, per |dt| and over all dt != 0 pairs, per predictor.
-
-    A metric missing from a row (None: no bend estimate for that pair) is left out of its mean.
-    """
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        groups[("setting", row["setting"])].append(row)
-        groups[("abs_dt", str(abs(row["dt"])))].append(row)
-        if row["dt"] != 0:
-            groups[("setting", "all_dt_nonzero")].append(row)
-    out: dict[str, Any] = {"by_setting": {}, "by_abs_dt": {}}
-    for (kind, key), members in sorted(groups.items(), key=lambda kv: (kv[0][0], _num(kv[0][1]))):
-        per: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-        for row in members:
-            for metric in METRICS:
-                if row.get(metric) is not None:
-                    per[row["predictor"]][metric].append(row[metric])
-        cell: dict[str, Any] = {"pairs": len(per["model"]["psnr"])}
-        if per["model"]["bend_error_deg"]:
-            cell["bend_pairs"] = len(per["model"]["bend_error_deg"])
-        for name, values in per.items():
-            cell[name] = {m: float(np.mean(values[m])) for m in METRICS if values[m]}
-        floors = [row[FLOOR] for row in members
-                  if row["predictor"] == "model" and row.get(FLOOR) is not None]  # fmt: skip
-        if floors:
-            cell[FLOOR_PREDICTOR] = {"bend_error_deg": float(np.mean(floors))}
-        out[f"by_{kind}"][key] = cell
-    return out
-
-
-def _num(key: str) -> tuple[int, Any]:
-    return (0, int(key)) if key.isdigit() else (1, SETTINGS.index(key) if key in SETTINGS else 9)
+def legend_lines(legends: Mapping[str, str], shown: Iterable[str]) -> str:
+    """One line per shown column: ``* `name`: legend`` (a name without a legend is skipped)."""
+    return "\n".join(f"* `{p}`: {legends[p]}" for p in shown if p in legends)
 
 
 def markdown_table(
-    summary: dict[str, Any], split: str, metrics: Sequence[str] = ("psnr", "ssim")
+    summary: SplitScores, split: str, metrics: Sequence[str] = ("psnr", "ssim")
 ) -> str:
-    """A README table: the metrics of every predictor, per setting and per |dt|.
+    """A README table: the metrics of every predictor, per group and per |dt|.
 
     Cells join the metrics with " / " (a missing one is "-"); with bend metrics the pairs
     column also gives the pairs with a bend estimate, in parentheses.
     """
-    cells = [*summary["by_setting"].values(), *summary["by_abs_dt"].values()]
-    predictors = [p for p in (*PREDICTORS, FLOOR_PREDICTOR) if any(p in c for c in cells)]
+    predictors = summary.predictors()
     head = "| " + split + " | pairs | " + " | ".join(predictors) + " |"
     lines = [head, "|" + "---|" * (len(predictors) + 2)]
-    for kind, label in (("by_setting", "{}"), ("by_abs_dt", "\\|dt\\| = {}")):
-        for key, cell in summary[kind].items():
-            values = " | ".join(
-                " / ".join(
-                    f"{cell[p][m]:{_FORMATS.get(m, '.1f')}}" if m in cell.get(p, {}) else "-"
-                    for m in metrics
-                )
-                for p in predictors
+    rows = [*((str(k), g) for k, g in summary.groups.items()),
+            *((f"\\|dt\\| = {k}", g) for k, g in summary.by_abs_dt.items())]  # fmt: skip
+    for label, group in rows:
+        values = " | ".join(
+            " / ".join(
+                "-" if (v := group.score(p, m)) is None else f"{v:{_FORMATS.get(m, '.1f')}}"
+                for m in metrics
             )
-            pairs = str(cell["pairs"])
-            if any(m.startswith("bend") for m in metrics):
-                pairs += f" ({cell.get('bend_pairs', 0)})"
-            lines.append(f"| {label.format(key)} | {pairs} | {values} |")
+            for p in predictors
+        )
+        pairs = str(group.pairs)
+        if any(m.startswith("bend") for m in metrics):
+            pairs += f" ({group.bend_pairs or 0})"
+        lines.append(f"| {label} | {pairs} | {values} |")
     return "\n".join(lines)
 
 
-def equivariance_table(summary: dict[str, Any], split: str) -> str | None:
-    """The temporal equivariance table of a split (``splits/<split>/equivariance``), or None."""
-    scores = summary.get("equivariance")
+def equivariance_table(extra: Mapping[str, Any], split: str) -> str | None:
+    """The temporal equivariance table of a split (``splits/<split>/equivariance``, in
+    `SplitScores.extra`), or None."""
+    scores = extra.get("equivariance")
     if not scores:
         return None
     lines = [
@@ -149,22 +118,21 @@ def equivariance_table(summary: dict[str, Any], split: str) -> str | None:
     return "\n".join(lines)
 
 
-def split_tables(summary: dict[str, Any], split: str) -> list[str]:
+def split_tables(summary: SplitScores, split: str) -> list[str]:
     """The markdown tables of one split: all objects, then seen / unseen ones when mixed."""
-    everything_unseen = not summary["objects"]["seen"]
+    everything_unseen = summary.objects is not None and not summary.objects["seen"]
     parts = [(f"{split}, unseen objects" if everything_unseen else split, summary)]
-    parts += [
-        (f"{split}, {kind} objects", part) for kind, part in summary.get("by_objects", {}).items()
-    ]
+    parts += [(f"{split}, {kind} objects", part) for kind, part in summary.by_objects.items()]
+    groups = summary.groups.values()
     shape, title = ["iou", "bend_error_deg"], "IoU / bend error (deg)"
-    if any("bend_twist_error_deg" in c.get("model", {}) for c in summary["by_setting"].values()):
+    if any(g.score("model", "bend_twist_error_deg") is not None for g in groups):
         shape, title = [*shape, "bend_twist_error_deg"], title + " / twist error (deg)"
     tables = []
     for label, part in parts:
         tables += [markdown_table(part, label), markdown_table(part, f"{label}: {title}", shape)]
-        if any("moving_psnr" in c.get("model", {}) for c in part["by_setting"].values()):
+        if any(g.score("model", "moving_psnr") is not None for g in part.groups.values()):
             tables.append(markdown_table(part, f"{label}: moving-region PSNR", ["moving_psnr"]))
-    equivariance = equivariance_table(summary, split)
+    equivariance = equivariance_table(summary.extra, split)
     return tables + ([equivariance] if equivariance else [])
 
 
@@ -237,6 +205,33 @@ def _png(image: Tensor) -> bytes:
     return buffer.getvalue()
 
 
+class PairImages:
+    """Writes every pair's source, target and predictions as PNGs, each atomically.
+
+    Files: ``<out_dir>/images/<split>/<kind>/<pair>.png``, kind ``source``, ``target`` or a
+    predictor's name, pair a running 5-digit number in row order. A prediction and its target
+    share their name, so ``python -m temporal_nsr.score predictions=<...>/<predictor>
+    targets=<...>/target`` scores a predictor's images as the evaluation did (up to 8-bit
+    rounding).
+    """
+
+    def __init__(self, out_dir: Path, split: str) -> None:
+        self.root, self.folder, self.count = out_dir, out_dir / "images" / split, 0
+
+    def pair(self, pair: ViewPair, predictions: Mapping[str, Tensor], b: int) -> dict[str, str]:
+        """Write pair ``b`` of a batch; return kind -> path relative to ``out_dir``."""
+        images = {"source": pair.source[b], "target": pair.target[b]}
+        images.update({k: v[b] for k, v in predictions.items()})
+        names = {}
+        for kind, image in images.items():
+            path = self.folder / kind / f"{self.count:05d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_bytes(path, _png(image.float()))
+            names[kind] = path.relative_to(self.root).as_posix()
+        self.count += 1
+        return names
+
+
 def write_pairs_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     """One CSV row per (pair, predictor); a missing metric is an empty field."""
     buffer = io.StringIO(newline="")
@@ -285,19 +280,24 @@ def write_outputs(
 
     Args:
         out_dir: the evaluation folder (created if missing).
-        results: run metadata with ``splits``: split -> summary (see `summarise`).
+        results: run metadata with ``predictors`` (column -> legend) and ``splits``: split ->
+            summary (`SplitScores.to_json`).
         rows: split -> per-pair rows.
         figures: file stem -> (3, H, W) image in [0, 1].
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    tables = []
+    tables, shown = [], {}
     for split, summary in results["splits"].items():
-        tables += split_tables(summary, split)
+        scores = SplitScores.from_json(summary)
+        tables += split_tables(scores, split)
+        shown.update(dict.fromkeys(scores.predictors()))
         write_pairs_csv(out_dir / f"pairs_{split}.csv", rows[split])
     for name, figure in figures.items():
         write_bytes(out_dir / f"figure_{name}.png", _png(figure))
     strips = {s: v["slots_bend"] for s, v in results["splits"].items() if v.get("slots_bend")}
     if strips:
         plot_slots_bend(out_dir / "slots_bend.png", strips)
-    write_text(out_dir / "results.md", NOTE + "\n\n" + "\n\n".join(tables) + "\n")
+    legends = {**results.get("predictors", {}), FLOOR_PREDICTOR: FLOOR_LEGEND}
+    note = NOTE + "\n\n" + legend_lines(legends, shown)
+    write_text(out_dir / "results.md", note + "\n\n" + "\n\n".join(tables) + "\n")
     write_text(out_dir / "results.json", json.dumps(results, indent=2))

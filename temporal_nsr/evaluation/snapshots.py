@@ -8,9 +8,10 @@ protocol; the rows go to ``<run_dir>/curves/<split>_snapshots.csv``, which
 ``temporal_nsr.learning_curves`` reads beside the training log. Snapshots already in that file
 are not scored again, so the command can follow a run that is still training.
 
-Columns: ``step``, then ``<split>/<metric>_<setting>`` for metric psnr and bend_error (the
-model's mean over the pairs of the setting), for the settings same_time (dt = 0) and
-all_dt_nonzero; and ``<split>/static_gain_dt_nonzero`` (model - static PSNR on dt != 0, what
+Columns: ``step``, then ``<split>/<metric>_<group>`` for metric psnr and bend_error (the
+model's mean over the pairs of the group), for the groups same_time (the setting, dt = 0) and
+all_dt_nonzero (every dt != 0 pair); ``<split>/bend_floor_all_dt_nonzero`` (the ambiguity
+floor); and ``<split>/static_gain_dt_nonzero`` (model - static PSNR on dt != 0, what
 the time axis adds) and ``<split>/shuffled_gain_same_time`` (model - shuffled_source PSNR at
 dt = 0, how much the render follows its input); ``<split>/moving_psnr_all_dt_nonzero`` (PSNR over
 the pixels time changed), ``<split>/equivariance_ratio`` and ``<split>/equivariance_distance``
@@ -23,11 +24,14 @@ from __future__ import annotations
 import csv
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from temporal_nsr.atomic import atomic_file
+from temporal_nsr.evaluation.predictors import Predictor
 from temporal_nsr.evaluation.protocol import EvaluationError
+from temporal_nsr.evaluation.results import FLOOR_PREDICTOR, Group, SplitScores
 from temporal_nsr.evaluation.split import EvalOptions, evaluate_split
 from temporal_nsr.runs import load_run, run_datamodule, training_state
 
@@ -35,7 +39,7 @@ log = logging.getLogger(__name__)
 
 SNAPSHOT_DIR = "snapshots"
 CURVE_DIR = "curves"
-SETTINGS = ("same_time", "all_dt_nonzero")
+GROUPS = ("same_time", "all_dt_nonzero")  # the result groups a curve row reads
 
 
 def snapshot_files(run_dir: str | Path) -> list[tuple[int, Path]]:
@@ -55,30 +59,30 @@ def _read_rows(path: Path) -> dict[int, dict[str, str]]:
         return {int(row["step"]): row for row in csv.DictReader(handle)}
 
 
-def snapshot_row(summary: dict[str, Any], split: str, step: int) -> dict[str, Any]:
-    """One CSV row from a split's evaluation summary (``evaluation.report.summarise``)."""
+def snapshot_row(summary: SplitScores, split: str, step: int) -> dict[str, Any]:
+    """One CSV row from a split's scores (``evaluation.results.summarise``)."""
     row: dict[str, Any] = {"step": step}
-    by_setting = summary["by_setting"]
-    for setting in SETTINGS:
-        model = by_setting.get(setting, {}).get("model", {})
-        row[f"{split}/psnr_{setting}"] = model.get("psnr")
-        row[f"{split}/bend_error_{setting}"] = model.get("bend_error_deg")
+    empty = Group(0, None, {})
+    group = {key: summary.groups.get(key, empty) for key in GROUPS}
+    for key in GROUPS:
+        row[f"{split}/psnr_{key}"] = group[key].score("model", "psnr")
+        row[f"{split}/bend_error_{key}"] = group[key].score("model", "bend_error_deg")
 
-    def gain(setting: str, other: str) -> float | None:
-        scores = by_setting.get(setting, {})
-        if "model" not in scores or other not in scores:
-            return None
-        return scores["model"]["psnr"] - scores[other]["psnr"]
+    def gain(key: str, other: str) -> float | None:
+        model, control = (group[key].score(p, "psnr") for p in ("model", other))
+        return None if model is None or control is None else model - control
 
-    moving = by_setting.get("all_dt_nonzero", {}).get("model", {})
-    row[f"{split}/moving_psnr_all_dt_nonzero"] = moving.get("moving_psnr")
-    equivariance = summary.get("equivariance") or {}
+    row[f"{split}/moving_psnr_all_dt_nonzero"] = group["all_dt_nonzero"].score(
+        "model", "moving_psnr"
+    )
+    equivariance = summary.extra.get("equivariance") or {}
     overall = equivariance.get("by_abs_dt", {}).get("all", {})
     row[f"{split}/equivariance_ratio"] = overall.get("ratio")
     row[f"{split}/equivariance_distance"] = overall.get("moved_distance")
     row[f"{split}/composition_psnr"] = (equivariance.get("composition") or {}).get("render_psnr")
-    floor = by_setting.get("all_dt_nonzero", {}).get("ambiguity_floor", {})
-    row[f"{split}/bend_floor_all_dt_nonzero"] = floor.get("bend_error_deg")
+    row[f"{split}/bend_floor_all_dt_nonzero"] = group["all_dt_nonzero"].score(
+        FLOOR_PREDICTOR, "bend_error_deg"
+    )
     row[f"{split}/static_gain_dt_nonzero"] = gain("all_dt_nonzero", "static")
     row[f"{split}/shuffled_gain_same_time"] = gain("same_time", "shuffled_source")
     return row
@@ -86,8 +90,9 @@ def snapshot_row(summary: dict[str, Any], split: str, step: int) -> dict[str, An
 
 def evaluate_snapshots(
     run_dir: str | Path,
-    split: str = "val",
-    options: EvalOptions | None = None,
+    split: str,
+    options: EvalOptions,
+    predictors: Sequence[Predictor],
     every: int = 1,
     device: str = "cpu",
 ) -> Path:
@@ -96,8 +101,10 @@ def evaluate_snapshots(
     Args:
         run_dir: a training run folder with ``snapshots/``.
         split: the held-out split to score.
-        options: the evaluation options; by default a quick version of the protocol (8 views
-            per target timestep, 32 bend targets, no figures).
+        options: the evaluation options (``snapshots`` of conf/curves.yaml: a quick version
+            of the protocol).
+        predictors: the columns scored (``snapshot_row`` reads model, static and
+            shuffled_source).
         every: score snapshots 0, every, 2 * every, ... of the sorted list (the last one too).
         device: where the network runs.
 
@@ -105,9 +112,6 @@ def evaluate_snapshots(
         CheckpointError: no run folder, or a snapshot that does not fit its model.
         EvaluationError: no snapshots.
     """
-    options = options or EvalOptions(
-        max_views=8, bend_targets=32, figure_examples=0, equivariance_pairs=32
-    )
     snapshots = snapshot_files(run_dir)
     if not snapshots:
         raise EvaluationError(
@@ -126,7 +130,7 @@ def evaluate_snapshots(
             pools = (datamodule.split(split), datamodule.split("train"))
             manifest_file = Path(run.cfg.data.root) / "manifest.json"
             manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else None
-        scored = evaluate_split(split, pools, run.renderer, None, options, manifest, device)
+        scored = evaluate_split(split, pools, run.renderer, predictors, options, manifest, device)
         rows[step] = snapshot_row(scored.summary, split, step)
         log.info("%s: snapshot at step %d scored", run_dir, step)
         _write(path, rows)  # after each snapshot, so an interrupted pass keeps what it did

@@ -1,28 +1,40 @@
-"""Score one held-out split: protocol pairs, every predictor's image, every metric per image."""
+"""Score one held-out split: protocol pairs, every predictor's image, every metric per image.
+
+`evaluate_split` runs the parts in order, each a function of its own: the protocol's pairs
+(`protocol.split_pairs`), the sources that feed each predictor (`choose_sources`), batches of
+pairs (`pair_batches`), the predictors' images, the targets' views at their sources' time
+(`source_time_views`), the per-image scores and rows (`pair_rows`), the bend estimates
+(`score_bends`), the summary (`split_summary`), and the example figures
+(`report.ExampleFigures`). Protocol *settings* (`protocol.SETTINGS`) choose a pair's source;
+the summary's *groups* are the settings plus pools of them such as ``all_dt_nonzero``
+(`results`).
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from torch import Tensor
 
 from temporal_nsr.data.dataset import RenderedViews
 from temporal_nsr.evaluation.bend import BendEstimator
 from temporal_nsr.evaluation.equivariance import temporal_equivariance
-from temporal_nsr.evaluation.metrics import WHITE, moving_region_psnr, per_image_scores
+from temporal_nsr.evaluation.metrics import WHITE, image_scores
 from temporal_nsr.evaluation.predictors import (
-    foreign_sources,
+    SOURCE_CHOICES,
+    PairBatch,
+    Predictor,
+    SplitInputs,
     gather_pairs,
-    other_object_sources,
-    predict,
     slot_strip,
 )
 from temporal_nsr.evaluation.protocol import (
@@ -33,10 +45,9 @@ from temporal_nsr.evaluation.protocol import (
     seen_objects,
     split_pairs,
 )
-from temporal_nsr.evaluation.report import ExampleFigures, summarise
+from temporal_nsr.evaluation.report import ExampleFigures, PairImages
+from temporal_nsr.evaluation.results import SplitScores, summarise
 from temporal_nsr.model.renderer import SceneRenderer
-from temporal_nsr.pictures import to_uint8
-from temporal_nsr.silhouettes import silhouette_iou
 from temporal_nsr.timing import ProgressLog
 
 log = logging.getLogger(__name__)
@@ -54,36 +65,56 @@ def _count(value: Any, key: str, minimum: int) -> int | None:
 
 @dataclass(frozen=True)
 class EvalOptions:
-    """How a split is evaluated (conf/evaluate.yaml documents each key).
+    """How a split is evaluated: the schema of the options in ``conf/evaluate.yaml`` (which
+    documents each key) and of ``snapshots`` in ``conf/curves.yaml``; the values come from
+    the config only (`from_config`).
 
     Raises:
         EvaluationError: a bad value, naming the key.
     """
 
-    protocol: str = "temporal"
-    seed: int = 0
-    max_views: int | None = None
-    batch_size: int = 32
-    figure_examples: int = 8
-    iou_tolerance: float = 0.1
-    bend_targets: int | None = 64
-    equivariance_pairs: int = 64
-    save_images: bool = False
+    protocol: str
+    seed: int
+    max_views: int | None
+    batch_size: int
+    figure_examples: int
+    iou_tolerance: float
+    bend_targets: int | None
+    equivariance_pairs: int
+    save_images: bool
 
     def __post_init__(self) -> None:
         _count(self.max_views, "max_views", 1)
         _count(self.bend_targets, "bend_targets", 0)
         _count(self.equivariance_pairs, "equivariance_pairs", 0)
+        _count(self.batch_size, "batch_size", 1)
         if self.protocol not in PROTOCOLS:
             raise EvaluationError(f"protocol={self.protocol!r}: use one of {PROTOCOLS}")
         if not 0.0 <= self.iou_tolerance < 1.0:
             raise EvaluationError(f"iou_tolerance={self.iou_tolerance!r}: use a value in [0, 1)")
 
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> EvalOptions:
+        """The options under ``cfg`` (its other keys are ignored), checked against the schema.
+
+        Raises:
+            EvaluationError: a missing key or a value of the wrong type, naming the key.
+        """
+        keys = [f.name for f in fields(cls)]
+        try:
+            merged = OmegaConf.merge(OmegaConf.structured(cls), OmegaConf.masked_copy(cfg, keys))
+            return OmegaConf.to_object(merged)
+        except MissingMandatoryValue as error:
+            raise EvaluationError(f"{error.full_key}: missing from the config") from None
+        except OmegaConfBaseException as error:
+            key = getattr(error, "full_key", None) or "an option"
+            raise EvaluationError(f"{key}: {str(error).splitlines()[0]}") from None
+
 
 class SplitResult(NamedTuple):
     """The scores of one split."""
 
-    summary: dict[str, Any]  # see report.summarise, plus objects, by_objects and slots_bend
+    summary: SplitScores  # results.json's splits/<split> (SplitScores.to_json)
     rows: list[dict[str, Any]]  # one per (pair, predictor), the pairs CSV
     figures: dict[str, Tensor]  # file stem -> (3, H, W) image in [0, 1]
 
@@ -104,11 +135,113 @@ def _background(manifest: Mapping[str, Any] | None) -> tuple[float, ...]:
     return tuple(config.get("background", WHITE))
 
 
+def prepare_predictors(predictors: Sequence[Predictor], inputs: SplitInputs) -> list[Predictor]:
+    """The predictors scored on a split, in column order: those whose ``prepare`` accepts it.
+
+    Raises:
+        EvaluationError: two predictors of one name, or an unknown source choice.
+    """
+    names = [p.name for p in predictors]
+    if len(set(names)) < len(names) or not all(names) or {"source", "target"} & set(names):
+        raise EvaluationError(
+            f"predictors: each needs a name of its own, not source or target; got {names}"
+        )
+    for p in predictors:
+        if p.sources != "pair" and p.sources not in SOURCE_CHOICES:
+            raise EvaluationError(
+                f"predictor {p.name}: sources={p.sources!r}, use pair or one of "
+                f"{sorted(SOURCE_CHOICES)}"
+            )
+    return [p for p in predictors if p.prepare(inputs)]
+
+
+def choose_sources(
+    table: np.ndarray,
+    pools: tuple[RenderedViews, RenderedViews],
+    predictors: Sequence[Predictor],
+    seed: int,
+) -> dict[str, np.ndarray | None]:
+    """Source choice -> (N, 3) rows whose sources feed the predictors of that choice (None:
+    the data offer none), for every choice the predictors use besides the pair's own."""
+    choices = {p.sources for p in predictors} - {"pair"}
+    return {c: SOURCE_CHOICES[c](table, pools, seed) for c in sorted(choices)}
+
+
+def pair_batches(
+    table: np.ndarray,
+    fed: Mapping[str, np.ndarray],
+    pools: tuple[RenderedViews, RenderedViews],
+    batch_size: int,
+    device: str,
+) -> Iterator[tuple[int, PairBatch]]:
+    """(first row, batch) of consecutive protocol rows, with the rows of each fed source."""
+    for start in range(0, len(table), batch_size):
+        rows = table[start : start + batch_size]
+        chosen = {c: gather_pairs(pools, t[start : start + batch_size], device)
+                  for c, t in fed.items()}  # fmt: skip
+        yield start, PairBatch(rows, gather_pairs(pools, rows, device), chosen)
+
+
+def source_time_views(
+    estimator: BendEstimator, pools: tuple[RenderedViews, RenderedViews], batch: PairBatch
+) -> Tensor:
+    """(B, 3, S, S) the targets' views at their sources' times: what the moving-region PSNR
+    compares with. A batch of same-time pairs (dt = 0) takes its targets (nothing moved);
+    otherwise the generator makes them."""
+    split = pools[0]
+    times = [pools[p].original_timestep[s] for s, p, _ in batch.rows]
+    targets = batch.rows[:, 2]
+    if np.array_equal(times, split.original_timestep[targets]):
+        return batch.pair.target
+    names = object_names(split)[targets]
+    return estimator.generate(names, split.pose[targets], times).to(batch.pair.target.device)
+
+
+def _relative(views: RenderedViews, index: int) -> str:
+    """A record's image file relative to the dataset root: ``<split>/<object>/NNNNN.png``."""
+    return views.files[int(index)].relative_to(views.root_split.parent).as_posix()
+
+
+def pair_rows(
+    split_name: str,
+    setting: str,
+    batch: PairBatch,
+    scores: Mapping[str, Mapping[str, list[float | None]]],
+    pools: tuple[RenderedViews, RenderedViews],
+    seen: np.ndarray,
+) -> list[list[dict[str, Any]]]:
+    """The CSV rows of a batch: per pair, one row per predictor (in ``scores`` order).
+
+    Args:
+        split_name: the split (val, test).
+        setting: the protocol setting of the batch's pairs.
+        batch: the pairs.
+        scores: predictor -> metric -> B values (`metrics.image_scores`).
+        pools: (split, train) views.
+        seen: (N,) bool per split record: is its object in the train split?
+    """
+    split = pools[0]
+    names = object_names(split)
+    dt = batch.pair.dt.tolist()
+    out = []
+    for b, (s, p, y) in enumerate(batch.rows):
+        common = {"split": split_name, "setting": setting, "source": int(s),
+                  "source_pool": POOLS[p], "target": int(y), "dt": int(dt[b])}  # fmt: skip
+        files = {"source_file": _relative(pools[p], s), "target_file": _relative(split, y)}
+        out.append([
+            {**common, "predictor": predictor, "psnr": float(metric["psnr"][b]),
+             "ssim": float(metric["ssim"][b]), "object": str(names[y]), "seen": bool(seen[y]),
+             "iou": float(metric["iou"][b]), "moving_psnr": metric["moving_psnr"][b], **files}
+            for predictor, metric in scores.items()
+        ])  # fmt: skip
+    return out
+
+
 def evaluate_split(
     name: str,
     pools: tuple[RenderedViews, RenderedViews],
     model: SceneRenderer,
-    baseline: SceneRenderer | None,
+    predictors: Sequence[Predictor],
     options: EvalOptions,
     manifest: Mapping[str, Any] | None,
     device: str,
@@ -120,15 +253,15 @@ def evaluate_split(
         name: the split's name (val, test).
         pools: (split, train) views; the split's images are the targets.
         model: the trained network (in eval mode, on ``device``).
-        baseline: a rotation-only network, or None.
+        predictors: the columns, in order (conf/evaluate.yaml ``predictors``); those whose
+            ``prepare`` declines the split are left out.
         options: protocol and scoring options.
         manifest: the dataset's manifest.json (generated data: bend metrics), or None.
         device: where the networks run.
         out_dir: the evaluation folder; with ``options.save_images`` every pair's source,
-            target and predictions go to ``<out_dir>/images/<split>/`` as
-            ``<pair>_source.png``, ``<pair>_target.png``, ``<pair>_<predictor>.png`` (pair: a
-            running 5-digit number in row order), and the rows name them (``source_image``,
-            ``target_image``, ``prediction_image``, relative to ``out_dir``).
+            target and predictions go to ``<out_dir>/images/<split>/`` (`report.PairImages`)
+            and the rows name them (``source_image``, ``target_image``,
+            ``prediction_image``, relative to ``out_dir``).
     """
     split, train = pools
     pairs = split_pairs(
@@ -138,9 +271,10 @@ def evaluate_split(
     if not seen.all():
         log.info("%s: %d of %d objects are unseen in training", name,
                  len(np.unique(names[~seen])), len(np.unique(names)))  # fmt: skip
-    mean_image = train.mean_image().to(device)  # (3, S, S)
-    background = _background(manifest)
     estimator = BendEstimator.from_manifest(manifest, split.image_size)
+    inputs = SplitInputs(name, pools, model, device, options.seed, estimator)
+    active = prepare_predictors(predictors, inputs)
+    background = _background(manifest)
     bend_targets = bend_subset(pairs, options.bend_targets) if estimator else set()
     examples = ExampleFigures(name, pairs, seen, options.figure_examples)
     rows: list[dict[str, Any]] = []
@@ -148,108 +282,67 @@ def evaluate_split(
     progress = ProgressLog(f"evaluate {name}", sum(len(t) for t in pairs.values()), "pairs",
                            emit=log.info)  # fmt: skip
     done = 0
-    saver = _ImageSaver(out_dir, name) if options.save_images and out_dir else None
+    saver = PairImages(out_dir, name) if options.save_images and out_dir else None
     for setting, table in pairs.items():
-        shuffled = foreign_sources(table, pools, options.seed)
-        other_object = other_object_sources(table, pools, options.seed)
-        for start in range(0, len(table), options.batch_size):
-            stop = start + options.batch_size
-            chunk = table[start:stop]
-            pair = gather_pairs(pools, chunk, device)
-            foreign = gather_pairs(pools, shuffled[start:stop], device)
-            alien = None if other_object is None else other_object[start:stop]
-            alien = None if alien is None else gather_pairs(pools, alien, device)
-            predictions = predict(model, baseline, pair, foreign, alien, mean_image)
-            still = None
-            if estimator is not None:  # the target's view at the source's time
-                times = [pools[p].original_timestep[s] for s, p, _ in chunk]
-                if np.array_equal(times, split.original_timestep[chunk[:, 2]]):
-                    still = pair.target  # same time (dt = 0): nothing moved, nothing to generate
-                else:
-                    targets = chunk[:, 2]
-                    still = estimator.generate(names[targets], split.pose[targets], times)
-                    still = still.to(device)
-            scores = {
-                k: (*per_image_scores(v, pair.target),
-                    silhouette_iou(v, pair.target, background, options.iou_tolerance),
-                    [None] * len(chunk) if still is None
-                    else moving_region_psnr(v, pair.target, still))
-                for k, v in predictions.items()
-            }  # fmt: skip
-            dt = pair.dt.tolist()
-            for b, (s, p, y) in enumerate(chunk):
-                files = {"source_file": _relative(pools[p], s), "target_file": _relative(split, y)}
-                saved = saver.pair(pair, predictions, b) if saver else None
-                for predictor, (psnr, ssim, iou, moving) in scores.items():
-                    if y in bend_targets:
-                        image = (predictions[predictor][b] * 255).round().byte().cpu()
+        choices = choose_sources(table, pools, active, options.seed)
+        scored = [p for p in active if p.sources == "pair" or choices[p.sources] is not None]
+        fed = {c: t for c, t in choices.items() if t is not None}
+        for start, batch in pair_batches(table, fed, pools, options.batch_size, device):
+            with torch.inference_mode():
+                predictions = {p.name: p(batch) for p in scored}
+            still = source_time_views(estimator, pools, batch) if estimator else None
+            target = batch.pair.target
+            scores = {k: image_scores(v, target, background, options.iou_tolerance, still)
+                      for k, v in predictions.items()}  # fmt: skip
+            for b, per_pair in enumerate(pair_rows(name, setting, batch, scores, pools, seen)):
+                saved = saver.pair(batch.pair, predictions, b) if saver else None
+                for row in per_pair:
+                    if row["target"] in bend_targets:
+                        image = (predictions[row["predictor"]][b] * 255).round().byte().cpu()
                         pending.append((len(rows), image))
-                    rows.append(
-                        {"split": name, "setting": setting, "source": int(s),
-                         "source_pool": POOLS[p], "target": int(y), "dt": int(dt[b]),
-                         "predictor": predictor, "psnr": float(psnr[b]), "ssim": float(ssim[b]),
-                         "object": str(names[y]), "seen": bool(seen[y]), "iou": float(iou[b]),
-                         "moving_psnr": moving[b], **files}
-                    )  # fmt: skip
                     if saved:
-                        rows[-1].update(source_image=saved["source"],
-                                        target_image=saved["target"],
-                                        prediction_image=saved[predictor])  # fmt: skip
-            examples.add(setting, start, pair.source, pair.target, predictions)
-            done += len(chunk)
+                        row.update(source_image=saved["source"], target_image=saved["target"],
+                                   prediction_image=saved[row["predictor"]])  # fmt: skip
+                    rows.append(row)
+            examples.add(setting, start, batch.pair.source, target, predictions)
+            done += len(batch.rows)
             progress.update(done, f"{setting}, {len(predictions)} predictors")
     if estimator is not None:
-        _score_bends(estimator, pools, names, rows, pending)
-    summary = summarise(rows)
-    means = summary["by_setting"].get("all_dt_nonzero", {})
+        score_bends(estimator, pools, names, rows, pending)
+    summary = split_summary(rows, names, seen)
+    moved = summary.groups.get("all_dt_nonzero")
+    means = {} if moved is None else moved.scores
     log.info("evaluate %s: done in %.1f s; PSNR (dt != 0): %s", name,
              time.perf_counter() - progress.started,
-             ", ".join(f"{k} {v['psnr']:.2f}" for k, v in means.items()
-                       if isinstance(v, dict) and "psnr" in v))  # fmt: skip
-    summary["objects"] = {
-        "seen": sorted(set(names[seen].tolist())),
-        "unseen": sorted(set(names[~seen].tolist())),
-    }
-    if seen.any() and not seen.all():
-        summary["by_objects"] = {
-            kind: summarise([row for row in rows if row["seen"] == (kind == "seen")])
-            for kind in ("seen", "unseen")
-        }
+             ", ".join(f"{k} {v.psnr:.2f}" for k, v in means.items()
+                       if v.psnr is not None))  # fmt: skip
     if estimator is not None:
-        summary["slots_bend"] = slots_bend(estimator, pools, model, device)
-        summary["equivariance"] = temporal_equivariance(
+        summary.extra["slots_bend"] = slots_bend(estimator, pools, model, device)
+        summary.extra["equivariance"] = temporal_equivariance(
             model, estimator, split, options.equivariance_pairs, options.seed, device
         )
         estimator.clear()
     return SplitResult(summary, rows, examples.figures())
 
 
-def _relative(views: RenderedViews, index: int) -> str:
-    """A record's image file relative to the dataset root: ``<split>/<object>/NNNNN.png``."""
-    return views.files[int(index)].relative_to(views.root_split.parent).as_posix()
+def split_summary(rows: list[dict[str, Any]], names: np.ndarray, seen: np.ndarray) -> SplitScores:
+    """A split's scores (`results.summarise`) with its seen and unseen objects, and per part
+    (``by_objects``) where it holds both."""
+    everything = summarise(rows)
+    objects = {
+        "seen": sorted(set(names[seen].tolist())),
+        "unseen": sorted(set(names[~seen].tolist())),
+    }
+    parts = {}
+    if seen.any() and not seen.all():
+        parts = {
+            kind: summarise([row for row in rows if row["seen"] == (kind == "seen")])
+            for kind in ("seen", "unseen")
+        }
+    return SplitScores(everything.groups, everything.by_abs_dt, objects, parts)
 
 
-class _ImageSaver:
-    """Writes each pair's source, target and predictions as PNGs into one folder."""
-
-    def __init__(self, out_dir: Path, split: str) -> None:
-        self.root, self.folder, self.count = out_dir, out_dir / "images" / split, 0
-        self.folder.mkdir(parents=True, exist_ok=True)
-
-    def pair(self, pair, predictions: dict[str, Tensor], b: int) -> dict[str, str]:
-        """Write pair ``b`` of a batch; return image kind -> path relative to ``out_dir``."""
-        images = {"source": pair.source[b], "target": pair.target[b]}
-        images.update({k: v[b] for k, v in predictions.items()})
-        names = {}
-        for kind, image in images.items():
-            path = self.folder / f"{self.count:05d}_{kind}.png"
-            Image.fromarray(to_uint8(image.float())).save(path)
-            names[kind] = path.relative_to(self.root).as_posix()
-        self.count += 1
-        return names
-
-
-def _score_bends(
+def score_bends(
     estimator: BendEstimator,
     pools: tuple[RenderedViews, RenderedViews],
     names: np.ndarray,

@@ -18,8 +18,8 @@ from torch import Tensor
 
 from temporal_nsr.export.graphs import SIDECAR, ExportError
 from temporal_nsr.model.renderer import SceneRenderer
-from temporal_nsr.timing import summarise, timed_rounds
 from temporal_nsr.threads import default_threads
+from temporal_nsr.timing import summarise, timed_rounds
 
 Graph = Callable[..., np.ndarray]  # keyword inputs (numpy float32) -> the one output
 LATENCY_PATHS = ("encode_one_image", "novel_view_from_cached_latent", "image_to_novel_view")

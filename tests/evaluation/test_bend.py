@@ -103,6 +103,7 @@ def test_ambiguity_floor_is_half_the_distance_of_the_mirror_times_future(tiny_da
     sine = _schedule_estimator(tiny_data, "sine", angle)
     name = next(iter(sine.schedule))
     # t = 5 looks like t = 15 (bending up vs straightening): its future at dt = 3 is 8 or 18
+    assert sine.futures(name, 5, 3) == [8, 18] and sine.futures(name, 5, 6) == [11]
     assert sine.ambiguity_floor(name, 5, 3) == pytest.approx(abs(angle[8] - angle[18]) / 2)
     assert sine.ambiguity_floor(name, 15, -3) == pytest.approx(abs(angle[12] - angle[2]) / 2)
     assert sine.ambiguity_floor(name, 5, 0) == 0.0  # the image shows its own bend

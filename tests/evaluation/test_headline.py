@@ -11,13 +11,13 @@ import pytest
 from temporal_nsr.config import compose_config
 from temporal_nsr.evaluate import evaluate
 from temporal_nsr.evaluation.headline import (
+    Evaluation,
     HeadlineError,
-    headline_part,
     headline_tables,
     load_evaluation,
     pooled_cell,
 )
-from temporal_nsr.evaluation.report import summarise
+from temporal_nsr.evaluation.results import SplitScores, summarise
 
 
 def _rows(seed: int) -> list[dict]:
@@ -39,21 +39,25 @@ def test_far_pool_is_the_mean_over_its_pairs(seed: int) -> None:
     rows = _rows(seed)
     far = [r for r in rows if abs(r["dt"]) >= 5]
     cell = pooled_cell(summarise(rows), "far")
-    assert cell["pairs"] == len(far) // 2
+    assert cell.pairs == len(far) // 2
     for predictor in ("model", "static"):
         mine = [r for r in far if r["predictor"] == predictor]
         bends = [r["bend_error_deg"] for r in mine if r["bend_error_deg"] is not None]
-        assert cell[predictor]["psnr"] == pytest.approx(np.mean([r["psnr"] for r in mine]))
-        assert cell[predictor]["bend_error_deg"] == pytest.approx(np.mean(bends))
+        assert cell.bend_pairs == len(bends)
+        assert cell.score(predictor, "psnr") == pytest.approx(np.mean([r["psnr"] for r in mine]))
+        assert cell.score(predictor, "bend_error_deg") == pytest.approx(np.mean(bends))
     near = [r for r in rows if abs(r["dt"]) < 5]
     assert pooled_cell(summarise(near), "far") is None
 
 
 def test_unseen_objects_are_the_headline_of_a_split_that_has_them() -> None:
     summary = summarise(_rows(0))
-    assert headline_part(summary) == ("", summary)
+    assert summary.headline_part() == ("", summary)
     unseen = summarise(_rows(1))
-    label, part = headline_part({**summary, "by_objects": {"seen": summary, "unseen": unseen}})
+    mixed = SplitScores(
+        summary.groups, summary.by_abs_dt, by_objects={"seen": summary, "unseen": unseen}
+    )
+    label, part = mixed.headline_part()
     assert label == "unseen objects, " and part is unseen
 
 
@@ -92,8 +96,8 @@ def test_bad_folders_are_clear_errors(tiny_run: Path, tmp_path: Path) -> None:
     with pytest.raises(HeadlineError, match=r"results.json is not JSON"):
         load_evaluation(tmp_path)
     summary = summarise(_rows(0))
-    both = {"splits": {"val": summary, "test": summary}}
+    both = Evaluation({"val": summary, "test": summary}, {}, None, {})
     with pytest.raises(HeadlineError, match=r"no evaluated splits"):
         headline_tables({})
     with pytest.raises(HeadlineError, match=r"different splits"):
-        headline_tables({"a": both, "b": {"splits": {"val": summary}}})
+        headline_tables({"a": both, "b": both._replace(splits={"val": summary})})

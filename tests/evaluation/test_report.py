@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from temporal_nsr.evaluation.report import markdown_table, plot_slots_bend, summarise
+from temporal_nsr.evaluation.report import markdown_table, plot_slots_bend
+from temporal_nsr.evaluation.results import Scores, summarise
 
 
 def _row(predictor: str, dt: int, psnr: float, bend: float | None) -> dict:
@@ -18,12 +19,12 @@ def test_a_missing_bend_estimate_is_left_out_of_the_mean() -> None:
     rows = [_row("model", 0, 20.0, 4.0), _row("model", 0, 30.0, None),
             _row("model", 1, 10.0, None)]  # fmt: skip
     summary = summarise(rows)
-    same = summary["by_setting"]["same_time"]
-    assert same["pairs"] == 2 and same["bend_pairs"] == 1
-    assert same["model"] == {"psnr": 25.0, "ssim": 0.5, "iou": 1.0, "bend_error_deg": 4.0}
-    later = summary["by_abs_dt"]["1"]
-    assert "bend_pairs" not in later and "bend_error_deg" not in later["model"]
-    summary["objects"] = {"seen": ["bar_000"], "unseen": []}
+    same = summary.groups["same_time"]
+    assert same.pairs == 2 and same.bend_pairs == 1
+    assert same.scores["model"] == Scores(psnr=25.0, ssim=0.5, iou=1.0, bend_error_deg=4.0)
+    later = summary.by_abs_dt[1]
+    assert later.bend_pairs is None and later.score("model", "bend_error_deg") is None
+    assert later.to_json() == {"pairs": 1, "model": {"psnr": 10.0, "ssim": 0.5, "iou": 1.0}}
     table = markdown_table(summary, "val", ["iou", "bend_error_deg"])
     assert "| same_time | 2 (1) | 1.000 / 4.0 |" in table
     assert "| train_time | 1 (0) | 1.000 / - |" in table
@@ -44,9 +45,10 @@ def test_the_ambiguity_floor_is_summarised_as_a_column_of_its_own() -> None:
             {**_row("static", 3, 18.0, 50.0), "bend_floor_deg": 20.0},
             {**_row("static", 3, 18.0, 40.0), "bend_floor_deg": 0.0}]  # fmt: skip
     summary = summarise(rows)
-    cell = summary["by_setting"]["all_dt_nonzero"]
-    assert cell["ambiguity_floor"] == {"bend_error_deg": 10.0}  # once per pair, not per predictor
-    assert cell["model"]["bend_error_deg"] == 20.0 and "bend_floor_deg" not in cell["model"]
+    cell = summary.groups["all_dt_nonzero"]
+    assert cell.scores["ambiguity_floor"] == Scores(bend_error_deg=10.0)  # once per pair
+    assert cell.score("model", "bend_error_deg") == 20.0
+    assert "bend_floor_deg" not in cell.to_json()["model"]
     table = markdown_table(summary, "val", ["iou", "bend_error_deg"])
     assert "| val | pairs | model | static | ambiguity_floor |" in table
     assert "| all_dt_nonzero | 2 (2) | 1.000 / 20.0 | 1.000 / 45.0 | - / 10.0 |" in table

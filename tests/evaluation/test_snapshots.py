@@ -8,12 +8,19 @@ from pathlib import Path
 
 import pytest
 
+from temporal_nsr.config import compose_config
 from temporal_nsr.evaluation import snapshots
+from temporal_nsr.evaluation.predictors import build_predictors
 from temporal_nsr.evaluation.protocol import EvaluationError
 from temporal_nsr.evaluation.split import EvalOptions
 from temporal_nsr.learning_curves import curve, read_metrics
 
-QUICK = EvalOptions(max_views=2, bend_targets=4, figure_examples=0)
+
+def quick() -> tuple[EvalOptions, list]:
+    """conf/curves.yaml's snapshot options, smaller still, and its predictors."""
+    overrides = ["snapshots.max_views=2", "snapshots.bend_targets=4"]
+    snap = compose_config(overrides, config_name="curves").snapshots
+    return EvalOptions.from_config(snap), build_predictors(snap.predictors)
 
 
 @pytest.fixture
@@ -26,7 +33,7 @@ def run_with_snapshots(tiny_run: Path, tmp_path: Path) -> Path:
 
 
 def test_snapshots_are_scored_once_into_the_curve_file(run_with_snapshots, monkeypatch) -> None:
-    path = snapshots.evaluate_snapshots(run_with_snapshots, "val", QUICK)
+    path = snapshots.evaluate_snapshots(run_with_snapshots, "val", *quick())
     with path.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     step = snapshots.snapshot_files(run_with_snapshots)[0][0]
@@ -41,7 +48,7 @@ def test_snapshots_are_scored_once_into_the_curve_file(run_with_snapshots, monke
         raise AssertionError("a snapshot in the curve file was scored again")
 
     monkeypatch.setattr(snapshots, "evaluate_split", fail)
-    assert snapshots.evaluate_snapshots(run_with_snapshots, "val", QUICK) == path
+    assert snapshots.evaluate_snapshots(run_with_snapshots, "val", *quick()) == path
     metrics = read_metrics(run_with_snapshots)  # no training log: the snapshot scores alone
     assert metrics[0]["val/bend_error_same_time"] == pytest.approx(
         float(row["val/bend_error_same_time"])
@@ -50,7 +57,7 @@ def test_snapshots_are_scored_once_into_the_curve_file(run_with_snapshots, monke
 
 def test_a_run_without_snapshots_is_a_clear_error(tiny_run: Path) -> None:
     with pytest.raises(EvaluationError, match="no snapshots"):
-        snapshots.evaluate_snapshots(tiny_run, "val", QUICK)
+        snapshots.evaluate_snapshots(tiny_run, "val", *quick())
 
 
 def test_snapshot_minutes_are_interpolated_between_logged_steps() -> None:

@@ -19,7 +19,9 @@ class FakeTrainer:
 def test_the_pool_changes_after_two_agreeing_looks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     before = torch.get_num_threads()
-    seen = iter([threads.CpuLoad(2, 1.0, 1), threads.CpuLoad(2, 1.0, 1), threads.CpuLoad(2, 0.0, 2)])
+    seen = iter(
+        [threads.CpuLoad(2, 1.0, 1), threads.CpuLoad(2, 1.0, 1), threads.CpuLoad(2, 0.0, 2)]
+    )
     monkeypatch.setattr(threads, "measure_load", lambda since=None: next(seen))
     monkeypatch.setattr(threads, "load_sample", lambda cpus=None: (0.0, 0.0, 0.0))
     governor = ThreadGovernor(every_s=0.0)
@@ -37,7 +39,9 @@ def test_the_pool_changes_after_two_agreeing_looks(monkeypatch: pytest.MonkeyPat
         torch.set_num_threads(before)
 
 
-def test_an_explicit_thread_count_switches_the_governor_off(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_explicit_thread_count_switches_the_governor_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     governor = ThreadGovernor(every_s=0.0)
     governor.on_train_start(FakeTrainer(), None)
