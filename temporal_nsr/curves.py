@@ -12,18 +12,17 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from temporal_nsr.enr_checkpoint import CheckpointError
-from temporal_nsr.evaluation.protocol import EvaluationError
+from temporal_nsr.errors import one_line_errors
 from temporal_nsr.evaluation.snapshots import SNAPSHOT_DIR, evaluate_snapshots
 from temporal_nsr.evaluation.split import EvalOptions
-from temporal_nsr.learning_curves import CurveError, plot_curves
+from temporal_nsr.learning_curves import plot_curves
 
 
 @hydra.main(config_path="../conf", config_name="curves", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     if not cfg.runs:
         raise SystemExit("curves: give runs='{label: run_dir, ...}'")
-    try:
+    with one_line_errors("curves"):
         if cfg.snapshots:
             snap = cfg.snapshots
             options = EvalOptions(max_views=snap.max_views, bend_targets=snap.bend_targets,
@@ -33,8 +32,6 @@ def main(cfg: DictConfig) -> None:
                 if Path(run_dir, SNAPSHOT_DIR).is_dir():
                     evaluate_snapshots(run_dir, snap.split, options, snap.every, snap.device)
         print(plot_curves(dict(cfg.runs), list(cfg.metrics), cfg.out, axes=list(cfg.axes)))
-    except (CurveError, CheckpointError, EvaluationError) as error:
-        raise SystemExit(f"curves: {error}") from None
 
 
 if __name__ == "__main__":

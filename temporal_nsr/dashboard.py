@@ -33,13 +33,15 @@ import numpy as np
 from omegaconf import DictConfig
 from PIL import Image
 
+from temporal_nsr.errors import UserError
+
 log = logging.getLogger(__name__)
 
 LOGGERS = ("none", "wandb", "tensorboard")
 METRICS = ("psnr", "ssim", "iou", "bend_error_deg")
 
 
-class DashboardError(ValueError):
+class DashboardError(UserError):
     """A logger setting that cannot be used; the message names the key and the values."""
 
 

@@ -34,14 +34,12 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from temporal_nsr.atomic import FolderError, disk_full
 from temporal_nsr.config import strict_command_line
-from temporal_nsr.dashboard import DashboardError, log_evaluation
-from temporal_nsr.data.dataset import DatasetError
+from temporal_nsr.dashboard import log_evaluation
 from temporal_nsr.enr_checkpoint import CheckpointError
+from temporal_nsr.errors import one_line_errors
 from temporal_nsr.evaluation.bend import BendEstimator
 from temporal_nsr.evaluation.metrics import PSNR_CAP_DB
-from temporal_nsr.evaluation.protocol import EvaluationError
 from temporal_nsr.evaluation.report import write_outputs
 from temporal_nsr.evaluation.split import EvalOptions, evaluate_split
 from temporal_nsr.inference import resolve_device
@@ -139,14 +137,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    try:
+    with one_line_errors("evaluate"):
         results = evaluate(cfg)
-    except (CheckpointError, DatasetError, EvaluationError, FolderError, DashboardError) as error:
-        raise SystemExit(f"evaluate: {error}") from None
-    except OSError as error:
-        if (line := disk_full(error)) is None:
-            raise
-        raise SystemExit(f"evaluate: {line}") from None
     print((Path(results["out_dir"]) / "results.md").read_text())
 
 

@@ -16,8 +16,8 @@ import hydra
 from omegaconf import DictConfig
 
 from temporal_nsr.config import strict_command_line
+from temporal_nsr.errors import one_line_errors
 from temporal_nsr.evaluation.folders import score_folders
-from temporal_nsr.evaluation.protocol import EvaluationError
 from temporal_nsr.evaluation.report import write_pairs_csv
 
 
@@ -25,12 +25,10 @@ from temporal_nsr.evaluation.report import write_pairs_csv
 def main(cfg: DictConfig) -> None:
     if not cfg.predictions or not cfg.targets:
         raise SystemExit("score: give predictions=<folder> targets=<folder>")
-    try:
+    with one_line_errors("score"):
         rows, means = score_folders(
             cfg.predictions, cfg.targets, tuple(cfg.background), cfg.iou_tolerance
         )
-    except EvaluationError as error:
-        raise SystemExit(f"score: {error}") from None
     out = Path(cfg.out or Path(cfg.predictions) / "scores.csv")
     write_pairs_csv(out, rows)
     print(", ".join(f"{k} {v:.4g}" for k, v in means.items()) + f"  (per image: {out})")

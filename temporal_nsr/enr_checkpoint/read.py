@@ -18,13 +18,15 @@ from typing import Any
 
 import torch
 
+from temporal_nsr.errors import UserError
+
 FIX_FORMAT = (
     "pass an original ENR file (a dict with 'config' and 'state_dict', as "
     "NeuralRenderer.save writes) or a .ckpt written by temporal_nsr.train"
 )
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A run folder or checkpoint file that cannot be used (``temporal_nsr.runs``, ``ckpt=``,
     ``init_from=``, ``ckpt_path=``); the one-line message names the file, the layer, the fix."""
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from temporal_nsr.errors import UserError
 from temporal_nsr.evaluation.predictors import PREDICTORS
 from temporal_nsr.evaluation.report import FLOOR_PREDICTOR
 from temporal_nsr.training.sweep import RESULT_FILE
@@ -47,7 +48,7 @@ NOTE = (
 )
 
 
-class HeadlineError(ValueError):
+class HeadlineError(UserError):
     """An evaluation folder without a readable results.json."""
 
 

@@ -32,6 +32,7 @@ from temporal_nsr.enr_checkpoint import (
     load_initial_weights,
     read_checkpoint,
 )
+from temporal_nsr.errors import UserError
 from temporal_nsr.machine import describe
 from temporal_nsr.model.blocks import resample_side
 from temporal_nsr.runs import CHECKPOINT_DIR, training_state, write_data_root
@@ -48,7 +49,7 @@ from temporal_nsr.training.sweep import sweep_group, write_job_result
 log = logging.getLogger(__name__)
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A setting the run cannot use (a model the config cannot build, DDP under a multirun);
     the message names the key and values that work."""
 

@@ -22,9 +22,15 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from temporal_nsr import CONF_DIR
+from temporal_nsr.errors import UserError
 
 SCHEDULES = ("sine", "linear", "sine_twist")
 BACKENDS = ("embree", "blender")
+
+
+class GeneratorConfigError(UserError):
+    """A ``data.generator`` / ``backend`` setting the generator cannot use; the one-line message
+    names the key and the fix."""
 
 
 @dataclass(frozen=True)
@@ -120,7 +126,7 @@ def _merge(defaults: Mapping[str, Any], given: Mapping[str, Any], prefix: str) -
     """Fill missing keys from defaults, recursing into nested mappings; reject unknown keys."""
     unknown = sorted(set(given) - set(defaults))
     if unknown:
-        raise ValueError(
+        raise GeneratorConfigError(
             f"Unknown generator key(s) {[prefix + k for k in unknown]}; "
             f"known keys are {[prefix + k for k in defaults]}. Fix the spelling or remove them."
         )
@@ -128,7 +134,9 @@ def _merge(defaults: Mapping[str, Any], given: Mapping[str, Any], prefix: str) -
     for key, value in given.items():
         if isinstance(defaults[key], Mapping):
             if not isinstance(value, Mapping):
-                raise ValueError(f"Generator key '{prefix}{key}' must be a mapping, got {value!r}.")
+                raise GeneratorConfigError(
+                    f"Generator key '{prefix}{key}' must be a mapping, got {value!r}."
+                )
             out[key] = _merge(defaults[key], value, f"{prefix}{key}.")
         else:
             out[key] = copy.deepcopy(value)
@@ -137,23 +145,25 @@ def _merge(defaults: Mapping[str, Any], given: Mapping[str, Any], prefix: str) -
 
 def _integer(value: Any, key: str, low: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"Generator key '{key}' must be an integer, got {value!r}.")
+        raise GeneratorConfigError(f"Generator key '{key}' must be an integer, got {value!r}.")
     if low is not None and value < low:
-        raise ValueError(f"Generator key '{key}' is {value}; use at least {low}.")
+        raise GeneratorConfigError(f"Generator key '{key}' is {value}; use at least {low}.")
     return int(value)
 
 
 def _number(value: Any, key: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-        raise ValueError(f"Generator key '{key}' must be a number, got {value!r}.")
+        raise GeneratorConfigError(f"Generator key '{key}' must be a number, got {value!r}.")
     if not math.isfinite(value):
-        raise ValueError(f"Generator key '{key}' must be finite, got {value!r}.")
+        raise GeneratorConfigError(f"Generator key '{key}' must be finite, got {value!r}.")
     return float(value)
 
 
 def _vector(value: Any, key: str, size: int) -> tuple[float, ...]:
     if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != size:
-        raise ValueError(f"Generator key '{key}' must be a list of {size} numbers, got {value!r}.")
+        raise GeneratorConfigError(
+            f"Generator key '{key}' must be a list of {size} numbers, got {value!r}."
+        )
     return tuple(_number(v, key) for v in value)
 
 
@@ -168,7 +178,7 @@ def resolve_config(cfg: Mapping[str, Any] | GeneratorConfig) -> GeneratorConfig:
         The typed config, numbers coerced to int or float, held-out lists sorted.
 
     Raises:
-        ValueError: naming the offending key and how to fix it.
+        GeneratorConfigError: naming the offending key and how to fix it.
     """
     if isinstance(cfg, GeneratorConfig):
         return cfg
@@ -180,20 +190,24 @@ def resolve_config(cfg: Mapping[str, Any] | GeneratorConfig) -> GeneratorConfig:
     for key in ("seed", "image_size", "num_timesteps", "views_per_timestep", "num_objects"):
         out[key] = _integer(out[key], key, {"seed": None, "image_size": 8}.get(key, 1))
     if out["schedule"] not in SCHEDULES:
-        raise ValueError(
+        raise GeneratorConfigError(
             f"Generator key 'schedule' is {out['schedule']!r}; choose one of {list(SCHEDULES)}."
         )
     for key in ("amplitude_deg", "twist_deg", "camera_radius", "fov_deg", "ambient"):
         out[key] = _number(out[key], key)
     if not 0.0 < out["fov_deg"] < 180.0:
-        raise ValueError(f"Generator key 'fov_deg' is {out['fov_deg']}; use a value in (0, 180).")
+        raise GeneratorConfigError(
+            f"Generator key 'fov_deg' is {out['fov_deg']}; use a value in (0, 180)."
+        )
     if not 0.0 <= out["ambient"] <= 1.0:
-        raise ValueError(f"Generator key 'ambient' is {out['ambient']}; use a value in [0, 1].")
+        raise GeneratorConfigError(
+            f"Generator key 'ambient' is {out['ambient']}; use a value in [0, 1]."
+        )
     for noun, count_key in (("timestep", "num_timesteps"), ("object", "num_objects")):
         _resolve_held_out(out, noun, count_key)
     for split in ("val", "test"):
         if not out[f"{split}_timesteps"] and not out[f"{split}_objects"]:
-            raise ValueError(
+            raise GeneratorConfigError(
                 f"The {split} split is empty: '{split}_timesteps' and '{split}_objects' are "
                 f"both empty. Hold out a timestep or an object for {split}."
             )
@@ -202,7 +216,9 @@ def resolve_config(cfg: Mapping[str, Any] | GeneratorConfig) -> GeneratorConfig:
     for key in ("length", "width", "height"):
         bar[key] = _number(bar[key], f"bar.{key}")
         if not bar[key] > 0:
-            raise ValueError(f"Generator key 'bar.{key}' must be positive, got {bar[key]}.")
+            raise GeneratorConfigError(
+                f"Generator key 'bar.{key}' must be positive, got {bar[key]}."
+            )
     bar["segments"] = _integer(bar["segments"], "bar.segments", 1)
     for key in ("top_color", "bottom_color"):
         bar[key] = _vector(bar[key], f"bar.{key}", 3)
@@ -210,14 +226,16 @@ def resolve_config(cfg: Mapping[str, Any] | GeneratorConfig) -> GeneratorConfig:
     for key in variation:
         low, high = variation[key] = _vector(variation[key], f"variation.{key}", 2)
         if low > high:
-            raise ValueError(
+            raise GeneratorConfigError(
                 f"Generator key 'variation.{key}' is [{low}, {high}]; need low <= high."
             )
     if variation["length"][0] <= 0 or variation["thickness"][0] <= 0:
-        raise ValueError("Generator keys 'variation.length' and 'variation.thickness' must be > 0.")
+        raise GeneratorConfigError(
+            "Generator keys 'variation.length' and 'variation.thickness' must be > 0."
+        )
     out["light_direction"] = _vector(out["light_direction"], "light_direction", 3)
     if not np.linalg.norm(out["light_direction"]) > 0:
-        raise ValueError("Generator key 'light_direction' must be a non-zero vector.")
+        raise GeneratorConfigError("Generator key 'light_direction' must be a non-zero vector.")
     out["background"] = _vector(out["background"], "background", 3)
 
     # The camera must stay outside every object (half the diagonal of the largest box).
@@ -225,7 +243,7 @@ def resolve_config(cfg: Mapping[str, Any] | GeneratorConfig) -> GeneratorConfig:
     thickest = max(bar["width"], bar["height"], variation["thickness"][1])
     reach = 0.5 * math.sqrt(longest**2 + 2 * thickest**2)
     if not out["camera_radius"] > reach:
-        raise ValueError(
+        raise GeneratorConfigError(
             f"Generator key 'camera_radius' is {out['camera_radius']}, inside the object "
             f"(reach {reach:.2f}); use a radius of about 2 * object length."
         )
@@ -238,7 +256,7 @@ def resolve_config(cfg: Mapping[str, Any] | GeneratorConfig) -> GeneratorConfig:
 def _resolve_backend(value: Any) -> EmbreeSettings | BlenderSettings:
     """The ``backend`` mapping: ``{name: embree}`` or ``{name: blender, <settings>}``."""
     if not isinstance(value, Mapping):
-        raise ValueError(
+        raise GeneratorConfigError(
             f"Generator key 'backend' must be a mapping such as {{name: blender}}, got {value!r}; "
             "pick one with backend=embree or backend=blender."
         )
@@ -246,24 +264,24 @@ def _resolve_backend(value: Any) -> EmbreeSettings | BlenderSettings:
     name = settings.pop("name", "embree")
     if name == "embree":
         if settings:
-            raise ValueError(
+            raise GeneratorConfigError(
                 f"backend.{sorted(settings)[0]} is a Blender setting but backend.name is embree; "
                 "use backend=blender or drop it."
             )
         return EmbreeSettings(name="embree")
     if name != "blender":
-        raise ValueError(f"backend.name is {name!r}; choose one of {list(BACKENDS)}.")
+        raise GeneratorConfigError(f"backend.name is {name!r}; choose one of {list(BACKENDS)}.")
     defaults = {k: v for k, v in _yaml("backend", "blender.yaml").items() if k != "name"}
     out = _merge(defaults, settings, "backend.")
     if not isinstance(out["executable"], str) or not out["executable"].strip():
-        raise ValueError(
+        raise GeneratorConfigError(
             f"backend.executable must be a command or path, got {out['executable']!r}; "
             "e.g. backend.executable=/usr/bin/blender."
         )
     for key, low in (("samples", 1), ("max_bounces", 0)):
         value = out[key]
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"backend.{key} must be an integer >= {low}, got {value!r}.")
+            raise GeneratorConfigError(f"backend.{key} must be an integer >= {low}, got {value!r}.")
         out[key] = int(value)
     return BlenderSettings(name="blender", **out)
 
@@ -280,27 +298,31 @@ def _resolve_held_out(out: dict[str, Any], noun: str, count_key: str) -> None:
     for key in keys:
         value = out[key]
         if not isinstance(value, Sequence) or isinstance(value, str):
-            raise ValueError(f"Generator key '{key}' must be a list of {noun}s, got {value!r}.")
+            raise GeneratorConfigError(
+                f"Generator key '{key}' must be a list of {noun}s, got {value!r}."
+            )
         items = []
         for i in value:
             if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < count:
-                raise ValueError(
+                raise GeneratorConfigError(
                     f"Generator key '{key}' holds {i!r}, outside {noun}s 0..{count - 1}; "
                     f"use integers below {count_key}={count} or raise '{count_key}'."
                 )
             items.append(int(i))
         if len(set(items)) != len(items):
             article = "an" if noun[0] in "aeiou" else "a"
-            raise ValueError(f"Generator key '{key}' lists {article} {noun} twice: {items}.")
+            raise GeneratorConfigError(
+                f"Generator key '{key}' lists {article} {noun} twice: {items}."
+            )
         held[key] = out[key] = tuple(sorted(items))
     overlap = sorted(set(held[keys[0]]) & set(held[keys[1]]))
     if overlap:
-        raise ValueError(
+        raise GeneratorConfigError(
             f"{noun.capitalize()}s {overlap} are in both '{keys[0]}' and '{keys[1]}'; "
             f"a {noun} is held out for one split only."
         )
     if len(held[keys[0]]) + len(held[keys[1]]) >= count:
-        raise ValueError(
+        raise GeneratorConfigError(
             f"The train split is empty: '{keys[0]}' and '{keys[1]}' hold out all {count} "
             f"{noun}s. Hold out fewer {noun}s or raise '{count_key}'."
         )
