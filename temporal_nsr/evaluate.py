@@ -36,7 +36,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from temporal_nsr.config import strict_command_line
 from temporal_nsr.dashboard import log_evaluation
-from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.errors import one_line_errors
 from temporal_nsr.evaluation.bend import BendEstimator
 from temporal_nsr.evaluation.metrics import PSNR_CAP_DB
@@ -44,6 +43,7 @@ from temporal_nsr.evaluation.report import write_outputs
 from temporal_nsr.evaluation.split import EvalOptions, evaluate_split
 from temporal_nsr.inference import resolve_device
 from temporal_nsr.runs import (
+    CheckpointError,
     Run,
     load_checkpoint,
     load_model,
@@ -57,16 +57,9 @@ from temporal_nsr.training.checkpointing import sha256_file
 def _load_model(cfg: DictConfig, device: str) -> Run:
     """The model of exactly one of `run_dir` and `ckpt`, with `data` from the command line
     (when given) in place of the run's."""
-    ckpt = cfg.get("ckpt")
-    run = load_model(cfg.get("run_dir"), ckpt, cfg.checkpoint, device)
+    run = load_model(cfg.get("run_dir"), cfg.get("ckpt"), cfg.checkpoint, device)
     data = cfg.get("data")
     if data is None:
-        if "root" not in run.cfg.data:
-            raise CheckpointError(
-                f"ckpt={ckpt} is an original ENR file and names no dataset: add data=bend "
-                "data.root=<dataset folder with train/ and the splits> (data.static=true for "
-                "a static dataset such as ENR's chairs)"
-            )
         return run
     size = run.renderer.encoder.image_size
     if data.image_size != size:
@@ -98,6 +91,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     run_dir = cfg.get("run_dir")
     default = Path(run_dir) / "eval" if run_dir is not None else Path(cfg.paths.output_dir)
     out_dir = output_dir(run.cfg, run.checkpoint, run_dir, cfg.get("out_dir"), default)
+    datamodule = run_datamodule(run.cfg)  # the one check that the model names a dataset
     data = run.cfg.data
     manifest_file = Path(data.root) / "manifest.json"
     manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else None
@@ -121,7 +115,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "enr": OmegaConf.to_container(run.cfg.enr) if "enr" in run.cfg else None,
         "splits": {},
     }
-    datamodule = run_datamodule(run.cfg)
     train = datamodule.split("train")
     model, other = run.renderer, baseline.renderer if baseline else None
     rows, figures = {}, {}

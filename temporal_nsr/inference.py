@@ -28,10 +28,10 @@ object that fills a different fraction of the frame than in training is rendered
 
 Nothing is cached between calls: ``encode`` returns the latent and the caller keeps it.
 
-``NovelViewRenderer.from_checkpoint(path)`` loads a checkpoint file instead of a run folder:
-an original ENR or temporal-ENR file (``temporal_nsr.runs.load_enr_checkpoint``, see
-``temporal_nsr.enr_checkpoint`` for the format and the slot mapping) or a .ckpt of ours inside
-its run folder.
+``NovelViewRenderer.from_checkpoint(path)`` loads a checkpoint file alone instead of a run
+folder (``temporal_nsr.runs.load_checkpoint``): a .ckpt written by ``temporal_nsr.train`` (it
+stores its run's config) or an original ENR or temporal-ENR file (see
+``temporal_nsr.enr_checkpoint`` for the format and the slot mapping).
 """
 
 from __future__ import annotations
@@ -137,13 +137,14 @@ class NovelViewRenderer:
     def from_checkpoint(
         cls, path: str | Path, device: str | torch.device = "auto", **options: Any
     ) -> NovelViewRenderer:
-        """Load a checkpoint file: an original ENR or temporal-ENR file (a rotation-only
-        model for ENR, max_offset = T // 2 - 1 for the fork's T slots), or a .ckpt of ours in
-        its run folder (see ``load_checkpoint``). ``options`` as for ``from_run``.
+        """Load a checkpoint file alone: a .ckpt of ours (its stored config; one written
+        before checkpoints stored it, inside its run folder), or an original ENR or
+        temporal-ENR file (a rotation-only model for ENR, max_offset = T // 2 - 1 for the
+        fork's T slots); see ``load_checkpoint``. ``options`` as for ``from_run``.
 
         Raises:
-            CheckpointError: unreadable file or unknown format, or a .ckpt without its run
-                folder.
+            CheckpointError: unreadable file or unknown format, or an old .ckpt without its
+                run folder.
         """
         device = resolve_device(device)
         return cls.from_loaded(load_checkpoint(path, str(device)), device, **options)

@@ -79,11 +79,6 @@ def render(cfg: DictConfig) -> list[Path]:
     renderer = load_renderer(cfg)
     source_pose = _numbers(cfg.get("source_pose"))
     if cfg.image is None:
-        if "root" not in renderer.config.data:
-            raise RenderError(
-                f"ckpt={cfg.ckpt} is an original ENR file and names no dataset: pass "
-                "image=<image file>"
-            )
         file, stem, pose = _first_test_image(renderer.config)
         inputs = [(file, stem)]
         source_pose = pose if source_pose is None else source_pose

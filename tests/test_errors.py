@@ -46,9 +46,9 @@ def test_one_line_errors_prints_the_command_and_the_message() -> None:
         raise UserError("bar.png does not exist")
     assert stop.value.code == "render: bar.png does not exist"  # status 1, on stderr
     assert stop.value.__cause__ is None and stop.value.__suppress_context__
-    with pytest.raises(SystemExit, match=r"^train: no space left on the device writing /x"):
-        with one_line_errors("train"):
-            raise OSError(errno.ENOSPC, "No space left on device", "/x")
+    full = pytest.raises(SystemExit, match=r"^train: no space left on the device writing /x")
+    with full, one_line_errors("train"):
+        raise OSError(errno.ENOSPC, "No space left on device", "/x")
 
 
 @pytest.mark.parametrize("error", [ValueError("a bug"), OSError(errno.EACCES, "denied")])

@@ -20,10 +20,10 @@ from PIL import Image
 
 from temporal_nsr.config import compose_config
 from temporal_nsr.data.images import ImageLimits
-from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.figures import to_uint8
 from temporal_nsr.image_input import ImageError, ImageTooLargeError
 from temporal_nsr.inference import NovelViewRenderer
+from temporal_nsr.runs import CheckpointError
 from temporal_nsr.viewer import (
     EXAMPLES,
     EXAMPLES_DIR,

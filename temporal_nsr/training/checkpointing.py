@@ -23,9 +23,15 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from temporal_nsr.atomic import pid_alive
-from temporal_nsr.enr_checkpoint import CheckpointError, read_checkpoint
 from temporal_nsr.errors import UserError
-from temporal_nsr.runs import CHECKPOINT_DIR, LAST, furthest_checkpoint, training_state
+from temporal_nsr.runs import (
+    CHECKPOINT_DIR,
+    LAST,
+    CheckpointError,
+    furthest_checkpoint,
+    read_checkpoint,
+    training_state,
+)
 
 log = logging.getLogger(__name__)
 
