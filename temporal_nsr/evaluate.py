@@ -88,9 +88,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     device = str(resolve_device(cfg.device))
     run = _load_model(cfg, device)
     baseline = _load_baseline(cfg.baseline_run_dir, device) if cfg.baseline_run_dir else None
-    run_dir = cfg.get("run_dir")
-    default = Path(run_dir) / "eval" if run_dir is not None else Path(cfg.paths.output_dir)
-    out_dir = output_dir(run.cfg, run.checkpoint, run_dir, cfg.get("out_dir"), default)
+    out_dir = output_dir(cfg, run.cfg, run.checkpoint, "eval")
     datamodule = run_datamodule(run.cfg)  # the one check that the model names a dataset
     data = run.cfg.data
     manifest_file = Path(data.root) / "manifest.json"

@@ -131,7 +131,9 @@ class NovelViewRenderer:
             CheckpointError: missing run folder or checkpoint, or one of another config.
         """
         device = resolve_device(device)
-        return cls.from_loaded(load_run(run_dir, checkpoint, str(device)), device, **options)
+        dtype = inference_dtype(options.get("precision", "fp32"), device)
+        run = load_run(run_dir, checkpoint, str(device), dtype)
+        return cls.from_loaded(run, device, **options)
 
     @classmethod
     def from_checkpoint(
@@ -147,7 +149,8 @@ class NovelViewRenderer:
                 run folder.
         """
         device = resolve_device(device)
-        return cls.from_loaded(load_checkpoint(path, str(device)), device, **options)
+        dtype = inference_dtype(options.get("precision", "fp32"), device)
+        return cls.from_loaded(load_checkpoint(path, str(device), dtype), device, **options)
 
     @classmethod
     def from_loaded(
@@ -365,21 +368,9 @@ class NovelViewRenderer:
         return [path / f"{i:05d}.png" for i in range(len(pictures))]
 
 
-def log_loaded(run: Run, device: torch.device | str, precision: str | torch.dtype) -> None:
-    """Log which model a command uses: the checkpoint file and step, the device, the precision."""
-    # Run names no training step yet (issue 13, item 7): print it here once the loader reads it.
-    step = getattr(run, "step", None)
-    log.info(
-        "checkpoint %s (step %s); device %s, precision %s",
-        run.checkpoint,
-        "unknown" if step is None else step,
-        device,
-        str(precision).removeprefix("torch."),
-    )
-
-
 def load_renderer(cfg: DictConfig) -> NovelViewRenderer:
-    """The model a command's config names, ready to render, with what was loaded logged.
+    """The model a command's config names, ready to render (its load logs one line: the file,
+    its step, the device and the precision).
 
     Args:
         cfg: a node with exactly one of ``run_dir`` (+ ``checkpoint``: best, last or a path)
@@ -390,7 +381,7 @@ def load_renderer(cfg: DictConfig) -> NovelViewRenderer:
             bad file. ValueError: a precision the device cannot run.
     """
     device = resolve_device(cfg.device)
-    run = load_model(cfg.get("run_dir"), cfg.get("ckpt"), cfg.checkpoint, str(device))
-    renderer = NovelViewRenderer.from_loaded(run, device, precision=cfg.get("precision", "fp32"))
-    log_loaded(run, renderer.device, renderer.dtype)
-    return renderer
+    precision = cfg.get("precision", "fp32")
+    dtype = inference_dtype(precision, device)
+    run = load_model(cfg.get("run_dir"), cfg.get("ckpt"), cfg.checkpoint, str(device), dtype)
+    return NovelViewRenderer.from_loaded(run, device, precision=precision)

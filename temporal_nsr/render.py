@@ -94,9 +94,7 @@ def render(cfg: DictConfig) -> list[Path]:
             for path in files
         ]
         log.info("input image%s: %s", "s" if len(inputs) > 1 else "", cfg.image)
-    run_dir = cfg.get("run_dir")
-    default = Path(run_dir) / "render" if run_dir is not None else Path(cfg.paths.output_dir)
-    out_dir = output_dir(renderer.config, renderer.checkpoint, run_dir, cfg.out_dir, default)
+    out_dir = output_dir(cfg, renderer.config, renderer.checkpoint, "render")
     if cfg.out_dir and len(inputs) == 1 and cfg.image is not None:
         folders = [out_dir]  # one named image: out_dir is its folder, as before
     else:

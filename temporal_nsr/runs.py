@@ -455,9 +455,17 @@ def _build(cfg: DictConfig, path: Path) -> SceneRenderer:
         ) from None
 
 
-def _run(cfg: DictConfig, stored: StoredModel, path: Path, recipe: Path | None, device: str) -> Run:
+def _run(
+    cfg: DictConfig,
+    stored: StoredModel,
+    path: Path,
+    recipe: Path | None,
+    device: str,
+    dtype: torch.dtype,
+) -> Run:
     """The model of ``cfg`` with the weights of ``stored`` (read from ``path``), in eval mode on
-    ``device``; ``recipe``: the config file ``cfg`` came from, None for the file's own."""
+    ``device`` in ``dtype``, logged in the one line of this load; ``recipe``: the config file
+    ``cfg`` came from, None for the file's own."""
     renderer = _build(cfg, path)
     expected = {RENDERER + k: v for k, v in renderer.state_dict().items()}
     problem = first_mismatch(expected, stored.state_dict, stored.names)
@@ -469,14 +477,18 @@ def _run(cfg: DictConfig, stored: StoredModel, path: Path, recipe: Path | None, 
         )
         raise CheckpointError(f"checkpoint {path} does not fit {where}: {problem}; {fix}")
     renderer.load_state_dict({k[len(RENDERER) :]: v for k, v in stored.state_dict.items()})
-    renderer = renderer.to(device).eval()
-    dtype = next(renderer.parameters()).dtype
+    renderer = renderer.to(device, dtype).eval()
     at = f"global step {stored.step}" if stored.step is not None else "no training step"
     log.info("loaded %s (%s) on %s, weights %s", path, at, device, str(dtype).split(".")[-1])
     return Run(cfg, renderer, path, stored.step)
 
 
-def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu") -> Run:
+def load_run(
+    run_dir: str | Path,
+    checkpoint: str = "best",
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> Run:
     """Rebuild a run's model from its run folder's config and load a checkpoint's weights.
 
     The folder's ``.hydra/config.yaml`` is the recipe (and says where the run's data is, see
@@ -486,6 +498,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu")
         run_dir: a training run folder.
         checkpoint: best, last or a path (module docs).
         device: where the network goes.
+        dtype: the network's weights (``acceleration.inference_dtype``).
 
     Raises:
         CheckpointError: no run folder (no ``.hydra/config.yaml``), no such checkpoint, an
@@ -502,10 +515,13 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu")
             f"{path} is not a Lightning checkpoint of this run; pass checkpoint=<a .ckpt in "
             f"{run_dir / CHECKPOINT_DIR}> or ckpt={path}"
         )
-    return _run(cfg, fmt.read(state, path), path, run_dir / ".hydra" / "config.yaml", device)
+    recipe = run_dir / ".hydra" / "config.yaml"
+    return _run(cfg, fmt.read(state, path), path, recipe, device, dtype)
 
 
-def load_checkpoint(path: str | Path, device: str = "cpu") -> Run:
+def load_checkpoint(
+    path: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32
+) -> Run:
     """Load a checkpoint file alone, reading it once: a .ckpt written by ``temporal_nsr.train``
     (its own stored config), an original ENR / temporal-ENR file (a run with no ``data``) or a
     file of any other registered format. A .ckpt from before checkpoints stored their config
@@ -520,7 +536,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Run:
     checkpoint = read_checkpoint(path)
     stored = checkpoint_format(checkpoint, path).read(checkpoint, path)
     if stored.cfg is not None:
-        return _run(stored.cfg, stored, path, None, device)
+        return _run(stored.cfg, stored, path, None, device, dtype)
     run_dir = path.resolve().parent.parent
     config = run_dir / ".hydra" / "config.yaml"
     if not config.is_file():
@@ -529,7 +545,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Run:
             f"{config}, the recipe of its model, is missing; keep the file in "
             "<run>/checkpoints/ of its run folder (or pass run_dir=<run> checkpoint=<file>)"
         )
-    return _run(_run_config(run_dir), stored, path, config, device)
+    return _run(_run_config(run_dir), stored, path, config, device, dtype)
 
 
 def load_model(
@@ -537,6 +553,7 @@ def load_model(
     ckpt: str | Path | None,
     checkpoint: str = "best",
     device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
 ) -> Run:
     """The model named by exactly one of ``run_dir`` (with ``checkpoint``: best, last or a
     path) and ``ckpt`` (a checkpoint file, see ``load_checkpoint``): the commands'
@@ -551,26 +568,28 @@ def load_model(
             "file or a .ckpt of ours), exactly one of them"
         )
     if ckpt is not None:
-        return load_checkpoint(ckpt, device)
-    return load_run(run_dir, checkpoint, device)
+        return load_checkpoint(ckpt, device, dtype)
+    return load_run(run_dir, checkpoint, device, dtype)
 
 
 def output_dir(
-    cfg: DictConfig | None,
+    cfg: DictConfig,
+    model_cfg: DictConfig | None,
     checkpoint: Path | None,
-    run_dir: str | Path | None,
-    out_dir: str | Path | None,
-    default: Path,
+    folder: str,
+    sub: str | None = None,
 ) -> Path:
-    """Where a command (export, render, evaluate) writes for a loaded model: ``out_dir`` or
-    ``default``, checked so that writing there can destroy nothing of the run or its data.
+    """Where a command (evaluate, render, export) writes for a loaded model, the one rule:
+    ``out_dir=``; without it ``<run_dir>/<folder>/<sub>`` with ``run_dir=``, else the command's
+    Hydra output folder (``paths.output_dir``) ``/<sub>``. Checked so that writing there can
+    destroy nothing of the run or its data.
 
     Args:
-        cfg: the model's config (``Run.cfg``); its ``data.root`` is protected.
+        cfg: the command's config: ``run_dir``, ``out_dir``, ``paths.output_dir``.
+        model_cfg: the model's config (``Run.cfg``); its ``data.root`` is protected.
         checkpoint: the file the model came from.
-        run_dir: the ``run_dir=`` of the command, if any.
-        out_dir: the ``out_dir=`` of the command, if any.
-        default: where the command writes without ``out_dir``.
+        folder: the command's folder in a run folder (``eval``, ``render``, ``export``).
+        sub: a folder below either default (export's format).
 
     Refused: an ``out_dir`` equal to or containing the run folder or the checkpoint file, one
     equal to, inside or containing the run's dataset, and a folder under the run folder that a
@@ -579,14 +598,16 @@ def output_dir(
     Raises:
         FolderError: naming the folder and what it overlaps.
     """
-    out = Path(out_dir) if out_dir else Path(default)
+    run_dir, out_dir = cfg.get("run_dir"), cfg.get("out_dir")
+    default = Path(run_dir) / folder if run_dir is not None else Path(cfg.paths.output_dir)
+    out = Path(out_dir) if out_dir else default / (sub or "")
     if run_dir is not None:
         check_separate(out, Path(run_dir), "the run folder", inside_ok=True)
         if not out_dir or out.absolute().is_relative_to(Path(run_dir).absolute()):
             inside(out, Path(run_dir))
     if checkpoint is not None:
         check_separate(out, checkpoint, "the checkpoint")
-    root = ((cfg or {}).get("data") or {}).get("root")
+    root = ((model_cfg or {}).get("data") or {}).get("root")
     if root:
         check_separate(out, Path(root), "the dataset")
     return out

@@ -138,8 +138,8 @@ def test_torchscript_graphs_match_eager(
     with caplog.at_level(logging.INFO):
         out = _export(tiny_run, tmp_path / "ts", "format=torchscript")
     checkpoint = tiny_run / "checkpoints" / "last.ckpt"
-    assert f"checkpoint {checkpoint} (step " in caplog.text
-    assert "device cpu, precision float32" in caplog.text
+    loaded = [r.getMessage() for r in caplog.records if r.getMessage().startswith("loaded ")]
+    assert loaded == [f"loaded {checkpoint} (global step 8) on cpu, weights float32"]
     meta = read_sidecar(out)
     assert meta["format"] == "torchscript" and meta["opset"] is None
     graphs = {name: torch.jit.load(out / g["file"]) for name, g in meta["graphs"].items()}

@@ -76,8 +76,9 @@ def test_image_path_and_out_dir_and_what_was_used_is_logged(
         written = render(_cfg(tiny_run, tmp_path, image=image, out_dir=tmp_path / "figs"))
     assert {p.parent for p in written} == {tmp_path / "figs"}
     checkpoint = tiny_run / "checkpoints" / "last.ckpt"  # "best": none saved by the tiny run
-    assert f"checkpoint {checkpoint} (step " in caplog.text
-    assert "device cpu, precision float32" in caplog.text
+    # One line per load: the file, its step, the device and the precision.
+    loaded = [r.getMessage() for r in caplog.records if r.getMessage().startswith("loaded ")]
+    assert loaded == [f"loaded {checkpoint} (global step 8) on cpu, weights float32"]
     assert f"input image: {image}" in caplog.text
 
 

@@ -255,7 +255,7 @@ def test_client_upload_sliders_and_render(
 
     # The server's model in the precision the server chose and logged: precision=auto times a
     # probe (acceleration.bf16_pays), so this process could choose otherwise on a busy machine.
-    chosen = server[2].read_text().split("precision ")[1].split()[0]
+    chosen = server[2].read_text().split(" - loaded ")[1].split(", weights ")[1].split()[0]
     precision = {"bfloat16": "bf16", "float32": "fp32"}[chosen]
     renderer = NovelViewRenderer.from_run(tiny_run, device="cpu", precision=precision)
 
@@ -289,8 +289,8 @@ def test_client_upload_sliders_and_render(
 
 def test_server_logs_what_it_uses(client, server: tuple[str, int, Path], tiny_run: Path) -> None:
     log = server[2].read_text()
-    assert f"checkpoint {tiny_run / 'checkpoints'}" in log and "(step " in log
-    assert "device cpu, precision " in log
+    assert f"loaded {tiny_run / 'checkpoints'}" in log and "(global step " in log
+    assert "on cpu, weights " in log and log.count(" - loaded ") == 1
     assert "input image: " in log  # after the uploads of the tests before
 
 
