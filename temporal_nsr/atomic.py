@@ -10,7 +10,7 @@ existing non-empty folder that lacks the command's ``marker`` file (``export.jso
 generator's ``manifest.json``, ...) unless ``force=True``, so a command pointed at a user's own
 folder never deletes it. Leftovers of killed writers (``.<name>.tmp-<pid>-*``,
 ``.<name>.old-<pid>-*`` whose process is gone) are removed at the next write of the same path.
-A full disk is an ``OSError(ENOSPC)`` naming the file; ``disk_full`` words it in one line.
+A full disk is an ``OSError(ENOSPC)`` naming the file; ``errors.disk_full`` words it in one line.
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from temporal_nsr.errors import UserError
+
 log = logging.getLogger(__name__)
 
 
-class FolderError(ValueError):
+class FolderError(UserError):
     """A folder a command will not write or replace; the message names it and the fix."""
 
 
@@ -139,22 +141,6 @@ def _name_disk_full(error: OSError, path: Path) -> None:
     """Raise a disk-full ``error`` again naming ``path`` (a write() reports no file name)."""
     if error.errno == errno.ENOSPC and error.filename is None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from error
-
-
-def disk_full(error: BaseException) -> str | None:
-    """One line for a full disk (``ENOSPC``, ``EDQUOT``): the file and the space left; else None."""
-    if not isinstance(error, OSError) or error.errno not in (errno.ENOSPC, errno.EDQUOT):
-        return None
-    where = Path(error.filename) if error.filename else None
-    free = ""
-    if where is not None:
-        probe = next((p for p in (where, *where.parents) if p.exists()), None)
-        if probe is not None:
-            free = f", {shutil.disk_usage(probe).free / 2**20:.0f} MB free there"
-    return (
-        f"no space left on the device writing {where or 'a file'}{free}: free some space or "
-        "point the output somewhere else; nothing half-written was left behind"
-    )
 
 
 @contextmanager

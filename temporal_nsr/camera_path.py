@@ -34,6 +34,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from temporal_nsr.errors import UserError
+
 POSES = ("relative", "absolute")
 INTERPOLATIONS = ("linear", "smooth")
 BUILT_IN = ("orbit", "time_sweep")
@@ -41,7 +43,7 @@ _KEYFRAME_KEYS = {"frame", "time", "azimuth", "elevation", "dt"}
 _PATH_KEYS = {"poses", "source_pose", "fps", "interpolation", "keyframes"}
 
 
-class CameraPathError(ValueError):
+class CameraPathError(UserError):
     """A camera path that cannot be used; the one-line message names the file and the key."""
 
 

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from temporal_nsr import CONF_DIR
+from temporal_nsr.errors import UserError, one_line_errors
 
 
 def _beside_run(run_dir: str | None, task: str, default: str) -> str:
@@ -37,7 +38,7 @@ def compose_config(overrides: list[str], config_name: str = "train") -> DictConf
     return cfg
 
 
-class UnknownKeyError(ValueError):
+class UnknownKeyError(UserError):
     """A command-line override naming a key the config does not have; the one-line message
     names the valid keys."""
 
@@ -119,10 +120,8 @@ def _exists(cfg: DictConfig, key: str) -> bool:
 
 def strict_command_line(config_name: str, arguments: list[str]) -> None:
     """``check_overrides`` for an entry point's ``__main__``: exit with a one-line error."""
-    try:
+    with one_line_errors(config_name):
         check_overrides(config_name, arguments)
-    except UnknownKeyError as error:
-        raise SystemExit(f"{config_name}: {error}") from None
 
 
 def config_tree(cfg: DictConfig) -> str:

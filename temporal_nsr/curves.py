@@ -12,19 +12,18 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from temporal_nsr.enr_checkpoint import CheckpointError
+from temporal_nsr.errors import one_line_errors
 from temporal_nsr.evaluation.predictors import build_predictors
-from temporal_nsr.evaluation.protocol import EvaluationError
 from temporal_nsr.evaluation.snapshots import SNAPSHOT_DIR, evaluate_snapshots
 from temporal_nsr.evaluation.split import EvalOptions
-from temporal_nsr.learning_curves import CurveError, plot_curves
+from temporal_nsr.learning_curves import plot_curves
 
 
 @hydra.main(config_path="../conf", config_name="curves", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     if not cfg.runs:
         raise SystemExit("curves: give runs='{label: run_dir, ...}'")
-    try:
+    with one_line_errors("curves"):
         if cfg.snapshots:
             snap = cfg.snapshots
             options, predictors = EvalOptions.from_config(snap), build_predictors(snap.predictors)
@@ -34,8 +33,6 @@ def main(cfg: DictConfig) -> None:
                         run_dir, snap.split, options, predictors, snap.every, snap.device
                     )
         print(plot_curves(dict(cfg.runs), list(cfg.metrics), cfg.out, axes=list(cfg.axes)))
-    except (CurveError, CheckpointError, EvaluationError) as error:
-        raise SystemExit(f"curves: {error}") from None
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import numpy as np
 from omegaconf import DictConfig
 from PIL import Image
 
+from temporal_nsr.errors import UserError
 from temporal_nsr.evaluation.results import SplitScores
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ LOGGERS = ("none", "wandb", "tensorboard")
 METRICS = ("psnr", "ssim", "iou", "bend_error_deg")
 
 
-class DashboardError(ValueError):
+class DashboardError(UserError):
     """A logger setting that cannot be used; the message names the key and the values."""
 
 

@@ -35,35 +35,25 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from temporal_nsr.atomic import FolderError, disk_full
 from temporal_nsr.config import strict_command_line
-from temporal_nsr.dashboard import DashboardError, log_evaluation
-from temporal_nsr.data.dataset import DatasetError
+from temporal_nsr.dashboard import log_evaluation
 from temporal_nsr.digest import sha256_file
-from temporal_nsr.enr_checkpoint import CheckpointError
+from temporal_nsr.errors import one_line_errors
 from temporal_nsr.evaluation.bend import BendEstimator
 from temporal_nsr.evaluation.metrics import PSNR_CAP_DB
 from temporal_nsr.evaluation.predictors import build_predictors
-from temporal_nsr.evaluation.protocol import EvaluationError
 from temporal_nsr.evaluation.report import write_outputs
 from temporal_nsr.evaluation.split import EvalOptions, evaluate_split
 from temporal_nsr.machine import resolve_device
-from temporal_nsr.runs import Run, load_model, output_dir, run_datamodule
+from temporal_nsr.runs import CheckpointError, Run, load_model, output_dir, run_datamodule
 
 
 def _load_model(cfg: DictConfig, device: str) -> Run:
     """The model of exactly one of `run_dir` and `ckpt`, with `data` from the command line
     (when given) in place of the run's."""
-    ckpt = cfg.get("ckpt")
-    run = load_model(cfg.get("run_dir"), ckpt, cfg.checkpoint, device)
+    run = load_model(cfg.get("run_dir"), cfg.get("ckpt"), cfg.checkpoint, device)
     data = cfg.get("data")
     if data is None:
-        if "root" not in run.cfg.data:
-            raise CheckpointError(
-                f"ckpt={ckpt} is an original ENR file and names no dataset: add data=bend "
-                "data.root=<dataset folder with train/ and the splits> (data.static=true for "
-                "a static dataset such as ENR's chairs)"
-            )
         return run
     size = run.renderer.encoder.image_size
     if data.image_size != size:
@@ -81,9 +71,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     predictors = build_predictors(cfg.predictors)
     device = str(resolve_device(cfg.device))
     run = _load_model(cfg, device)
-    run_dir = cfg.get("run_dir")
-    default = Path(run_dir) / "eval" if run_dir is not None else Path(cfg.paths.output_dir)
-    out_dir = output_dir(run.cfg, run.checkpoint, run_dir, cfg.get("out_dir"), default)
+    out_dir = output_dir(cfg, run.cfg, run.checkpoint, "eval")
+    datamodule = run_datamodule(run.cfg)  # the one check that the model names a dataset
     data = run.cfg.data
     manifest_file = Path(data.root) / "manifest.json"
     manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else None
@@ -108,7 +97,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "enr": OmegaConf.to_container(run.cfg.enr) if "enr" in run.cfg else None,
         "splits": {},
     }
-    datamodule = run_datamodule(run.cfg)
     train = datamodule.split("train")
     rows, figures = {}, {}
     for split in cfg.splits:
@@ -125,14 +113,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    try:
+    with one_line_errors("evaluate"):
         results = evaluate(cfg)
-    except (CheckpointError, DatasetError, EvaluationError, FolderError, DashboardError) as error:
-        raise SystemExit(f"evaluate: {error}") from None
-    except OSError as error:
-        if (line := disk_full(error)) is None:
-            raise
-        raise SystemExit(f"evaluate: {line}") from None
     print((Path(results["out_dir"]) / "results.md").read_text())
 
 

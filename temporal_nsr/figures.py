@@ -36,6 +36,7 @@ from torch import Tensor
 
 from temporal_nsr.camera_path import time_offsets, turntable_azimuths
 from temporal_nsr.data.images import UNBOUNDED, ImageLimits
+from temporal_nsr.errors import UserError
 from temporal_nsr.image_input import ImageLike, image_batch
 from temporal_nsr.inference import NovelViewRenderer
 from temporal_nsr.pictures import image_grid, to_uint8
@@ -49,7 +50,7 @@ LABEL_FONT = 11  # label text height in pixels
 VIDEO_SIDE = 256  # default longer side of GIFs and MP4s: renders enlarged for display
 
 
-class RenderError(ValueError):
+class RenderError(UserError):
     """Figure settings that cannot be rendered; the message names the setting and its bound."""
 
 

@@ -12,17 +12,16 @@ import hydra
 from omegaconf import DictConfig
 
 from temporal_nsr.atomic import write_text
-from temporal_nsr.evaluation.headline import HeadlineError, headline_tables, load_evaluation
+from temporal_nsr.errors import one_line_errors
+from temporal_nsr.evaluation.headline import headline_tables, load_evaluation
 
 
 @hydra.main(config_path="../conf", config_name="headline", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     if not cfg.results:
         raise SystemExit("headline: give results='{label: evaluation folder, ...}'")
-    try:
+    with one_line_errors("headline"):
         tables = headline_tables({k: load_evaluation(v) for k, v in cfg.results.items()})
-    except HeadlineError as error:
-        raise SystemExit(f"headline: {error}") from None
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text(out, tables)

@@ -27,13 +27,14 @@ from temporal_nsr.data.images import (
     open_image,
     rgb_pixels,
 )
+from temporal_nsr.errors import UserError
 
 log = logging.getLogger(__name__)
 
 ImageLike = Tensor | Image.Image | np.ndarray | str | Path
 
 
-class ImageError(ValueError):
+class ImageError(UserError):
     """An input image that cannot be read; the message names the file or the bad value."""
 
 

@@ -28,10 +28,10 @@ object that fills a different fraction of the frame than in training is rendered
 
 Nothing is cached between calls: ``encode`` returns the latent and the caller keeps it.
 
-``NovelViewRenderer.from_checkpoint(path)`` loads a checkpoint file instead of a run folder:
-an original ENR or temporal-ENR file (``temporal_nsr.runs.load_enr_checkpoint``, see
-``temporal_nsr.enr_checkpoint`` for the format and the slot mapping) or a .ckpt of ours inside
-its run folder.
+``NovelViewRenderer.from_checkpoint(path)`` loads a checkpoint file alone instead of a run
+folder (``temporal_nsr.runs.load_checkpoint``): a .ckpt written by ``temporal_nsr.train`` (it
+stores its run's config) or an original ENR or temporal-ENR file (see
+``temporal_nsr.enr_checkpoint`` for the format and the slot mapping).
 """
 
 from __future__ import annotations
@@ -125,22 +125,26 @@ class NovelViewRenderer:
             CheckpointError: missing run folder or checkpoint, or one of another config.
         """
         device = resolve_device(device)
-        return cls.from_loaded(load_run(run_dir, checkpoint, str(device)), device, **options)
+        dtype = inference_dtype(options.get("precision", "fp32"), device)
+        run = load_run(run_dir, checkpoint, str(device), dtype)
+        return cls.from_loaded(run, device, **options)
 
     @classmethod
     def from_checkpoint(
         cls, path: str | Path, device: str | torch.device = "auto", **options: Any
     ) -> NovelViewRenderer:
-        """Load a checkpoint file: an original ENR or temporal-ENR file (a rotation-only
-        model for ENR, max_offset = T // 2 - 1 for the fork's T slots), or a .ckpt of ours in
-        its run folder (see ``load_checkpoint``). ``options`` as for ``from_run``.
+        """Load a checkpoint file alone: a .ckpt of ours (its stored config; one written
+        before checkpoints stored it, inside its run folder), or an original ENR or
+        temporal-ENR file (a rotation-only model for ENR, max_offset = T // 2 - 1 for the
+        fork's T slots); see ``load_checkpoint``. ``options`` as for ``from_run``.
 
         Raises:
-            CheckpointError: unreadable file or unknown format, or a .ckpt without its run
-                folder.
+            CheckpointError: unreadable file or unknown format, or an old .ckpt without its
+                run folder.
         """
         device = resolve_device(device)
-        return cls.from_loaded(load_checkpoint(path, str(device)), device, **options)
+        dtype = inference_dtype(options.get("precision", "fp32"), device)
+        return cls.from_loaded(load_checkpoint(path, str(device), dtype), device, **options)
 
     @classmethod
     def from_loaded(
@@ -372,21 +376,9 @@ class NovelViewRenderer:
         return [path / f"{i:05d}.png" for i in range(len(pictures))]
 
 
-def log_loaded(run: Run, device: torch.device | str, precision: str | torch.dtype) -> None:
-    """Log which model a command uses: the checkpoint file and step, the device, the precision."""
-    # Run names no training step yet (issue 13, item 7): print it here once the loader reads it.
-    step = getattr(run, "step", None)
-    log.info(
-        "checkpoint %s (step %s); device %s, precision %s",
-        run.checkpoint,
-        "unknown" if step is None else step,
-        device,
-        str(precision).removeprefix("torch."),
-    )
-
-
 def load_renderer(cfg: DictConfig) -> NovelViewRenderer:
-    """The model a command's config names, ready to render, with what was loaded logged.
+    """The model a command's config names, ready to render (its load logs one line: the file,
+    its step, the device and the precision).
 
     Args:
         cfg: a node with exactly one of ``run_dir`` (+ ``checkpoint``: best, last or a path)
@@ -397,7 +389,7 @@ def load_renderer(cfg: DictConfig) -> NovelViewRenderer:
             bad file. ValueError: a precision the device cannot run.
     """
     device = resolve_device(cfg.device)
-    run = load_model(cfg.get("run_dir"), cfg.get("ckpt"), cfg.checkpoint, str(device))
-    renderer = NovelViewRenderer.from_loaded(run, device, precision=cfg.get("precision", "fp32"))
-    log_loaded(run, renderer.device, renderer.dtype)
-    return renderer
+    precision = cfg.get("precision", "fp32")
+    dtype = inference_dtype(precision, device)
+    run = load_model(cfg.get("run_dir"), cfg.get("ckpt"), cfg.checkpoint, str(device), dtype)
+    return NovelViewRenderer.from_loaded(run, device, precision=precision)

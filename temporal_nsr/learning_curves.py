@@ -14,9 +14,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from temporal_nsr.atomic import atomic_file
+from temporal_nsr.errors import UserError
 
 
-class CurveError(ValueError):
+class CurveError(UserError):
     """A run folder without CSV metrics, or a metric no run logged."""
 
 

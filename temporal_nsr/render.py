@@ -34,13 +34,12 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from temporal_nsr.atomic import FolderError, atomic_folder, check_replaceable, disk_full
+from temporal_nsr.atomic import atomic_folder, check_replaceable
 from temporal_nsr.camera_path import POSES, CameraPath, CameraPathError, camera_path
 from temporal_nsr.config import strict_command_line
-from temporal_nsr.dashboard import DashboardError, log_render
-from temporal_nsr.data.dataset import DatasetError
+from temporal_nsr.dashboard import log_render
 from temporal_nsr.data.images import ImageLimits
-from temporal_nsr.enr_checkpoint import CheckpointError
+from temporal_nsr.errors import one_line_errors
 from temporal_nsr.figures import (
     RenderError,
     render_figures,
@@ -48,7 +47,7 @@ from temporal_nsr.figures import (
     write_path,
     write_views,
 )
-from temporal_nsr.image_input import ImageError, image_batch, image_files
+from temporal_nsr.image_input import image_batch, image_files
 from temporal_nsr.inference import NovelViewRenderer, load_renderer
 from temporal_nsr.runs import output_dir, run_datamodule
 
@@ -80,11 +79,6 @@ def render(cfg: DictConfig) -> list[Path]:
     renderer = load_renderer(cfg)
     source_pose = _numbers(cfg.get("source_pose"))
     if cfg.image is None:
-        if "root" not in renderer.config.data:
-            raise RenderError(
-                f"ckpt={cfg.ckpt} is an original ENR file and names no dataset: pass "
-                "image=<image file>"
-            )
         file, stem, pose = _first_test_image(renderer.config)
         inputs = [(file, stem)]
         source_pose = pose if source_pose is None else source_pose
@@ -100,9 +94,7 @@ def render(cfg: DictConfig) -> list[Path]:
             for path in files
         ]
         log.info("input image%s: %s", "s" if len(inputs) > 1 else "", cfg.image)
-    run_dir = cfg.get("run_dir")
-    default = Path(run_dir) / "render" if run_dir is not None else Path(cfg.paths.output_dir)
-    out_dir = output_dir(renderer.config, renderer.checkpoint, run_dir, cfg.out_dir, default)
+    out_dir = output_dir(cfg, renderer.config, renderer.checkpoint, "render")
     if cfg.out_dir and len(inputs) == 1 and cfg.image is not None:
         folders = [out_dir]  # one named image: out_dir is its folder, as before
     else:
@@ -192,22 +184,8 @@ def _numbers(value):
 
 @hydra.main(config_path="../conf", config_name="render", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    try:
+    with one_line_errors("render"):
         paths = render(cfg)
-    except (
-        CheckpointError,
-        ImageError,
-        DatasetError,
-        RenderError,
-        CameraPathError,
-        DashboardError,
-        FolderError,
-    ) as error:
-        raise SystemExit(f"render: {error}") from None
-    except OSError as error:
-        if (line := disk_full(error)) is None:
-            raise
-        raise SystemExit(f"render: {line}") from None
     for path in paths:
         print(path)
 

@@ -11,20 +11,31 @@ its model) and ``checkpoints/*.ckpt`` (Lightning training states). Which checkpo
   recorded as best, as stored in the furthest checkpoint; ``last`` when none was recorded.
 * a path to a ``.ckpt`` file.
 
-A **checkpoint file** (``ckpt=``) is an original ENR / temporal-ENR file
-(``temporal_nsr.enr_checkpoint``) or a ``.ckpt`` of ours inside its run folder.
+A **checkpoint file** (``ckpt=``) loads alone: a ``.ckpt`` written by ``temporal_nsr.train``
+stores its run's config (``RUN_CONFIG``: the model's constructor tree, the data settings, as
+``.hydra/config.yaml`` holds them, resolved), so the file renders without its run folder. A
+``.ckpt`` written before that takes the config of its run folder (the file in
+``<run>/checkpoints/``). An original ENR / temporal-ENR file (``temporal_nsr.enr_checkpoint``)
+loads as a run with no ``data``: a command that opens a dataset (``run_datamodule``) then asks
+for ``data=``.
 
-Every file is read with ``torch.load(weights_only=True)`` (``enr_checkpoint.read_checkpoint``):
-tensors and plain containers only, so a shared run folder cannot run code. Every failure is a
+**Formats** are registered (``register_format``): each recognises its files and translates one
+into a ``StoredModel`` (its config, its weights under ``TemporalNSRModule``'s keys), and
+everything else (building the model, fitting the weights, ``init_from=``) is shared. A new
+format is one class with ``@register_format``, imported at the bottom of this file.
+
+Every file is read with ``torch.load(weights_only=True)`` (``read_checkpoint``): tensors and
+plain containers only, so a shared run folder or file cannot run code. Every failure is a
 ``CheckpointError`` whose one-line message names the file and the fix.
 """
 
 from __future__ import annotations
 
 import logging
+import pickle
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from hydra._internal.utils import _locate
@@ -37,13 +48,7 @@ from torch import Tensor
 
 from temporal_nsr.atomic import check_separate, inside, write_text
 from temporal_nsr.data.datamodule import ViewPairDataModule
-from temporal_nsr.enr_checkpoint import (
-    CheckpointError,
-    checkpoint_format,
-    enr_model,
-    first_mismatch,
-    read_checkpoint,
-)
+from temporal_nsr.errors import UserError
 from temporal_nsr.model.renderer import SceneRenderer
 
 log = logging.getLogger(__name__)
@@ -54,10 +59,199 @@ RESULT_FILE = "metrics.json"  # <run>/metrics.json: what training.fit records of
 RENDERER = "renderer."  # TemporalNSRModule's key prefix of the network's weights
 
 
+FIX_FORMAT = (
+    "pass an original ENR file (a dict with 'config' and 'state_dict', as "
+    "NeuralRenderer.save writes) or a .ckpt written by temporal_nsr.train"
+)
+RUN_CONFIG = "run_config"  # the key of a .ckpt holding its run's config (StoreRunConfig)
+
+
+class CheckpointError(UserError):
+    """A run folder or checkpoint file that cannot be used (``run_dir=``, ``ckpt=``,
+    ``init_from=``, ``ckpt_path=``); the one-line message names the file, the layer, the fix."""
+
+
+def read_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
+    """Load a checkpoint file onto the CPU, tensors and plain containers only: the one reader
+    of every checkpoint (run folders, ``ckpt=``, ``init_from=``, a resumed training state).
+
+    Args:
+        path: the file.
+        mmap: map tensors instead of reading them (cheap when only the step is wanted);
+            files of torch's legacy format are read whole.
+
+    Raises:
+        CheckpointError: no such file, not a torch file, a file that needs arbitrary code to
+            unpickle, or one that holds something other than a dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        checkpoint = _torch_load(path, mmap)
+    except pickle.UnpicklingError as error:
+        if "unsupported global" in str(error).lower():
+            raise CheckpointError(
+                f"{path} holds Python objects other than tensors and plain containers, which "
+                f"are not loaded (they could run code); {FIX_FORMAT}"
+            ) from None
+        raise CheckpointError(f"{path} is not a torch checkpoint file; {FIX_FORMAT}") from None
+    except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError):
+        raise CheckpointError(f"{path} is not a torch checkpoint file; {FIX_FORMAT}") from None
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(
+            f"{path} holds a {type(checkpoint).__name__}, not a dict; {FIX_FORMAT}"
+        )
+    return checkpoint
+
+
+def _torch_load(path: Path, mmap: bool) -> Any:
+    if mmap:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as error:
+            if "zipfile" not in str(error):
+                raise
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class StoredModel(NamedTuple):
+    """What a checkpoint file holds, in our terms."""
+
+    cfg: DictConfig | None  # model (the constructor tree) and what else the file knows (data,
+    # enr, ...); None: the file stores no config (a .ckpt written before they did)
+    state_dict: Mapping[str, Tensor]  # under TemporalNSRModule's keys ("renderer....")
+    names: Mapping[str, str]  # our key -> the file's own name, for messages
+    step: int | None  # the global step of a training state; None where the format has none
+    rebuild: str  # how to build a model these weights fit, for an init_from= mismatch
+
+
+class CheckpointFormat:
+    """A kind of checkpoint file: subclass, set ``name``, decorate with ``@register_format``."""
+
+    name: ClassVar[str]
+
+    def recognises(self, checkpoint: Mapping[str, Any]) -> bool:
+        """Whether a dict read by ``read_checkpoint`` is a file of this format."""
+        raise NotImplementedError
+
+    def read(self, checkpoint: Mapping[str, Any], path: Path) -> StoredModel:
+        """Translate a file of this format; raise ``CheckpointError`` naming ``path``."""
+        raise NotImplementedError
+
+
+CHECKPOINT_FORMATS: dict[str, CheckpointFormat] = {}  # name -> format, in the order tried
+
+
+def register_format(cls: type[CheckpointFormat]) -> type[CheckpointFormat]:
+    """Class decorator: files that ``cls`` recognises load through it."""
+    if cls.name in CHECKPOINT_FORMATS:
+        raise ValueError(f"checkpoint format name {cls.name!r} is taken")
+    CHECKPOINT_FORMATS[cls.name] = cls()
+    return cls
+
+
+def checkpoint_format(checkpoint: Mapping[str, Any], path: str | Path) -> CheckpointFormat:
+    """The registered format of a loaded checkpoint (the first that recognises it).
+
+    Raises:
+        CheckpointError: no format does; the message lists the dict's keys.
+    """
+    for fmt in CHECKPOINT_FORMATS.values():
+        if fmt.recognises(checkpoint):
+            return fmt
+    keys = sorted(str(k) for k in checkpoint)
+    shown = ", ".join(keys[:8]) + (", ..." if len(keys) > 8 else "")
+    raise CheckpointError(
+        f"{path} has an unknown checkpoint format (a dict with keys [{shown}]); {FIX_FORMAT}"
+    )
+
+
+@register_format
+class LightningFormat(CheckpointFormat):
+    """Our own: a Lightning .ckpt written by ``temporal_nsr.train``, with its run's config
+    under ``RUN_CONFIG`` (``training.checkpointing.StoreRunConfig``; none in older files)."""
+
+    name = "lightning"
+
+    def recognises(self, checkpoint: Mapping[str, Any]) -> bool:
+        return "pytorch-lightning_version" in checkpoint and isinstance(
+            checkpoint.get("state_dict"), Mapping
+        )
+
+    def read(self, checkpoint: Mapping[str, Any], path: Path) -> StoredModel:
+        stored = checkpoint.get(RUN_CONFIG)
+        return StoredModel(
+            cfg=OmegaConf.create(stored) if isinstance(stored, Mapping) else None,
+            state_dict=checkpoint["state_dict"],
+            names={},
+            step=int(checkpoint.get("global_step", 0)),
+            rebuild="train with the config of the run that wrote it (its .hydra/config.yaml)",
+        )
+
+
+def first_mismatch(
+    expected: Mapping[str, Tensor],
+    given: Mapping[str, Tensor],
+    names: Mapping[str, str] | None = None,
+) -> str | None:
+    """Describe the first parameter that differs between two state dicts, and how many do.
+
+    Args:
+        expected: the model's state dict.
+        given: the checkpoint's, with the model's keys.
+        names: our key -> the name the file gives it, added to the message where known.
+
+    Returns:
+        None when keys and shapes agree, else e.g. "renderer.x.weight has shape (2, 4) in
+        the checkpoint but (3, 4) in the model (and 5 more mismatches)".
+    """
+    names = names or {}
+
+    def called(key: str) -> str:
+        return f"{key} (the file's {names[key]})" if key in names else key
+
+    problems = []
+    for key, value in expected.items():
+        if key not in given:
+            problems.append(f"the checkpoint has no {key} (shape {tuple(value.shape)})")
+        elif given[key].shape != value.shape:
+            problems.append(
+                f"{called(key)} has shape {tuple(given[key].shape)} in the checkpoint but "
+                f"{tuple(value.shape)} in the model"
+            )
+    problems += [f"the checkpoint has an extra {called(k)}" for k in given if k not in expected]
+    if not problems:
+        return None
+    more = len(problems) - 1
+    return problems[0] + (f" (and {more} more mismatch{'es' * (more > 1)})" if more else "")
+
+
+def load_initial_weights(module: torch.nn.Module, path: str | Path) -> None:
+    """Start training from a checkpoint file's weights (``init_from=``), of any registered
+    format. Only the weights are taken; optimizer, step and callbacks start fresh.
+
+    Raises:
+        CheckpointError: an unreadable file or format, or weights that do not fit the model
+            built from the current config: the message names the first mismatched layer and
+            how to build the file's architecture.
+    """
+    path = Path(path)
+    checkpoint = read_checkpoint(path)
+    stored = checkpoint_format(checkpoint, path).read(checkpoint, path)
+    problem = first_mismatch(module.state_dict(), stored.state_dict, stored.names)
+    if problem is not None:
+        raise CheckpointError(
+            f"init_from={path} does not fit the model: {problem}; {stored.rebuild}"
+        )
+    module.load_state_dict(stored.state_dict)
+
+
 class Run(NamedTuple):
     """A loaded model and where it came from."""
 
-    cfg: DictConfig  # the run's config: data, model (the constructor tree), enr for ENR files
+    cfg: DictConfig  # the run's config: model (the constructor tree), data (none for an ENR
+    # file), enr (an ENR file's own config and slot mapping)
     renderer: SceneRenderer  # in eval mode, on the requested device
     checkpoint: Path  # the file read
     step: int | None  # global step of a .ckpt; None for an ENR file
@@ -262,60 +456,50 @@ def _build(cfg: DictConfig, path: Path) -> SceneRenderer:
         ) from None
 
 
-def _load_weights(
-    renderer: SceneRenderer,
-    state: Mapping[str, Tensor],
-    names: Mapping[str, str] | None,
-    mismatch: str,
-) -> None:
-    """Load TemporalNSRModule-keyed weights into ``renderer``; ``mismatch`` formats the error."""
-    expected = {RENDERER + k: v for k, v in renderer.state_dict().items()}
-    problem = first_mismatch(expected, state, names)
-    if problem is not None:
-        raise CheckpointError(mismatch.format(problem=problem))
-    renderer.load_state_dict({k[len(RENDERER) :]: v for k, v in state.items()})
-
-
-def _finish(cfg: DictConfig, renderer: SceneRenderer, path: Path, step: int | None, device) -> Run:
-    renderer = renderer.to(device).eval()
-    dtype = next(renderer.parameters()).dtype
-    at = f"global step {step}" if step is not None else "an ENR file"
-    log.info("loaded %s (%s) on %s, weights %s", path, at, device, str(dtype).split(".")[-1])
-    return Run(cfg, renderer, path, step)
-
-
-def _lightning_run(run_dir: Path, path: Path, checkpoint: dict[str, Any], device) -> Run:
-    """A run's model from its config and the contents of one of its .ckpt files."""
-    cfg = _run_config(run_dir)
+def _run(
+    cfg: DictConfig,
+    stored: StoredModel,
+    path: Path,
+    recipe: Path | None,
+    device: str,
+    dtype: torch.dtype,
+) -> Run:
+    """The model of ``cfg`` with the weights of ``stored`` (read from ``path``), in eval mode on
+    ``device`` in ``dtype``, logged in the one line of this load; ``recipe``: the config file
+    ``cfg`` came from, None for the file's own."""
     renderer = _build(cfg, path)
-    config = run_dir / ".hydra" / "config.yaml"
-    mismatch = (
-        f"checkpoint {path} does not fit the model of {config}: {{problem}}; was it trained "
-        "with another config?"
-    )
-    _load_weights(renderer, checkpoint["state_dict"], None, mismatch)
-    return _finish(cfg, renderer, path, int(checkpoint.get("global_step", 0)), device)
+    expected = {RENDERER + k: v for k, v in renderer.state_dict().items()}
+    problem = first_mismatch(expected, stored.state_dict, stored.names)
+    if problem is not None:
+        where, fix = (
+            (f"the model of {recipe}", "was it trained with another config?")
+            if recipe is not None
+            else ("the model its own config describes", "the file's config and weights disagree")
+        )
+        raise CheckpointError(f"checkpoint {path} does not fit {where}: {problem}; {fix}")
+    renderer.load_state_dict({k[len(RENDERER) :]: v for k, v in stored.state_dict.items()})
+    renderer = renderer.to(device, dtype).eval()
+    at = f"global step {stored.step}" if stored.step is not None else "no training step"
+    log.info("loaded %s (%s) on %s, weights %s", path, at, device, str(dtype).split(".")[-1])
+    return Run(cfg, renderer, path, stored.step)
 
 
-def _enr_run(checkpoint: dict[str, Any], path: Path, device) -> Run:
-    """Our model from the contents of an ENR file already read from ``path``."""
-    enr = enr_model(checkpoint, path)
-    renderer = _build(enr.cfg, path)
-    mismatch = (
-        f"{path}: the weights do not fit the model its own config describes: {{problem}}; "
-        "the file's config and state_dict disagree"
-    )
-    _load_weights(renderer, enr.state_dict, enr.enr_names, mismatch)
-    return _finish(enr.cfg, renderer, path, None, device)
+def load_run(
+    run_dir: str | Path,
+    checkpoint: str = "best",
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> Run:
+    """Rebuild a run's model from its run folder's config and load a checkpoint's weights.
 
-
-def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu") -> Run:
-    """Rebuild a run's model from its saved config and load a checkpoint's weights.
+    The folder's ``.hydra/config.yaml`` is the recipe (and says where the run's data is, see
+    ``_data_root``), whatever config the .ckpt stores.
 
     Args:
         run_dir: a training run folder.
         checkpoint: best, last or a path (module docs).
         device: where the network goes.
+        dtype: the network's weights (``acceleration.inference_dtype``).
 
     Raises:
         CheckpointError: no run folder (no ``.hydra/config.yaml``), no such checkpoint, an
@@ -323,60 +507,46 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu")
             (names the first differing parameter).
     """
     run_dir = Path(run_dir)
-    _run_config(run_dir)  # a missing recipe is the first thing to report
+    cfg = _run_config(run_dir)  # a missing recipe is the first thing to report
     path = find_checkpoint(run_dir, checkpoint)
     state = read_checkpoint(path)
-    if checkpoint_format(state, path) != "lightning":
+    fmt = checkpoint_format(state, path)
+    if not isinstance(fmt, LightningFormat):
         raise CheckpointError(
             f"{path} is not a Lightning checkpoint of this run; pass checkpoint=<a .ckpt in "
             f"{run_dir / CHECKPOINT_DIR}> or ckpt={path}"
         )
-    return _lightning_run(run_dir, path, state, device)
+    recipe = run_dir / ".hydra" / "config.yaml"
+    return _run(cfg, fmt.read(state, path), path, recipe, device, dtype)
 
 
-def load_enr_checkpoint(path: str | Path, device: str = "cpu") -> Run:
-    """Load a file saved by the original ENR code (or its temporal fork) as our model.
-
-    Returns:
-        ``Run`` whose cfg has ``data`` (image_size, max_offset, static), ``model`` (the
-        constructor tree, as a run's) and ``enr`` (the file's config, its slot count T and
-        which of its slots became ours).
+def load_checkpoint(
+    path: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32
+) -> Run:
+    """Load a checkpoint file alone, reading it once: a .ckpt written by ``temporal_nsr.train``
+    (its own stored config), an original ENR / temporal-ENR file (a run with no ``data``) or a
+    file of any other registered format. A .ckpt from before checkpoints stored their config
+    takes its run folder's (the file sits in ``<run>/checkpoints/`` beside
+    ``<run>/.hydra/config.yaml``).
 
     Raises:
-        CheckpointError: not a torch file, not ENR's format, a config we cannot rebuild, or
-            weights that disagree with their config (names the first such layer).
+        CheckpointError: unreadable file or unknown format, an old .ckpt outside its run
+            folder, or weights that do not fit their config.
     """
     path = Path(path)
     checkpoint = read_checkpoint(path)
-    if checkpoint_format(checkpoint, path) != "enr":
-        raise CheckpointError(
-            f"{path} is a Lightning checkpoint, not an original ENR file; load it with "
-            "load_checkpoint or NovelViewRenderer.from_checkpoint"
-        )
-    return _enr_run(checkpoint, path, device)
-
-
-def load_checkpoint(path: str | Path, device: str = "cpu") -> Run:
-    """Load a checkpoint file of either kind, reading it once: an original ENR / temporal-ENR
-    file, or a .ckpt written by ``temporal_nsr.train``, read with its run folder's config (the
-    file sits in ``<run>/checkpoints/`` beside ``<run>/.hydra/config.yaml``).
-
-    Raises:
-        CheckpointError: unreadable file or unknown format, a .ckpt outside its run folder, or
-            one of another config.
-    """
-    path = Path(path)
-    checkpoint = read_checkpoint(path)
-    if checkpoint_format(checkpoint, path) == "enr":
-        return _enr_run(checkpoint, path, device)
+    stored = checkpoint_format(checkpoint, path).read(checkpoint, path)
+    if stored.cfg is not None:
+        return _run(stored.cfg, stored, path, None, device, dtype)
     run_dir = path.resolve().parent.parent
-    if not (run_dir / ".hydra" / "config.yaml").is_file():
+    config = run_dir / ".hydra" / "config.yaml"
+    if not config.is_file():
         raise CheckpointError(
-            f"{path} is a temporal_nsr checkpoint but {run_dir}/.hydra/config.yaml, the recipe "
-            "of its model, is missing; keep the file in <run>/checkpoints/ of its run folder "
-            "(or pass run_dir=<run> checkpoint=<file>)"
+            f"{path} stores no config (a .ckpt written before checkpoints stored theirs) and "
+            f"{config}, the recipe of its model, is missing; keep the file in "
+            "<run>/checkpoints/ of its run folder (or pass run_dir=<run> checkpoint=<file>)"
         )
-    return _lightning_run(run_dir, path, checkpoint, device)
+    return _run(_run_config(run_dir), stored, path, config, device, dtype)
 
 
 def load_model(
@@ -384,6 +554,7 @@ def load_model(
     ckpt: str | Path | None,
     checkpoint: str = "best",
     device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
 ) -> Run:
     """The model named by exactly one of ``run_dir`` (with ``checkpoint``: best, last or a
     path) and ``ckpt`` (a checkpoint file, see ``load_checkpoint``): the commands'
@@ -398,26 +569,28 @@ def load_model(
             "file or a .ckpt of ours), exactly one of them"
         )
     if ckpt is not None:
-        return load_checkpoint(ckpt, device)
-    return load_run(run_dir, checkpoint, device)
+        return load_checkpoint(ckpt, device, dtype)
+    return load_run(run_dir, checkpoint, device, dtype)
 
 
 def output_dir(
-    cfg: DictConfig | None,
+    cfg: DictConfig,
+    model_cfg: DictConfig | None,
     checkpoint: Path | None,
-    run_dir: str | Path | None,
-    out_dir: str | Path | None,
-    default: Path,
+    folder: str,
+    sub: str | None = None,
 ) -> Path:
-    """Where a command (export, render, evaluate) writes for a loaded model: ``out_dir`` or
-    ``default``, checked so that writing there can destroy nothing of the run or its data.
+    """Where a command (evaluate, render, export) writes for a loaded model, the one rule:
+    ``out_dir=``; without it ``<run_dir>/<folder>/<sub>`` with ``run_dir=``, else the command's
+    Hydra output folder (``paths.output_dir``) ``/<sub>``. Checked so that writing there can
+    destroy nothing of the run or its data.
 
     Args:
-        cfg: the model's config (``Run.cfg``); its ``data.root`` is protected.
+        cfg: the command's config: ``run_dir``, ``out_dir``, ``paths.output_dir``.
+        model_cfg: the model's config (``Run.cfg``); its ``data.root`` is protected.
         checkpoint: the file the model came from.
-        run_dir: the ``run_dir=`` of the command, if any.
-        out_dir: the ``out_dir=`` of the command, if any.
-        default: where the command writes without ``out_dir``.
+        folder: the command's folder in a run folder (``eval``, ``render``, ``export``).
+        sub: a folder below either default (export's format).
 
     Refused: an ``out_dir`` equal to or containing the run folder or the checkpoint file, one
     equal to, inside or containing the run's dataset, and a folder under the run folder that a
@@ -426,14 +599,16 @@ def output_dir(
     Raises:
         FolderError: naming the folder and what it overlaps.
     """
-    out = Path(out_dir) if out_dir else Path(default)
+    run_dir, out_dir = cfg.get("run_dir"), cfg.get("out_dir")
+    default = Path(run_dir) / folder if run_dir is not None else Path(cfg.paths.output_dir)
+    out = Path(out_dir) if out_dir else default / (sub or "")
     if run_dir is not None:
         check_separate(out, Path(run_dir), "the run folder", inside_ok=True)
         if not out_dir or out.absolute().is_relative_to(Path(run_dir).absolute()):
             inside(out, Path(run_dir))
     if checkpoint is not None:
         check_separate(out, checkpoint, "the checkpoint")
-    root = ((cfg or {}).get("data") or {}).get("root")
+    root = ((model_cfg or {}).get("data") or {}).get("root")
     if root:
         check_separate(out, Path(root), "the dataset")
     return out
@@ -448,10 +623,11 @@ def run_datamodule(cfg: DictConfig) -> ViewPairDataModule:
     """
     data = cfg.get("data")
     if data is None or "root" not in data or "_target_" not in data:
+        source = OmegaConf.select(cfg, "enr.checkpoint", default=None) or "the model"
         raise CheckpointError(
-            "an original ENR file names no dataset: add data=bend "
-            "data.root=<dataset folder with train/ and the splits> (data.static=true for a "
-            "static dataset such as ENR's chairs)"
+            f"{source} names no dataset (an original ENR file): render it with image=<image "
+            "file>, evaluate it with data=bend data.root=<dataset folder with train/ and the "
+            "splits> (data.static=true for a static dataset such as ENR's chairs)"
         )
     plain = OmegaConf.masked_copy(data, [k for k in data if k != "generator"])  # not built
     check_targets(plain, "data", "the run's config")
@@ -462,3 +638,7 @@ def run_datamodule(cfg: DictConfig) -> ViewPairDataModule:
             "checkout holding its data/"
         )
     return instantiate(data, generator=None)
+
+
+# Each module registers its format on import (ours, LightningFormat, is defined above).
+from temporal_nsr import enr_checkpoint  # noqa: E402, F401

@@ -17,6 +17,7 @@ import hydra
 from omegaconf import DictConfig
 
 from temporal_nsr.config import strict_command_line
+from temporal_nsr.errors import one_line_errors
 from temporal_nsr.evaluation.folders import score_folders
 from temporal_nsr.evaluation.protocol import EvaluationError
 from temporal_nsr.evaluation.report import write_pairs_csv
@@ -43,10 +44,8 @@ def score(cfg: DictConfig) -> tuple[Path, dict[str, float]]:
 
 @hydra.main(config_path="../conf", config_name="score", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    try:
+    with one_line_errors("score"):
         out, means = score(cfg)
-    except EvaluationError as error:
-        raise SystemExit(f"score: {error}") from None
     print(", ".join(f"{k} {v:.4g}" for k, v in means.items()) + f"  (per image: {out})")
 
 

@@ -14,10 +14,10 @@ from temporal_nsr.atomic import (
     atomic_file,
     atomic_folder,
     check_separate,
-    disk_full,
     inside,
     remove_leftovers,
 )
+from temporal_nsr.errors import disk_full
 
 
 def _write(folder: Path, marker: str = "made.json") -> None:

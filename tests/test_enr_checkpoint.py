@@ -26,19 +26,18 @@ from torch import Tensor
 
 import temporal_nsr.training.fit as fit_module
 from temporal_nsr.config import compose_config
-from temporal_nsr.enr_checkpoint import (
-    ENR_PREFIXES,
-    CheckpointError,
-    enr_config,
-    load_initial_weights,
-    model_overrides,
-    rename_enr_key,
-)
+from temporal_nsr.enr_checkpoint import ENR_PREFIXES, enr_config, model_overrides, rename_enr_key
 from temporal_nsr.evaluate import evaluate
 from temporal_nsr.inference import NovelViewRenderer
 from temporal_nsr.model.encoder import Encoder, spherical_mask
-from temporal_nsr.render import RenderError, render
-from temporal_nsr.runs import load_checkpoint, load_enr_checkpoint
+from temporal_nsr.render import render
+from temporal_nsr.runs import (
+    RUN_CONFIG,
+    CheckpointError,
+    load_checkpoint,
+    load_initial_weights,
+    run_datamodule,
+)
 from temporal_nsr.training.fit import train
 from temporal_nsr.training.module import TemporalNSRModule
 
@@ -181,10 +180,13 @@ def test_keys_map_prefix_by_prefix() -> None:
 
 
 def test_enr_file_loads_as_the_rotation_only_model(enr_file: Path) -> None:
-    run = load_enr_checkpoint(enr_file)
-    assert run.cfg.data.max_offset == 0 and run.cfg.data.image_size == 32
-    assert run.cfg.model.renderer.encoder.latent_channels == 2
+    run = load_checkpoint(enr_file)
     encoder = run.cfg.model.renderer.encoder
+    assert encoder.max_offset == 0 and encoder.image_size == 32
+    assert run.cfg.model.renderer.decoder.image_size == 32 and encoder.latent_channels == 2
+    assert "data" not in run.cfg  # the file names no dataset; the one check is where one opens
+    with pytest.raises(CheckpointError, match=rf"^{enr_file} names no dataset .*image=.*data="):
+        run_datamodule(run.cfg)
     assert list(encoder.channels_3d) == [4, 8] and list(encoder.lift_strides) == [-2, 1, 1]
     assert run.cfg.enr.format == "enr" and run.cfg.enr.temporal_channels == 1
     assert OmegaConf.to_container(run.cfg.enr.config) == ENR_CONFIG
@@ -198,17 +200,17 @@ def test_enr_file_loads_as_the_rotation_only_model(enr_file: Path) -> None:
 
 
 def test_enr_renders_match_the_original_code(enr_file: Path) -> None:
-    images = _renders(load_enr_checkpoint(enr_file), 0)
+    images = _renders(load_checkpoint(enr_file), 0)
     assert images.shape == (4, 3, 32, 32)
     _check_golden(images, GOLDEN_ENR["pixels"], GOLDEN_ENR["sums"])
 
 
 def test_fork_slots_map_onto_ours(fork_file: Path) -> None:
-    run = load_enr_checkpoint(fork_file)
+    run = load_checkpoint(fork_file)
     enr = run.cfg.enr
     # Their slot j holds dt = j - T // 2 = j - 2, i.e. -2..1; ours are symmetric: -1..1.
     assert enr.format == "temporal_enr" and enr.temporal_channels == FORK_SLOTS
-    assert run.cfg.data.max_offset == 1 and run.renderer.max_offset == 1
+    assert run.cfg.model.renderer.encoder.max_offset == 1 and run.renderer.max_offset == 1
     assert list(enr.their_slots_kept) == [1, 2, 3] and list(enr.their_slots_dropped) == [0]
     for i, dt in enumerate((-1, 0, 1)):
         image = _renders(run, dt, TARGET_POSES[1:2])
@@ -232,17 +234,17 @@ def test_latent_slots_must_fit_in_the_lift() -> None:
 
 def test_declared_slot_count_must_agree_with_the_weights(tmp_path: Path) -> None:
     config = {**ENR_CONFIG, "temporal_channels": FORK_SLOTS}
-    assert load_enr_checkpoint(write_enr(tmp_path / "a.pt", config, FORK_SLOTS)).renderer
+    assert load_checkpoint(write_enr(tmp_path / "a.pt", config, FORK_SLOTS)).renderer
     wrong = write_enr(tmp_path / "b.pt", {**ENR_CONFIG, "temporal_channels": 5}, FORK_SLOTS)
     with pytest.raises(CheckpointError, match="temporal_channels'] = 5 but the weights hold 4"):
-        load_enr_checkpoint(wrong)
+        load_checkpoint(wrong)
 
 
 def test_shape_mismatch_names_the_layer(tmp_path: Path) -> None:
     bad = write_enr(tmp_path / "bad.pt", ENR_CONFIG, transform_2d__forward_layers__0__weight=
                     torch.zeros(9, 16, 1, 1))  # fmt: skip
     with pytest.raises(CheckpointError) as error:
-        load_enr_checkpoint(bad)
+        load_checkpoint(bad)
     message = str(error.value)
     assert str(bad) in message and "\n" not in message
     assert (
@@ -251,12 +253,12 @@ def test_shape_mismatch_names_the_layer(tmp_path: Path) -> None:
     )
     ball = write_enr(tmp_path / "ball.pt", ENR_CONFIG, spherical_mask__mask=torch.ones(2, 8, 8, 8))
     with pytest.raises(CheckpointError, match="is not the full inscribed ball of a 8\\^3 grid"):
-        load_enr_checkpoint(ball)
+        load_checkpoint(ball)
     missing = write_enr(
         tmp_path / "missing.pt", ENR_CONFIG, projection__forward_layers__0__bias=None
     )
     with pytest.raises(CheckpointError, match="has no renderer.decoder.projection.layers.0.bias"):
-        load_enr_checkpoint(missing)
+        load_checkpoint(missing)
 
 
 UNKNOWN_KEY = {
@@ -289,19 +291,35 @@ def test_bad_files_are_one_line_errors(tmp_path: Path, content, match: str) -> N
     assert str(path) in str(error.value) and "\n" not in str(error.value)
 
 
-def test_from_checkpoint_reads_our_ckpt_in_its_run_folder(tiny_run: Path, tmp_path: Path) -> None:
+def test_our_ckpt_loads_alone_and_an_old_one_in_its_run_folder(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    """A .ckpt stores its run's config, so the file alone is the model; one written before
+    (no stored config) takes its run folder's, and outside it names the missing recipe."""
     ckpt = tiny_run / "checkpoints" / "last.ckpt"
-    loaded = NovelViewRenderer.from_checkpoint(ckpt, device="cpu")
     reference = NovelViewRenderer.from_run(tiny_run, "last", device="cpu")
     image = input_image()
-    assert torch.equal(loaded.render(loaded.encode(image), 30, 10, 1),
-                       reference.render(reference.encode(image), 30, 10, 1))  # fmt: skip
+    expected = reference.render(reference.encode(image), 30, 10, 1)
     alone = tmp_path / "alone.ckpt"
     alone.write_bytes(ckpt.read_bytes())
+    loaded = NovelViewRenderer.from_checkpoint(alone, device="cpu")
+    assert torch.equal(loaded.render(loaded.encode(image), 30, 10, 1), expected)
+    assert loaded.config.model == reference.config.model  # resolved: the same tree
+    assert loaded.config.data.image_size == 32 and loaded.config.data.max_offset == 2
+    # An old file: the same checkpoint without its stored config.
+    old = torch.load(ckpt, weights_only=True)
+    del old[RUN_CONFIG]
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / ".hydra").symlink_to(tiny_run / ".hydra")
+    torch.save(old, run / "checkpoints" / "old.ckpt")
+    loaded = NovelViewRenderer.from_checkpoint(run / "checkpoints" / "old.ckpt", device="cpu")
+    assert torch.equal(loaded.render(loaded.encode(image), 30, 10, 1), expected)
+    torch.save(old, tmp_path / "old_alone.ckpt")
     with pytest.raises(
-        CheckpointError, match=r"\.hydra/config\.yaml, the recipe of its model, is missing"
+        CheckpointError, match=r"stores no config .*\.hydra/config\.yaml, the recipe of its model"
     ):
-        load_checkpoint(alone)
+        load_checkpoint(tmp_path / "old_alone.ckpt")
 
 
 def test_render_cli_takes_an_enr_file(enr_file: Path, tmp_path: Path) -> None:
@@ -312,7 +330,7 @@ def test_render_cli_takes_an_enr_file(enr_file: Path, tmp_path: Path) -> None:
     written = render(compose_config([*overrides, f"image={image}"], "render"))
     assert {p.parent for p in written} == {tmp_path / "out" / "input"}
     assert {"slots.png", "turntable.gif"} <= {p.name for p in written}
-    with pytest.raises(RenderError, match="names no dataset: pass image="):
+    with pytest.raises(CheckpointError, match=r"names no dataset .*render it with image="):
         render(compose_config(overrides, "render"))
     with pytest.raises(CheckpointError, match="exactly one of them"):
         render(compose_config([*overrides, f"run_dir={tmp_path}"], "render"))
@@ -322,7 +340,7 @@ def test_evaluate_cli_takes_an_enr_file_and_a_dataset(
     enr_file: Path, tiny_data: Path, tmp_path: Path
 ) -> None:
     base = [f"ckpt={enr_file}", "device=cpu", f"paths.output_dir={tmp_path}/out"]
-    with pytest.raises(CheckpointError, match="names no dataset: add data=bend"):
+    with pytest.raises(CheckpointError, match=r"names no dataset .*evaluate it with data=bend"):
         evaluate(compose_config(base, "evaluate"))
     data = ["data=bend", f"data.root={tiny_data}", "data.image_size=32", "data.num_timesteps=6"]
     results = evaluate(compose_config([*base, *data, f"baseline_run_dir={enr_file}"], "evaluate"))
@@ -354,7 +372,7 @@ def test_fine_tune_from_an_enr_file(
         loaded.append({k: v.clone() for k, v in module.state_dict().items()})
 
     monkeypatch.setattr(fit_module, "load_initial_weights", spy)
-    architecture = model_overrides(load_enr_checkpoint(enr_file).cfg)
+    architecture = model_overrides(load_checkpoint(enr_file).cfg)
     metrics = train(_train_cfg(tiny_data, tmp_path, *architecture, f"init_from={enr_file}"))
     assert math.isfinite(metrics["train/loss"])
     state = known_state(ENR_CONFIG)
@@ -372,7 +390,7 @@ def test_fine_tune_shape_mismatch_names_the_first_layer(
     assert "renderer.encoder.resnet_3d.layers.2.weight (the file's inv_transform_3d" in message
     assert "build the file's architecture with data.image_size=32 data.max_offset=0" in message
     # The fork's file needs its 4 lift slots; the overrides say so and then fit.
-    fork = model_overrides(load_enr_checkpoint(fork_file).cfg)
+    fork = model_overrides(load_checkpoint(fork_file).cfg)
     assert "+model.renderer.encoder.lift_slots=4" in fork
     assert "+model.renderer.encoder.first_slot=1" in fork
     module = instantiate(load_checkpoint(fork_file).cfg.model)
@@ -393,7 +411,7 @@ def test_an_enr_file_cannot_run_code(enr_file: Path, tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     state = torch.load(enr_file, weights_only=True)
     bad = malicious_checkpoint(tmp_path / "chairs.pt", marker, state)
-    for load in (load_checkpoint, load_enr_checkpoint, NovelViewRenderer.from_checkpoint):
+    for load in (load_checkpoint, NovelViewRenderer.from_checkpoint):
         with pytest.raises(CheckpointError, match="could run code") as error:
             load(bad)
         assert str(bad) in str(error.value) and "\n" not in str(error.value)

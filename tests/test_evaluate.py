@@ -12,12 +12,12 @@ import torch
 from omegaconf import OmegaConf
 
 from temporal_nsr.config import compose_config
-from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.evaluate import evaluate
 from temporal_nsr.evaluation.folders import score_folders
 from temporal_nsr.evaluation.metrics import PSNR_CAP_DB, per_image_scores
 from temporal_nsr.evaluation.predictors import build_predictors
 from temporal_nsr.evaluation.protocol import EvaluationError
+from temporal_nsr.runs import CheckpointError
 
 
 def _eval_cfg(run_dir: Path, **extra):

@@ -17,7 +17,6 @@ from omegaconf import OmegaConf
 from temporal_nsr.atomic import FolderError
 from temporal_nsr.config import compose_config
 from temporal_nsr.digest import sha256_file
-from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.export import (
     SIDECAR,
     ExportError,
@@ -28,7 +27,7 @@ from temporal_nsr.export import (
     read_sidecar,
 )
 from temporal_nsr.model.renderer import SceneRenderer
-from temporal_nsr.runs import load_enr_checkpoint, load_run
+from temporal_nsr.runs import CheckpointError, load_checkpoint, load_run
 
 # torch.jit.load (and the test's torch.jit.script) warn that TorchScript is deprecated.
 pytestmark = pytest.mark.filterwarnings(
@@ -139,8 +138,8 @@ def test_torchscript_graphs_match_eager(
     with caplog.at_level(logging.INFO):
         out = _export(tiny_run, tmp_path / "ts", "format=torchscript")
     checkpoint = tiny_run / "checkpoints" / "last.ckpt"
-    assert f"checkpoint {checkpoint} (step " in caplog.text
-    assert "device cpu, precision float32" in caplog.text
+    loaded = [r.getMessage() for r in caplog.records if r.getMessage().startswith("loaded ")]
+    assert loaded == [f"loaded {checkpoint} (global step 8) on cpu, weights float32"]
     meta = read_sidecar(out)
     assert meta["format"] == "torchscript" and meta["opset"] is None
     graphs = {name: torch.jit.load(out / g["file"]) for name, g in meta["graphs"].items()}
@@ -164,7 +163,7 @@ def test_ckpt_exports_an_original_enr_file(tmp_path: Path) -> None:
     meta = read_sidecar(files[-1].parent)
     assert (meta["max_offset"], meta["num_slots"], meta["run_dir"]) == (0, 1, None)
     assert meta["checkpoint_sha256"] == sha256_file(path)
-    eager = load_enr_checkpoint(path).renderer
+    eager = load_checkpoint(path).renderer
     graphs = open_graphs(files[-1].parent)
     x = {k: v.numpy() for k, v in _inputs(3, 32, seed=5).items()}
     scene = graphs["slot"](latent=graphs["encoder"](image=x["image"]), dt=np.zeros(3, np.float32))

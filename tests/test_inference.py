@@ -12,10 +12,9 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.image_input import ImageError
 from temporal_nsr.inference import NovelViewRenderer
-from temporal_nsr.runs import load_run, run_datamodule, write_data_root
+from temporal_nsr.runs import CheckpointError, load_run, run_datamodule, write_data_root
 
 
 def _tensor(png: Path) -> torch.Tensor:
@@ -231,6 +230,17 @@ def test_a_run_config_builds_only_temporal_nsr_classes(
     message = str(raised.value)
     assert f"{key}._target_={target!r} is not a temporal_nsr model or data class" in message
     assert "\n" not in message and not marker.exists()
+
+
+def test_a_stored_config_builds_only_temporal_nsr_classes(tiny_run: Path, tmp_path: Path) -> None:
+    """A .ckpt alone is built from the config it stores: the same check as a run folder's."""
+    from temporal_nsr.runs import RUN_CONFIG, load_checkpoint
+
+    state = torch.load(tiny_run / "checkpoints" / "last.ckpt", weights_only=True)
+    state[RUN_CONFIG]["model"]["renderer"]["_target_"] = "hubconf.Evil"
+    torch.save(state, tmp_path / "evil.ckpt")
+    with pytest.raises(CheckpointError, match=r"model\.renderer\._target_='hubconf.Evil' is not"):
+        load_checkpoint(tmp_path / "evil.ckpt")
 
 
 def test_a_copied_run_finds_its_data_or_names_data_root(

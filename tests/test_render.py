@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from temporal_nsr.inference import NovelViewRenderer
 from temporal_nsr.render import RenderError, render
 from temporal_nsr.runs import run_datamodule
 
+REPO = Path(__file__).resolve().parents[1]
 FPS = 10  # 100 ms per frame: a whole number of GIF centiseconds
 
 
@@ -74,8 +76,9 @@ def test_image_path_and_out_dir_and_what_was_used_is_logged(
         written = render(_cfg(tiny_run, tmp_path, image=image, out_dir=tmp_path / "figs"))
     assert {p.parent for p in written} == {tmp_path / "figs"}
     checkpoint = tiny_run / "checkpoints" / "last.ckpt"  # "best": none saved by the tiny run
-    assert f"checkpoint {checkpoint} (step " in caplog.text
-    assert "device cpu, precision float32" in caplog.text
+    # One line per load: the file, its step, the device and the precision.
+    loaded = [r.getMessage() for r in caplog.records if r.getMessage().startswith("loaded ")]
+    assert loaded == [f"loaded {checkpoint} (global step 8) on cpu, weights float32"]
     assert f"input image: {image}" in caplog.text
 
 
@@ -98,6 +101,30 @@ def test_bad_inputs_are_one_line_errors(tiny_run: Path, tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert done.stderr.strip() == f"render: {text} is not a readable image (UnidentifiedImageError)"
+
+
+def test_one_ckpt_file_renders_alone_from_another_folder(
+    tiny_run: Path, tmp_path: Path, png: Path
+) -> None:
+    """A .ckpt stores its run's config: the file alone, without its run folder, renders from
+    any folder, the same view as the run folder gives."""
+    alone = tmp_path / "shared" / "model.ckpt"
+    alone.parent.mkdir()
+    alone.write_bytes((tiny_run / "checkpoints" / "last.ckpt").read_bytes())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    argv = ["-m", "temporal_nsr.render", f"ckpt={alone}", f"image={png}", "device=cpu",
+            "figures=false", "azimuth=30", "dt=1", f"hydra.run.dir={tmp_path}/h"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # this checkout's package, from elsewhere
+    done = subprocess.run(
+        [sys.executable, *argv], cwd=elsewhere, env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (view,) = [Path(line) for line in done.stdout.splitlines() if Path(line).is_file()]
+    assert view.name == "view_az30_el0_dt1.png" and view.is_relative_to(tmp_path / "h")
+    run = render(_cfg(tiny_run, tmp_path, image=png, figures=False, azimuth=30, dt=1))
+    assert np.array_equal(np.asarray(Image.open(view)), np.asarray(Image.open(run[0])))
 
 
 def test_render_never_replaces_what_it_did_not_write(

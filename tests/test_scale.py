@@ -23,8 +23,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 
 from temporal_nsr.config import compose_config
-from temporal_nsr.enr_checkpoint import CheckpointError
-from temporal_nsr.runs import furthest_checkpoint
+from temporal_nsr.runs import CheckpointError, furthest_checkpoint
 from temporal_nsr.training import checkpointing
 from temporal_nsr.training.checkpointing import AtomicCheckpointIO, resolve_ckpt_path
 from temporal_nsr.training.fit import train

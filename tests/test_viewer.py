@@ -20,10 +20,10 @@ from PIL import Image
 
 from temporal_nsr.config import compose_config
 from temporal_nsr.data.images import ImageLimits
-from temporal_nsr.enr_checkpoint import CheckpointError
 from temporal_nsr.image_input import ImageError, ImageTooLargeError
 from temporal_nsr.inference import NovelViewRenderer
 from temporal_nsr.pictures import to_uint8
+from temporal_nsr.runs import CheckpointError
 from temporal_nsr.viewer import (
     EXAMPLES,
     EXAMPLES_DIR,
@@ -286,8 +286,8 @@ def test_client_upload_sliders_and_render(
 
 def test_server_logs_what_it_uses(client, server: tuple[str, int, Path], tiny_run: Path) -> None:
     log = server[2].read_text()
-    assert f"checkpoint {tiny_run / 'checkpoints'}" in log and "(step " in log
-    assert "device cpu, precision " in log
+    assert f"loaded {tiny_run / 'checkpoints'}" in log and "(global step " in log
+    assert "on cpu, weights " in log and log.count(" - loaded ") == 1
     assert "input image: " in log  # after the uploads of the tests before
 
 

@@ -44,6 +44,7 @@ from temporal_nsr.atomic import pid_alive
 from temporal_nsr.batch import ViewPair
 from temporal_nsr.data.format import PARAMS_FILE
 from temporal_nsr.data.images import GrayscaleError, ImageFileError, open_image, rgb_pixels
+from temporal_nsr.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ CACHE_VERSION = 1
 _DECODE_THREADS = min(8, os.cpu_count() or 1)
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """A dataset on disk does not match the format; the message names the file and the fix."""
 
 

@@ -14,9 +14,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from temporal_nsr.atomic import disk_full
-from temporal_nsr.data.synthetic.blender import BlenderError
 from temporal_nsr.data.synthetic.generator import ensure_dataset, generate_dataset
+from temporal_nsr.errors import one_line_errors
 
 
 @hydra.main(config_path="../../conf", config_name="generate", version_base="1.3")
@@ -24,17 +23,11 @@ def main(cfg: DictConfig) -> None:
     """Generate (or reuse) ``data.root`` from ``data.generator``; ``force=true`` regenerates."""
     root = Path(cfg.data.root)
     generator = OmegaConf.to_container(cfg.data.generator, resolve=True)
-    try:
+    with one_line_errors("generate"):
         if cfg.force:
             path = generate_dataset(root, generator, force=True)
         else:
             path = ensure_dataset(root, generator)
-    except (BlenderError, ValueError) as error:  # bad input or a Blender problem: one message
-        raise SystemExit(f"generate: {error}") from None
-    except OSError as error:
-        if (line := disk_full(error)) is None:
-            raise
-        raise SystemExit(f"generate: {line}") from None
     print(f"Dataset at {path.resolve()}")
 
 

@@ -25,6 +25,8 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from temporal_nsr.errors import UserError
+
 # PIL modes without colour.
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 _HIGH_DEPTH_GRAY = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
@@ -46,7 +48,7 @@ class ImageLimits(NamedTuple):
 UNBOUNDED = ImageLimits()
 
 
-class ImageFileError(ValueError):
+class ImageFileError(UserError):
     """An image file that is missing, unreadable, too large or of a refused kind (one line).
 
     ``cause`` is PIL's error for an unreadable file, for callers that word it their own way.

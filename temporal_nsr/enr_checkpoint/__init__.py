@@ -1,31 +1,27 @@
-"""Checkpoint files named by path: original ENR files (and its temporal fork's), and our own .ckpt.
+"""Original ENR files (and its temporal fork's) in our terms: the ``enr`` checkpoint format.
 
-read      the one checkpoint reader (``torch.load(weights_only=True)``) and the file's format
-convert   an ENR / temporal-ENR file's config and state dict in our terms (the slot mapping)
-weights   the first mismatch between a file's weights and a model; ``init_from=`` weights
+convert   an ENR / temporal-ENR file's config and state dict in our terms (the slot mapping),
+          registered with ``temporal_nsr.runs`` as ``EnrFormat``
+
+Reading files, their formats, fitting weights and ``init_from=`` are ``temporal_nsr.runs``'s.
 """
 
 from temporal_nsr.enr_checkpoint.convert import (
     ENR_PREFIXES,
+    EnrFormat,
     EnrModel,
     enr_config,
     enr_model,
     model_overrides,
     rename_enr_key,
 )
-from temporal_nsr.enr_checkpoint.read import CheckpointError, checkpoint_format, read_checkpoint
-from temporal_nsr.enr_checkpoint.weights import first_mismatch, load_initial_weights
 
 __all__ = [
     "ENR_PREFIXES",
-    "CheckpointError",
+    "EnrFormat",
     "EnrModel",
-    "checkpoint_format",
     "enr_config",
     "enr_model",
-    "first_mismatch",
-    "load_initial_weights",
     "model_overrides",
-    "read_checkpoint",
     "rename_enr_key",
 ]

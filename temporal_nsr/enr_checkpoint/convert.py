@@ -48,8 +48,14 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from temporal_nsr.config import CONF_DIR
-from temporal_nsr.enr_checkpoint.read import FIX_FORMAT, CheckpointError
 from temporal_nsr.model.encoder import spherical_mask
+from temporal_nsr.runs import (
+    FIX_FORMAT,
+    CheckpointError,
+    CheckpointFormat,
+    StoredModel,
+    register_format,
+)
 
 # ENR module prefix -> ours (as keys of TemporalNSRModule, whose network is `renderer`).
 ENR_PREFIXES = (
@@ -77,7 +83,7 @@ LIFT_STAGES = 3  # the fork multiplies the channels of the last three 3D stages 
 class EnrModel(NamedTuple):
     """What an ENR file describes, in our terms."""
 
-    cfg: DictConfig  # {"data": {image_size, max_offset, static}, "model": ..., "enr": ...}
+    cfg: DictConfig  # {"model": ..., "enr": ...}: no data, the file names no dataset
     state_dict: dict[str, Tensor]  # TemporalNSRModule keys
     enr_names: dict[str, str]  # our key -> the file's key, for messages
 
@@ -138,8 +144,8 @@ def _check_stages(name: str, channels: list[int], strides: list[int], path: Path
 
 def enr_config(config: Mapping[str, Any], state: Mapping[str, Tensor], path: Path) -> DictConfig:
     """Our run config for an ENR file: the model node (conf/model/enr.yaml with the file's
-    sizes), the data numbers the model reads, and an ``enr`` node recording the original
-    config and the slot mapping (module docstring).
+    sizes, image size and max_offset included) and an ``enr`` node recording the original
+    config and the slot mapping (module docstring); no ``data``: the file names no dataset.
 
     Raises:
         CheckpointError: a missing or malformed config entry, or a layout we cannot rebuild.
@@ -200,6 +206,9 @@ def enr_config(config: Mapping[str, Any], state: Mapping[str, Tensor], path: Pat
     model.ssim_weight = float(config.get("ssim_loss_weight", 0.05))
     model.optimizer.lr = float(config.get("lr", 2.0e-4))
     encoder = model.renderer.encoder
+    # The numbers conf/model/enr.yaml reads from data (${data.image_size}, ...), set here.
+    encoder.image_size = model.renderer.decoder.image_size = shape[1]
+    encoder.max_offset = max_offset
     encoder.latent_channels = latent_channels
     encoder.channels_2d, encoder.strides_2d = channels_2d, strides_2d
     encoder.inverse_projection = _int_list(config, "num_channels_inv_projection", path)
@@ -212,7 +221,6 @@ def enr_config(config: Mapping[str, Any], state: Mapping[str, Tensor], path: Pat
     original = {str(k): v for k, v in config.items() if isinstance(v, (int, float, str, list))}
     cfg = OmegaConf.create(
         {
-            "data": {"image_size": shape[1], "max_offset": max_offset, "static": slots == 1},
             "model": model,
             "enr": {
                 "checkpoint": str(path),
@@ -278,15 +286,32 @@ def model_overrides(cfg: DictConfig) -> list[str]:
         return "[" + ",".join(str(v) for v in values) + "]"
 
     out = [
-        f"data.image_size={cfg.data.image_size}",
-        f"data.max_offset={cfg.data.max_offset}",
+        f"data.image_size={encoder.image_size}",
+        f"data.max_offset={encoder.max_offset}",
         f"model.renderer.encoder.latent_channels={encoder.latent_channels}",
     ]
     for key in ("channels_2d", "strides_2d", "inverse_projection", "channels_3d", "strides_3d",
                 "lift_strides"):  # fmt: skip
         out.append(f"model.renderer.encoder.{key}={listed(encoder[key])}")
     out.append(f"model.renderer.decoder.projection={listed(cfg.model.renderer.decoder.projection)}")
-    if encoder.lift_slots != 2 * cfg.data.max_offset + 1:
+    if encoder.lift_slots != 2 * encoder.max_offset + 1:
         out.append(f"+model.renderer.encoder.lift_slots={encoder.lift_slots}")
         out.append(f"+model.renderer.encoder.first_slot={encoder.first_slot}")
     return out
+
+
+@register_format
+class EnrFormat(CheckpointFormat):
+    """An original ENR or temporal-ENR file: ``{"config": ..., "state_dict": ...}``."""
+
+    name = "enr"
+
+    def recognises(self, checkpoint: Mapping[str, Any]) -> bool:
+        return isinstance(checkpoint.get("config"), Mapping) and isinstance(
+            checkpoint.get("state_dict"), Mapping
+        )
+
+    def read(self, checkpoint: Mapping[str, Any], path: Path) -> StoredModel:
+        enr = enr_model(checkpoint, path)
+        rebuild = "build the file's architecture with " + " ".join(model_overrides(enr.cfg))
+        return StoredModel(enr.cfg, enr.state_dict, enr.enr_names, None, rebuild)

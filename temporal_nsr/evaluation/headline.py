@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 
 from omegaconf import OmegaConf
 
+from temporal_nsr.errors import UserError
 from temporal_nsr.evaluation.predictors import legends
 from temporal_nsr.evaluation.report import legend_lines
 from temporal_nsr.evaluation.results import (
@@ -54,7 +55,7 @@ NOTE = (
 )
 
 
-class HeadlineError(ValueError):
+class HeadlineError(UserError):
     """An evaluation folder without a readable results.json."""
 
 

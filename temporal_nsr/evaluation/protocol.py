@@ -28,13 +28,14 @@ from collections import defaultdict
 import numpy as np
 
 from temporal_nsr.data.dataset import RenderedViews
+from temporal_nsr.errors import UserError
 
 SETTINGS = ("same_time", "other_heldout", "train_time", "enr_fixed_source")
 PROTOCOLS = ("temporal", "enr")
 POOLS = ("split", "train")  # names of the source pools, as the pairs CSV writes them
 
 
-class EvaluationError(ValueError):
+class EvaluationError(UserError):
     """A bad evaluation option; the message names the key and the fix."""
 
 

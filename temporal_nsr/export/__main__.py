@@ -7,22 +7,15 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from temporal_nsr.atomic import FolderError, disk_full
 from temporal_nsr.config import strict_command_line
-from temporal_nsr.enr_checkpoint import CheckpointError
-from temporal_nsr.export import ExportError, export
+from temporal_nsr.errors import one_line_errors
+from temporal_nsr.export import export
 
 
 @hydra.main(config_path="../../conf", config_name="export", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    try:
+    with one_line_errors("export"):
         paths = export(cfg)
-    except (CheckpointError, ExportError, FolderError) as error:
-        raise SystemExit(f"export: {error}") from None
-    except OSError as error:
-        if (line := disk_full(error)) is None:
-            raise
-        raise SystemExit(f"export: {line}") from None
     for path in paths:
         print(path)
 

@@ -7,6 +7,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from temporal_nsr.errors import UserError
 from temporal_nsr.model.renderer import SceneRenderer
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -15,7 +16,7 @@ SIDECAR = "export.json"
 BATCH = "batch"  # name of the dynamic batch dimension in the graphs and the sidecar
 
 
-class ExportError(ValueError):
+class ExportError(UserError):
     """An export that cannot be made or checked; the message names the setting and the fix."""
 
 

@@ -32,7 +32,6 @@ from temporal_nsr.export.graphs import (
 )
 from temporal_nsr.export.runtime import latency, read_sidecar
 from temporal_nsr.export.verify import check_graphs
-from temporal_nsr.inference import log_loaded
 from temporal_nsr.model.renderer import SceneRenderer
 from temporal_nsr.runs import Run, load_model, output_dir
 
@@ -242,14 +241,9 @@ def export(cfg: DictConfig) -> list[Path]:
             (``runs.output_dir``, ``atomic.check_replaceable``).
     """
     run_dir = cfg.get("run_dir")
-    run = load_model(run_dir, cfg.get("ckpt"), cfg.checkpoint, "cpu")
-    log_loaded(run, "cpu", torch.float32)  # graphs are traced in float32 on the CPU
+    run = load_model(run_dir, cfg.get("ckpt"), cfg.checkpoint, "cpu")  # traced in float32
     check_format(cfg.format)
-    if run_dir is None:
-        default_out = Path(cfg.paths.output_dir) / cfg.format
-    else:
-        default_out = Path(run_dir) / "export" / cfg.format
-    out = output_dir(run.cfg, run.checkpoint, run_dir, cfg.out_dir, default_out)
+    out = output_dir(cfg, run.cfg, run.checkpoint, "export", cfg.format)
     force = bool(cfg.get("force", False))
     check_replaceable(out, SIDECAR, force)  # before minutes of tracing
     export_model(

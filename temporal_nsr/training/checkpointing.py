@@ -22,8 +22,15 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from temporal_nsr.atomic import pid_alive
-from temporal_nsr.enr_checkpoint import CheckpointError, read_checkpoint
-from temporal_nsr.runs import CHECKPOINT_DIR, LAST, furthest_checkpoint, training_state
+from temporal_nsr.errors import UserError
+from temporal_nsr.runs import (
+    CHECKPOINT_DIR,
+    LAST,
+    CheckpointError,
+    furthest_checkpoint,
+    read_checkpoint,
+    training_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +134,7 @@ def ctrl_c_stops_like_sigterm(trainer: L.Trainer) -> Iterator[dict[str, bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
-class DivergedError(ValueError):
+class DivergedError(UserError):
     """The training loss became NaN or infinite; the message names the step and the last
     checkpoint written before it."""
 

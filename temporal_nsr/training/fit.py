@@ -31,15 +31,18 @@ from temporal_nsr.acceleration import (
     keep_freed_memory,
     training_precision,
 )
-from temporal_nsr.enr_checkpoint import (
+from temporal_nsr.errors import UserError
+from temporal_nsr.machine import describe
+from temporal_nsr.model.blocks import resample_side
+from temporal_nsr.runs import (
+    CHECKPOINT_DIR,
     CheckpointError,
     first_mismatch,
     load_initial_weights,
     read_checkpoint,
+    training_state,
+    write_data_root,
 )
-from temporal_nsr.machine import describe
-from temporal_nsr.model.blocks import resample_side
-from temporal_nsr.runs import CHECKPOINT_DIR, training_state, write_data_root
 from temporal_nsr.training.checkpointing import (
     AtomicCheckpointIO,
     StopOnNonFiniteLoss,
@@ -53,7 +56,7 @@ from temporal_nsr.training.sweep import sweep_group, write_job_result
 log = logging.getLogger(__name__)
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A setting the run cannot use (a model the config cannot build, DDP under a multirun);
     the message names the key and values that work."""
 
@@ -114,10 +117,15 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         if not isinstance(error.__cause__, ValueError):
             raise
         raise ConfigError(str(error.__cause__)) from None
+    # The run's own config (Hydra's settings, saved in .hydra/, are left out); every
+    # checkpoint stores it, so that one .ckpt file is a whole model.
+    run_config = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+    run_config = OmegaConf.to_container(run_config, resolve=True)
     try:
         model = instantiate(cfg.model)
     except InstantiationException as error:
         raise ConfigError(_model_error(cfg, error)) from error
+    model.run_config = run_config  # not through instantiate: its _target_ nodes would build
     callbacks = instantiate_group(cfg.get("callbacks"))
     callbacks.append(StopOnNonFiniteLoss(run_dir))
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir) if cfg.train else None
@@ -134,11 +142,7 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     )
     _refuse_ddp_relaunch_in_multirun(trainer)
     log.info("training on %s, precision %s", trainer.strategy.root_device, trainer.precision)
-    # The run's own config (Hydra's settings, saved in .hydra/, are left out), with the
-    # precision it runs in rather than "auto".
-    run_config = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
-    run_config = OmegaConf.to_container(run_config, resolve=True)
-    run_config["trainer"]["precision"] = precision.precision
+    run_config["trainer"]["precision"] = precision.precision  # what runs, not "auto"
     for logger in loggers:
         logger.log_hyperparams(run_config)
     metrics: dict[str, float] = {}

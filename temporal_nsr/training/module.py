@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import lightning as L
 import torch
@@ -12,6 +12,7 @@ from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMe
 
 from temporal_nsr.batch import ViewPair
 from temporal_nsr.model.renderer import SceneRenderer
+from temporal_nsr.runs import RUN_CONFIG
 from temporal_nsr.training.losses import RECONSTRUCTION_LOSSES, LossTerms, total_loss
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -45,6 +46,12 @@ class TemporalNSRModule(L.LightningModule):
             pair), from the state its encoder pass already made (``Encoder.state``): more
             supervision per encoder pass (``cross_pairs``). 0: only the pairs (the faithful
             objective).
+
+    Attributes:
+        run_config: the run's config as plain containers, resolved (``.hydra/config.yaml``
+            without Hydra's own settings), stored in every checkpoint under
+            ``runs.RUN_CONFIG`` so that one .ckpt file is a whole model
+            (``runs.load_checkpoint``); ``train`` sets it. None: nothing stored.
     """
 
     def __init__(
@@ -72,6 +79,7 @@ class TemporalNSRModule(L.LightningModule):
         # logger=False: train() logs the whole run config once, nested; these flat keys
         # would duplicate parts of it at the top level.
         self.save_hyperparameters(ignore=["renderer", "optimizer"], logger=False)
+        self.run_config: Mapping[str, Any] | None = None
         self.renderer = renderer
         self.optimizer_factory = optimizer
         self.loss_kind = loss
@@ -166,6 +174,10 @@ class TemporalNSRModule(L.LightningModule):
 
     def test_step(self, batch: ViewPair, batch_idx: int) -> None:
         self._evaluation_step(batch, "test")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.run_config is not None:
+            checkpoint[RUN_CONFIG] = self.run_config
 
     def configure_optimizers(self):
         return self.optimizer_factory(params=self.parameters())

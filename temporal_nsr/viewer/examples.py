@@ -108,9 +108,9 @@ def find_examples(
         examples += [
             Example(path, f"generated: {path.stem}") for path in sorted(EXAMPLES_DIR.glob("*.png"))
         ]
-    if test_split <= 0 or renderer.config is None:
+    data = renderer.config.get("data") if renderer.config is not None else None
+    if test_split <= 0 or data is None:  # an ENR file's model names no dataset
         return examples
-    data = renderer.config.data
     try:
         root = Path(data.root) / "test"
         views = RenderedViews(root, data.image_size, data.num_timesteps, data.get("static", False))

@@ -10,7 +10,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from temporal_nsr.data.images import ImageLimits
-from temporal_nsr.enr_checkpoint import CheckpointError
+from temporal_nsr.errors import UserError
 from temporal_nsr.inference import load_renderer
 from temporal_nsr.viewer.app import MONO_FONTS, PAGE_CSS, SYSTEM_FONTS, build_app, gradio
 from temporal_nsr.viewer.examples import find_examples
@@ -134,7 +134,7 @@ def viewer(
     gradio()  # fail before loading a model when Gradio is missing
     try:
         renderer = load_renderer(cfg)  # logs the checkpoint, device and precision
-    except CheckpointError:
+    except UserError:
         raise
     except ValueError as error:  # a precision the device cannot run
         raise ViewerError(str(error)) from None

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from temporal_nsr.atomic import atomic_folder
 from temporal_nsr.data.images import UNBOUNDED, ImageLimits, open_image
+from temporal_nsr.errors import UserError
 from temporal_nsr.figures import (
     Figure,
     latent_slice_frames,
@@ -36,7 +37,7 @@ from temporal_nsr.pictures import to_uint8
 log = logging.getLogger(__name__)
 
 
-class ViewerError(ValueError):
+class ViewerError(UserError):
     """A viewer setting or request that cannot be served; the message says what to change."""
 
 

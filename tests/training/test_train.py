@@ -350,7 +350,7 @@ def test_a_second_training_in_the_same_run_folder_is_refused(cfg_train, tmp_path
 
 
 def test_resuming_with_another_model_config_is_one_line(cfg_train, tmp_path: Path) -> None:
-    from temporal_nsr.enr_checkpoint import CheckpointError
+    from temporal_nsr.runs import CheckpointError
 
     cfg_train.trainer.max_steps = 1
     cfg_train.test = False

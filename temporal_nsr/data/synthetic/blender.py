@@ -34,6 +34,7 @@ from PIL import Image
 from temporal_nsr.data.synthetic.backend import Scene
 from temporal_nsr.data.synthetic.config import BlenderSettings
 from temporal_nsr.data.synthetic.geometry import bar_mesh
+from temporal_nsr.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ MARKER = "temporal_nsr:"  # blender_scene.py prefixes its own one-line errors wi
 _TAIL_LINES = 15
 
 
-class BlenderError(RuntimeError):
+class BlenderError(UserError):
     """Blender is missing, too old or failed; the message names the fix."""
 
 

@@ -25,9 +25,15 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from temporal_nsr import CONF_DIR
+from temporal_nsr.errors import UserError
 
 SCHEDULES = ("sine", "linear", "sine_twist")
 BACKENDS = ("embree", "blender")
+
+
+class GeneratorConfigError(UserError):
+    """A ``data.generator`` / ``backend`` setting the generator cannot use; the one-line message
+    names the key and the fix."""
 
 
 @dataclass(frozen=True)
@@ -157,7 +163,7 @@ def yaml_defaults() -> dict[str, Any]:
 def _unknown(given: Mapping[str, Any], known: Sequence[str], prefix: str) -> None:
     unknown = sorted(set(given) - set(known))
     if unknown:
-        raise ValueError(
+        raise GeneratorConfigError(
             f"Unknown generator key(s) {[prefix + k for k in unknown]}; "
             f"known keys are {[prefix + k for k in known]}. Fix the spelling or remove them."
         )
@@ -178,7 +184,9 @@ def _read(
         key = prefix + f.name
         if rule_.kind == "mapping":
             if not isinstance(value, Mapping):
-                raise ValueError(f"Generator key '{key}' must be a mapping, got {value!r}.")
+                raise GeneratorConfigError(
+                    f"Generator key '{key}' must be a mapping, got {value!r}."
+                )
             default = defaults[f.name]
             out[f.name] = rule_.nested(**_read(rule_.nested, value, default, f"{key}."))
         elif rule_.kind == "backend":
@@ -193,31 +201,39 @@ def _check(value: Any, key: str, rule_: Rule, done: Mapping[str, Any]) -> Any:
     own = rule_.message.format(key=key.rpartition(".")[2], value=value, low=rule_.low)
     if rule_.kind == "int":
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise ValueError(own or f"Generator key '{key}' must be an integer, got {value!r}.")
+            raise GeneratorConfigError(
+                own or f"Generator key '{key}' must be an integer, got {value!r}."
+            )
         if rule_.low is not None and value < rule_.low:
-            raise ValueError(own or f"Generator key '{key}' is {value}; use at least {rule_.low}.")
+            raise GeneratorConfigError(
+                own or f"Generator key '{key}' is {value}; use at least {rule_.low}."
+            )
         return int(value)
     if rule_.kind == "number":
         number = _number(value, key)
         if rule_.positive and not number > 0:
-            raise ValueError(f"Generator key '{key}' must be positive, got {number}.")
+            raise GeneratorConfigError(f"Generator key '{key}' must be positive, got {number}.")
         if rule_.within is not None:
             low, high, written = rule_.within
             closed = written.startswith("[")
             inside = low <= number <= high if closed else low < number < high
             if not inside:
-                raise ValueError(f"Generator key '{key}' is {number}; use a value in {written}.")
+                raise GeneratorConfigError(
+                    f"Generator key '{key}' is {number}; use a value in {written}."
+                )
         return number
     if rule_.kind == "vector":
         return _vector(value, key, rule_.size)
     if rule_.kind == "range":
         low, high = _vector(value, key, 2)
         if low > high:
-            raise ValueError(f"Generator key '{key}' is [{low}, {high}]; need low <= high.")
+            raise GeneratorConfigError(
+                f"Generator key '{key}' is [{low}, {high}]; need low <= high."
+            )
         return (low, high)
     if rule_.kind == "choice":
         if value not in rule_.choices:
-            raise ValueError(
+            raise GeneratorConfigError(
                 f"Generator key '{key}' is {value!r}; choose one of {list(rule_.choices)}."
             )
         return value
@@ -225,22 +241,24 @@ def _check(value: Any, key: str, rule_: Rule, done: Mapping[str, Any]) -> Any:
         return _held_out(value, key, rule_.count, done[rule_.count])
     if rule_.kind == "text":
         if not isinstance(value, str) or not value.strip():
-            raise ValueError(own)
+            raise GeneratorConfigError(own)
         return value
     raise AssertionError(f"unknown rule kind {rule_.kind!r}")
 
 
 def _number(value: Any, key: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-        raise ValueError(f"Generator key '{key}' must be a number, got {value!r}.")
+        raise GeneratorConfigError(f"Generator key '{key}' must be a number, got {value!r}.")
     if not math.isfinite(value):
-        raise ValueError(f"Generator key '{key}' must be finite, got {value!r}.")
+        raise GeneratorConfigError(f"Generator key '{key}' must be finite, got {value!r}.")
     return float(value)
 
 
 def _vector(value: Any, key: str, size: int) -> tuple[float, ...]:
     if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != size:
-        raise ValueError(f"Generator key '{key}' must be a list of {size} numbers, got {value!r}.")
+        raise GeneratorConfigError(
+            f"Generator key '{key}' must be a list of {size} numbers, got {value!r}."
+        )
     return tuple(_number(v, key) for v in value)
 
 
@@ -248,18 +266,20 @@ def _held_out(value: Any, key: str, count_key: str, count: int) -> tuple[int, ..
     """A ``val_<noun>s`` / ``test_<noun>s`` list: distinct indices in 0..count - 1, sorted."""
     noun = key.split("_", 1)[1][:-1]  # val_timesteps -> timestep
     if not isinstance(value, Sequence) or isinstance(value, str):
-        raise ValueError(f"Generator key '{key}' must be a list of {noun}s, got {value!r}.")
+        raise GeneratorConfigError(
+            f"Generator key '{key}' must be a list of {noun}s, got {value!r}."
+        )
     items = []
     for i in value:
         if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < count:
-            raise ValueError(
+            raise GeneratorConfigError(
                 f"Generator key '{key}' holds {i!r}, outside {noun}s 0..{count - 1}; "
                 f"use integers below {count_key}={count} or raise '{count_key}'."
             )
         items.append(int(i))
     if len(set(items)) != len(items):
         article = "an" if noun[0] in "aeiou" else "a"
-        raise ValueError(f"Generator key '{key}' lists {article} {noun} twice: {items}.")
+        raise GeneratorConfigError(f"Generator key '{key}' lists {article} {noun} twice: {items}.")
     return tuple(sorted(items))
 
 
@@ -274,7 +294,7 @@ def resolve_config(cfg: Mapping[str, Any] | GeneratorConfig) -> GeneratorConfig:
         The typed config, numbers coerced to int or float, held-out lists sorted.
 
     Raises:
-        ValueError: naming the offending key and how to fix it.
+        GeneratorConfigError: naming the offending key and how to fix it.
     """
     if isinstance(cfg, GeneratorConfig):
         return cfg
@@ -289,32 +309,34 @@ def _check_together(out: Mapping[str, Any]) -> None:
         val, test, count = out[f"val_{noun}s"], out[f"test_{noun}s"], out[count_key]
         overlap = sorted(set(val) & set(test))
         if overlap:
-            raise ValueError(
+            raise GeneratorConfigError(
                 f"{noun.capitalize()}s {overlap} are in both 'val_{noun}s' and 'test_{noun}s'; "
                 f"a {noun} is held out for one split only."
             )
         if len(val) + len(test) >= count:
-            raise ValueError(
+            raise GeneratorConfigError(
                 f"The train split is empty: 'val_{noun}s' and 'test_{noun}s' hold out all "
                 f"{count} {noun}s. Hold out fewer {noun}s or raise '{count_key}'."
             )
     for split in ("val", "test"):
         if not out[f"{split}_timesteps"] and not out[f"{split}_objects"]:
-            raise ValueError(
+            raise GeneratorConfigError(
                 f"The {split} split is empty: '{split}_timesteps' and '{split}_objects' are "
                 f"both empty. Hold out a timestep or an object for {split}."
             )
     bar, variation = out["bar"], out["variation"]
     if variation.length[0] <= 0 or variation.thickness[0] <= 0:
-        raise ValueError("Generator keys 'variation.length' and 'variation.thickness' must be > 0.")
+        raise GeneratorConfigError(
+            "Generator keys 'variation.length' and 'variation.thickness' must be > 0."
+        )
     if not np.linalg.norm(out["light_direction"]) > 0:
-        raise ValueError("Generator key 'light_direction' must be a non-zero vector.")
+        raise GeneratorConfigError("Generator key 'light_direction' must be a non-zero vector.")
     # The camera must stay outside every object (half the diagonal of the largest box).
     longest = max(bar.length, variation.length[1] if out["num_objects"] > 1 else 0.0)
     thickest = max(bar.width, bar.height, variation.thickness[1])
     reach = 0.5 * math.sqrt(longest**2 + 2 * thickest**2)
     if not out["camera_radius"] > reach:
-        raise ValueError(
+        raise GeneratorConfigError(
             f"Generator key 'camera_radius' is {out['camera_radius']}, inside the object "
             f"(reach {reach:.2f}); use a radius of about 2 * object length."
         )
@@ -323,7 +345,7 @@ def _check_together(out: Mapping[str, Any]) -> None:
 def _read_backend(value: Any) -> EmbreeSettings | BlenderSettings:
     """The ``backend`` mapping: ``{name: embree}`` or ``{name: blender, <settings>}``."""
     if not isinstance(value, Mapping):
-        raise ValueError(
+        raise GeneratorConfigError(
             f"Generator key 'backend' must be a mapping such as {{name: blender}}, got {value!r}; "
             "pick one with backend=embree or backend=blender."
         )
@@ -331,12 +353,12 @@ def _read_backend(value: Any) -> EmbreeSettings | BlenderSettings:
     name = settings.pop("name", "embree")
     if name == "embree":
         if settings:
-            raise ValueError(
+            raise GeneratorConfigError(
                 f"backend.{sorted(settings)[0]} is a Blender setting but backend.name is embree; "
                 "use backend=blender or drop it."
             )
         return EmbreeSettings(name="embree")
     if name != "blender":
-        raise ValueError(f"backend.name is {name!r}; choose one of {list(BACKENDS)}.")
+        raise GeneratorConfigError(f"backend.name is {name!r}; choose one of {list(BACKENDS)}.")
     defaults = _yaml("backend", "blender.yaml")
     return BlenderSettings(name="blender", **_read(BlenderSettings, settings, defaults, "backend."))
