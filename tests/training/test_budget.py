@@ -96,7 +96,8 @@ def test_the_same_experiments_schedule_the_learning_rate_as_before() -> None:
 
     scheduled = {  # those with callbacks.lr_schedule before model.scheduler went
         "bend_20t", "bend_20t_cpu", "bend_20t_flow", "bend_20t_flow_cpu", "bend_20t_linear_cpu",
-        "bend_20t_linear_flow_cpu", "bend_20t_warp_cpu", "bend_5t", "bend_many_cpu",
+        "bend_20t_linear_flow_cpu", "bend_20t_linear_warp_cpu", "bend_20t_warp_cpu", "bend_5t",
+        "bend_many_cpu",
         "bend_many_linear_cpu",
     }  # fmt: skip
     for experiment in EXPERIMENTS:
