@@ -190,28 +190,8 @@ def test_experiments_sharing_a_dataset_folder_generate_the_same_data() -> None:
 # --------------------------------------------------------------------------- evaluation
 
 
-@pytest.fixture(scope="module")
-def held_out_run(held_out_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """experiment=tiny trained on held_out_data; a run folder evaluate can load."""
-    from temporal_nsr.training.fit import train
-
-    run_dir = tmp_path_factory.mktemp("held_out_run")
-    checkpoint = "lightning.pytorch.callbacks.ModelCheckpoint"
-    cfg = compose_config(
-        ["experiment=tiny", "logger=none", "callbacks=none", f"data.root={held_out_data}",
-         "data.generator.num_objects=4", "data.generator.val_objects=[1]",
-         "data.generator.test_objects=[2]", f"paths.output_dir={run_dir}",
-         f"+callbacks.ckpt._target_={checkpoint}", f"+callbacks.ckpt.dirpath={run_dir}/checkpoints",
-         "+callbacks.ckpt.save_last=true"]
-    )  # fmt: skip
-    train(cfg)
-    (run_dir / ".hydra").mkdir()
-    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
-    return run_dir
-
-
-def _pair_rows(run_dir: Path, split: str) -> list[dict[str, str]]:
-    with (run_dir / "eval" / f"pairs_{split}.csv").open() as f:
+def _pair_rows(out_dir: Path, split: str) -> list[dict[str, str]]:
+    with (out_dir / f"pairs_{split}.csv").open() as f:
         return list(csv.DictReader(f))
 
 
@@ -271,12 +251,17 @@ def test_other_object_source_shows_another_object_at_the_same_time(
     assert len(table) and other_object_sources(table, lonely, seed=0) is None
 
 
-def test_evaluation_breaks_results_down_by_seen_and_unseen(held_out_run: Path) -> None:
-    cfg = compose_config(
-        [f"run_dir={held_out_run}", f"paths.output_dir={held_out_run}/evaluate"],
-        config_name="evaluate",
+def test_evaluation_breaks_results_down_by_seen_and_unseen(
+    tiny_run: Path, held_out_data: Path, tmp_path: Path
+) -> None:
+    # The tiny run's model on held_out_data (data= in place of the run's dataset): seen and
+    # unseen are the evaluated dataset's objects, whatever data the model was trained on.
+    data = ["data=bend", f"data.root={held_out_data}", "data.image_size=32",
+            "data.num_timesteps=6", "data.max_offset=2"]  # fmt: skip
+    out_dir = tmp_path / "eval"
+    results = evaluate(
+        compose_config([f"run_dir={tiny_run}", f"out_dir={out_dir}", *data], "evaluate")
     )
-    results = evaluate(cfg)
     for split, unseen in (("val", "bar_001"), ("test", "bar_002")):
         summary = results["splits"][split]
         assert summary["objects"] == {"seen": ["bar_000", "bar_003"], "unseen": [unseen]}
@@ -289,7 +274,7 @@ def test_evaluation_breaks_results_down_by_seen_and_unseen(held_out_run: Path) -
         predictors = {"model", "copy", "mean", "shuffled_source", "other_object"}
         assert predictors <= set(parts["unseen"]["by_setting"]["train_time"])
 
-        rows = _pair_rows(held_out_run, split)
+        rows = _pair_rows(out_dir, split)
         assert {r["object"] for r in rows if r["seen"] == "False"} == {unseen}
         per_predictor: dict[str, set] = {}
         for row in rows:
@@ -297,9 +282,9 @@ def test_evaluation_breaks_results_down_by_seen_and_unseen(held_out_run: Path) -
             per_predictor.setdefault(row["predictor"], set()).add(key)
         assert all(keys == per_predictor["model"] for keys in per_predictor.values())
 
-        figure = Image.open(held_out_run / "eval" / f"figure_{split}_unseen.png")
+        figure = Image.open(out_dir / f"figure_{split}_unseen.png")
         assert figure.size == (8 * 34 + 2, 4 * 34 + 2)  # 8 examples; 4 rows of 32 px + padding
-    table = (held_out_run / "eval" / "results.md").read_text()
+    table = (out_dir / "results.md").read_text()
     assert "| val, unseen objects |" in table and "| test, seen objects |" in table
     assert "other_object" in table.splitlines()[2]
 
