@@ -9,14 +9,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from temporal_nsr.config import compose_config
 from temporal_nsr.data.datamodule import ViewPairDataModule
 from temporal_nsr.data.dataset import RenderedViews
 from temporal_nsr.data.sampler import FixedPairs, SameObjectPairSampler
-from temporal_nsr.data.synthetic.config import resolve_config
+from temporal_nsr.data.synthetic.config import GeneratorConfig, resolve_config
 from temporal_nsr.data.synthetic.generator import generate_dataset
 from temporal_nsr.data.synthetic.objects import object_specs
 from temporal_nsr.evaluate import evaluate
@@ -162,27 +162,58 @@ def test_samplers_never_mix_objects_of_one_split(held_out_data: Path) -> None:
 # --------------------------------------------------------------------------- experiments
 
 
-def test_many_object_experiments_hold_objects_out() -> None:
-    for experiment in ("bend_many_cpu", "bend_many_linear_cpu", "enr_many_cpu"):
-        cfg = compose_config([f"experiment={experiment}", "logger=none"])
-        generator = resolve_config(OmegaConf.to_container(cfg.data.generator, resolve=True))
-        assert generator.num_objects >= 8 + len(generator.val_objects) + len(generator.test_objects)
-        assert generator.val_objects and generator.test_objects
-        assert cfg.data.image_size == 64 and cfg.trainer.max_time == "00:00:19:00"
-    linear = compose_config(["experiment=bend_many_linear_cpu", "logger=none"]).data.generator
-    specs = object_specs(resolve_config(OmegaConf.to_container(linear, resolve=True)))
-    assert linear.schedule == "linear"
-    assert {(s.amplitude_deg, s.phase) for s in specs} == {(70.0, 0.0)}  # time visible
-    assert len({s.length for s in specs}) == len(specs)  # shapes still differ
-
-
-def test_experiments_sharing_a_dataset_folder_generate_the_same_data() -> None:
-    generators: dict[str, tuple[str, Any]] = {}
+@pytest.fixture(scope="module")
+def experiments() -> dict[str, tuple[DictConfig, GeneratorConfig | None]]:
+    """Every conf/experiment/*.yaml composed once, with its resolved generator (None: none)."""
+    composed = {}
     for experiment in EXPERIMENTS:
         cfg = compose_config([f"experiment={experiment}", "logger=none"])
-        if cfg.data.get("generator") is None:
+        generator = cfg.data.get("generator")
+        if generator is not None:
+            generator = resolve_config(OmegaConf.to_container(generator, resolve=True))
+        composed[experiment] = (cfg, generator)
+    return composed
+
+
+def test_the_many_tag_means_whole_objects_held_out(experiments) -> None:
+    # Runs are grouped by their tags on the dashboards, so a tag must be true of the data: an
+    # experiment holds whole objects out for val and test exactly when it is tagged `many`.
+    many = {}
+    for experiment, (cfg, generator) in experiments.items():
+        held_out = generator is not None and bool(generator.val_objects or generator.test_objects)
+        assert held_out == ("many" in cfg.tags), experiment
+        if held_out:
+            assert generator.val_objects and generator.test_objects, experiment
+            unseen = len(generator.val_objects) + len(generator.test_objects)
+            assert generator.num_objects >= 8 + unseen, experiment  # 8 objects or more train
+            many[experiment] = cfg
+    assert len(many) >= 2
+    # The many-object runs are compared with each other: one image size and one time budget.
+    budgets = {(cfg.data.image_size, cfg.trainer.max_time) for cfg in many.values()}
+    assert len(budgets) == 1, budgets
+
+
+def test_the_linear_tag_means_the_bend_phase_is_visible(experiments) -> None:
+    checked = 0
+    for experiment, (cfg, generator) in experiments.items():
+        linear = generator is not None and generator.schedule == "linear"
+        assert linear == ("linear" in cfg.tags), experiment
+        if not linear or generator.num_objects == 1:
             continue
-        generator = resolve_config(OmegaConf.to_container(cfg.data.generator, resolve=True))
+        checked += 1
+        # Objects that bend with different amplitudes or phases would make one bend angle fit
+        # several times: every object bends alike, and the shapes still differ.
+        specs = object_specs(generator)
+        assert len({(s.amplitude_deg, s.phase) for s in specs}) == 1, experiment
+        assert len({s.length for s in specs}) == len(specs), experiment
+    assert checked >= 1  # a many-object linear experiment exists
+
+
+def test_experiments_sharing_a_dataset_folder_generate_the_same_data(experiments) -> None:
+    generators: dict[str, tuple[str, Any]] = {}
+    for experiment, (cfg, generator) in experiments.items():
+        if generator is None:
+            continue
         other, seen = generators.setdefault(cfg.data.root, (experiment, generator))
         assert seen == generator, f"{experiment} and {other} both write {cfg.data.root}"
 
