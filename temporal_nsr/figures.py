@@ -1,8 +1,9 @@
-"""Figures of trained models, written once: grids, slot strips, time grids, latent slices, files.
+"""Figures of trained models, written once: slot strips, time grids, latent slices, files.
 
-``render`` (the novel-view entry point), the viewer and the training callback all draw with
-these. ``render_figures`` builds the figures of one image without writing anything (for
-callbacks and notebooks); ``write_figures`` writes them:
+``render`` (the novel-view entry point) and the viewer draw with these, and the training
+callback writes its time-sweep animation with ``write_animation``; tiling images into a grid
+and uint8 pictures live below, in ``temporal_nsr.pictures``. ``render_figures`` builds the
+figures of one image without writing anything (for notebooks); ``write_figures`` writes them:
 
 * ``slots``: the input, then the render at every integer dt = -max_offset..max_offset at the
   input view (extrapolation in time);

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import resource
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -11,11 +14,9 @@ from omegaconf import OmegaConf
 
 import temporal_nsr.acceleration as acceleration
 from temporal_nsr.acceleration import (
-    bf16_native,
     bf16_pays,
     bf16_speedup,
     inference_dtype,
-    keep_freed_memory,
     to_channels_last,
     training_precision,
 )
@@ -58,11 +59,36 @@ def test_activation_checkpointing_gives_the_same_loss_curve_and_weights() -> Non
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=name)
 
 
-def test_kept_heap_does_not_change_the_loss_curve() -> None:
-    model, cfg = _tiny_model()
-    before = _loss_curve(copy.deepcopy(model), cfg, 3)
-    assert keep_freed_memory() is True  # glibc on Linux
-    assert _loss_curve(model, cfg, 3) == before
+# A training step in miniature: a 40 MiB activation (above glibc's 32 MiB mmap ceiling) is
+# allocated, written and freed again and again; each line prints the page faults of one step.
+_HEAP_STEPS = """
+import resource, torch
+from temporal_nsr.acceleration import keep_freed_memory
+
+def steps(n):
+    for _ in range(n):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        activation = torch.ones(10 << 20)
+        del activation
+        yield resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+print(*steps(4))
+print(keep_freed_memory())
+print(*list(steps(24))[-4:])  # the heap settles within a few steps, then is reused
+"""
+
+
+def test_kept_heap_reuses_freed_activations_without_page_faults() -> None:
+    # In a fresh process: the setting is process-wide and cannot be undone.
+    done = subprocess.run(
+        [sys.executable, "-c", _HEAP_STEPS], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    plain, kept, settled = done.stdout.split("\n")[:3]
+    pages = (40 << 20) // resource.getpagesize()
+    assert kept == "True"  # glibc on Linux
+    assert all(int(n) >= 0.9 * pages for n in plain.split())  # mapped afresh every step
+    assert all(int(n) < 0.05 * pages for n in settled.split()), settled  # kept and reused
 
 
 def test_bf16_training_stays_finite_and_close_to_fp32() -> None:
@@ -101,15 +127,31 @@ def test_bf16_and_channels_last_inference_stay_close_to_fp32() -> None:
     torch.testing.assert_close(bf16.render(latent.float(), **poses), views)
 
 
-def test_precision_choices_and_errors() -> None:
-    assert inference_dtype("fp32", CPU) == torch.float32
-    expected = torch.bfloat16 if bf16_pays("cpu") else torch.float32
-    assert inference_dtype("auto", CPU) == expected
-    assert not bf16_pays("cpu") or bf16_native(CPU)
-    with pytest.raises(ValueError, match="use one of"):
-        inference_dtype("fp16", CPU)
-    kept = training_precision("32-true", "cpu")
-    assert kept.record() == {"setting": "32-true", "precision": "32-true", "bf16_speedup": None}
+def _no_probe(dtype: torch.dtype, rounds: int) -> list[float]:
+    raise AssertionError("the bf16 probe ran where nothing needs measuring")
+
+
+def test_precision_choices_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(acceleration, "_probe_seconds", _no_probe)
+    bf16_speedup.cache_clear()
+    try:
+        assert inference_dtype("fp32", CPU) == torch.float32
+        with pytest.raises(ValueError, match="use one of"):
+            inference_dtype("fp16", CPU)
+        kept = training_precision("32-true", "cpu")  # a setting other than auto is kept as is
+        assert kept.record() == {"setting": "32-true", "precision": "32-true", "bf16_speedup": None}
+        # Native bf16 on a GPU is enough: nothing is measured there.
+        monkeypatch.setattr(acceleration, "bf16_native", lambda device: True)
+        gpu = training_precision("auto", "cuda")
+        assert gpu.record() == {"setting": "auto", "precision": "bf16-mixed", "bf16_speedup": None}
+        # Without native bf16 (it would be emulated): float32, unmeasured; bf16 is refused.
+        monkeypatch.setattr(acceleration, "bf16_native", lambda device: False)
+        assert inference_dtype("auto", CPU) == torch.float32
+        assert training_precision("auto", "cpu") == ("auto", "32-true", None)
+        with pytest.raises(ValueError, match="no native bfloat16 support"):
+            inference_dtype("bf16", CPU)
+    finally:
+        bf16_speedup.cache_clear()
 
 
 def test_composing_a_config_measures_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -150,10 +192,29 @@ def test_auto_precision_picks_bf16_only_where_it_measures_faster(
         bf16_speedup.cache_clear()
 
 
-def test_precision_probe_times_both_dtypes() -> None:
-    for dtype in (torch.float32, torch.bfloat16):
-        times = acceleration._probe_seconds(dtype, rounds=2)
-        assert len(times) == 2 and all(t > 0 for t in times)
+def test_the_probe_interleaves_the_dtypes_and_measures_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A load spike slows whichever dtype runs during it; the best interleaved round of each
+    # dtype is compared, so one slow round (5 s, 3 s below) does not decide the choice.
+    seconds = {torch.float32: iter([1.0, 5.0, 1.0]), torch.bfloat16: iter([0.5, 0.5, 3.0])}
+    order = []
+
+    def probe(dtype: torch.dtype, rounds: int) -> list[float]:
+        order.append(dtype)
+        return [next(seconds[dtype]) for _ in range(rounds)]
+
+    monkeypatch.setattr(acceleration, "bf16_native", lambda device: True)
+    monkeypatch.setattr(acceleration, "_probe_seconds", probe)
+    bf16_speedup.cache_clear()
+    try:
+        assert bf16_speedup("cpu") == pytest.approx(2.0)
+        assert order == [torch.float32, torch.bfloat16] * 3  # a busy spell slows both alike
+        assert bf16_pays("cpu") and bf16_speedup("cpu") == pytest.approx(2.0)
+        assert len(order) == 6  # measured once per process
+        assert bf16_speedup("cuda") is None  # no probe off the CPU
+    finally:
+        bf16_speedup.cache_clear()
 
 
 def test_channels_last_converts_every_convolution() -> None:

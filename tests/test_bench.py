@@ -1,4 +1,4 @@
-"""`make bench ARGS=--quick` works end to end and writes the documented JSON."""
+"""`make bench` writes the documented JSON: one cheap entry in seconds, every entry when slow."""
 
 import json
 import subprocess
@@ -7,7 +7,50 @@ from pathlib import Path
 
 import pytest
 
+from temporal_nsr import bench
 
+
+def test_one_entry_runs_in_its_own_process_and_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bench.json"
+    bench.main(["--quick", "--only", "peak", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["quick"] is True and report["machine"]["torch"]
+    assert list(report["results"]) == ["peak"]
+    peak = report["results"]["peak"]
+    assert "error" not in peak, peak
+    assert peak["unit"] == "GFLOP/s" and peak["min"] <= peak["median"] <= peak["max"]
+    kernels = {k: v for k, v in peak.items() if k.endswith("_gflops") and k != "peak_gflops"}
+    assert set(kernels) == {
+        f"{op}_{p}_gflops" for op in ("matmul", "conv1x1") for p in ("fp32", "bf16")
+    }
+    assert peak["peak_gflops"] == max(kernels.values()) > 0  # the roof is the fastest kernel
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("peak") and printed[-1] == f"wrote {out}"
+
+
+def test_a_failing_entry_is_recorded_and_fails_the_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An entry whose child process dies keeps its last stderr line in the report, the other
+    # entries still run, and the command exits 1.
+    def run_child(name: str, quick: bool, original: Path | None = None) -> dict:
+        if name == "peak":
+            return {"error": "RuntimeError: out of memory"}
+        return {"unit": "s", "median": 1.0, "min": 1.0, "max": 1.0, "repeats": 1}
+
+    monkeypatch.setattr(bench, "run_child", run_child)
+    out = tmp_path / "bench.json"
+    with pytest.raises(SystemExit) as stop:
+        bench.main(["--quick", "--only", "peak", "generate_128px", "--out", str(out)])
+    assert stop.value.code == 1
+    results = json.loads(out.read_text())["results"]
+    assert results["peak"] == {"error": "RuntimeError: out of memory"}
+    assert results["generate_128px"]["median"] == 1.0
+
+
+@pytest.mark.slow
 def test_quick_benchmark_writes_every_entry(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run(

@@ -22,13 +22,15 @@ def test_experiment_composes_and_instantiates(experiment: str, tmp_path: Path) -
     cfg = compose_config(
         [f"experiment={experiment}", "logger=none", f"paths.output_dir={tmp_path}"]
     )
-    assert cfg.model.renderer.encoder.image_size == cfg.data.image_size
-    assert cfg.model.renderer.encoder.max_offset == cfg.data.max_offset
     datamodule = instantiate(cfg.data)
-    assert datamodule.hparams.max_offset == cfg.data.max_offset
     model = instantiate(cfg.model)
-    assert model.renderer.max_offset == cfg.data.max_offset
-    assert model.renderer.decoder.latent_channels == cfg.model.renderer.encoder.latent_channels
+    # The built objects agree, whatever the config spells: the model takes and renders images of
+    # the size the data loads, every offset the sampler draws has a latent slot, and the decoder
+    # reads the latent the encoder writes.
+    renderer, data = model.renderer, datamodule.hparams
+    assert renderer.encoder.image_size == data.image_size == renderer.decoder.image_size
+    assert renderer.max_offset == data.max_offset
+    assert renderer.decoder.latent_channels == renderer.encoder.latent_channels
 
 
 @pytest.mark.parametrize(

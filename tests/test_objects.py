@@ -9,14 +9,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from temporal_nsr.config import compose_config
 from temporal_nsr.data.datamodule import ViewPairDataModule
 from temporal_nsr.data.dataset import RenderedViews
 from temporal_nsr.data.sampler import FixedPairs, SameObjectPairSampler
-from temporal_nsr.data.synthetic.config import resolve_config
+from temporal_nsr.data.synthetic.config import GeneratorConfig, resolve_config
 from temporal_nsr.data.synthetic.generator import generate_dataset
 from temporal_nsr.data.synthetic.objects import object_specs
 from temporal_nsr.evaluate import evaluate
@@ -162,27 +162,58 @@ def test_samplers_never_mix_objects_of_one_split(held_out_data: Path) -> None:
 # --------------------------------------------------------------------------- experiments
 
 
-def test_many_object_experiments_hold_objects_out() -> None:
-    for experiment in ("bend_many_cpu", "bend_many_linear_cpu", "enr_many_cpu"):
-        cfg = compose_config([f"experiment={experiment}", "logger=none"])
-        generator = resolve_config(OmegaConf.to_container(cfg.data.generator, resolve=True))
-        assert generator.num_objects >= 8 + len(generator.val_objects) + len(generator.test_objects)
-        assert generator.val_objects and generator.test_objects
-        assert cfg.data.image_size == 64 and cfg.trainer.max_time == "00:00:19:00"
-    linear = compose_config(["experiment=bend_many_linear_cpu", "logger=none"]).data.generator
-    specs = object_specs(resolve_config(OmegaConf.to_container(linear, resolve=True)))
-    assert linear.schedule == "linear"
-    assert {(s.amplitude_deg, s.phase) for s in specs} == {(70.0, 0.0)}  # time visible
-    assert len({s.length for s in specs}) == len(specs)  # shapes still differ
-
-
-def test_experiments_sharing_a_dataset_folder_generate_the_same_data() -> None:
-    generators: dict[str, tuple[str, Any]] = {}
+@pytest.fixture(scope="module")
+def experiments() -> dict[str, tuple[DictConfig, GeneratorConfig | None]]:
+    """Every conf/experiment/*.yaml composed once, with its resolved generator (None: none)."""
+    composed = {}
     for experiment in EXPERIMENTS:
         cfg = compose_config([f"experiment={experiment}", "logger=none"])
-        if cfg.data.get("generator") is None:
+        generator = cfg.data.get("generator")
+        if generator is not None:
+            generator = resolve_config(OmegaConf.to_container(generator, resolve=True))
+        composed[experiment] = (cfg, generator)
+    return composed
+
+
+def test_the_many_tag_means_whole_objects_held_out(experiments) -> None:
+    # Runs are grouped by their tags on the dashboards, so a tag must be true of the data: an
+    # experiment holds whole objects out for val and test exactly when it is tagged `many`.
+    many = {}
+    for experiment, (cfg, generator) in experiments.items():
+        held_out = generator is not None and bool(generator.val_objects or generator.test_objects)
+        assert held_out == ("many" in cfg.tags), experiment
+        if held_out:
+            assert generator.val_objects and generator.test_objects, experiment
+            unseen = len(generator.val_objects) + len(generator.test_objects)
+            assert generator.num_objects >= 8 + unseen, experiment  # 8 objects or more train
+            many[experiment] = cfg
+    assert len(many) >= 2
+    # The many-object runs are compared with each other: one image size and one time budget.
+    budgets = {(cfg.data.image_size, cfg.trainer.max_time) for cfg in many.values()}
+    assert len(budgets) == 1, budgets
+
+
+def test_the_linear_tag_means_the_bend_phase_is_visible(experiments) -> None:
+    checked = 0
+    for experiment, (cfg, generator) in experiments.items():
+        linear = generator is not None and generator.schedule == "linear"
+        assert linear == ("linear" in cfg.tags), experiment
+        if not linear or generator.num_objects == 1:
             continue
-        generator = resolve_config(OmegaConf.to_container(cfg.data.generator, resolve=True))
+        checked += 1
+        # Objects that bend with different amplitudes or phases would make one bend angle fit
+        # several times: every object bends alike, and the shapes still differ.
+        specs = object_specs(generator)
+        assert len({(s.amplitude_deg, s.phase) for s in specs}) == 1, experiment
+        assert len({s.length for s in specs}) == len(specs), experiment
+    assert checked >= 1  # a many-object linear experiment exists
+
+
+def test_experiments_sharing_a_dataset_folder_generate_the_same_data(experiments) -> None:
+    generators: dict[str, tuple[str, Any]] = {}
+    for experiment, (cfg, generator) in experiments.items():
+        if generator is None:
+            continue
         other, seen = generators.setdefault(cfg.data.root, (experiment, generator))
         assert seen == generator, f"{experiment} and {other} both write {cfg.data.root}"
 
@@ -190,28 +221,8 @@ def test_experiments_sharing_a_dataset_folder_generate_the_same_data() -> None:
 # --------------------------------------------------------------------------- evaluation
 
 
-@pytest.fixture(scope="module")
-def held_out_run(held_out_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """experiment=tiny trained on held_out_data; a run folder evaluate can load."""
-    from temporal_nsr.training.fit import train
-
-    run_dir = tmp_path_factory.mktemp("held_out_run")
-    checkpoint = "lightning.pytorch.callbacks.ModelCheckpoint"
-    cfg = compose_config(
-        ["experiment=tiny", "logger=none", "callbacks=none", f"data.root={held_out_data}",
-         "data.generator.num_objects=4", "data.generator.val_objects=[1]",
-         "data.generator.test_objects=[2]", f"paths.output_dir={run_dir}",
-         f"+callbacks.ckpt._target_={checkpoint}", f"+callbacks.ckpt.dirpath={run_dir}/checkpoints",
-         "+callbacks.ckpt.save_last=true"]
-    )  # fmt: skip
-    train(cfg)
-    (run_dir / ".hydra").mkdir()
-    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
-    return run_dir
-
-
-def _pair_rows(run_dir: Path, split: str) -> list[dict[str, str]]:
-    with (run_dir / "eval" / f"pairs_{split}.csv").open() as f:
+def _pair_rows(out_dir: Path, split: str) -> list[dict[str, str]]:
+    with (out_dir / f"pairs_{split}.csv").open() as f:
         return list(csv.DictReader(f))
 
 
@@ -271,12 +282,17 @@ def test_other_object_source_shows_another_object_at_the_same_time(
     assert len(table) and other_object_sources(table, lonely, seed=0) is None
 
 
-def test_evaluation_breaks_results_down_by_seen_and_unseen(held_out_run: Path) -> None:
-    cfg = compose_config(
-        [f"run_dir={held_out_run}", f"paths.output_dir={held_out_run}/evaluate"],
-        config_name="evaluate",
+def test_evaluation_breaks_results_down_by_seen_and_unseen(
+    tiny_run: Path, held_out_data: Path, tmp_path: Path
+) -> None:
+    # The tiny run's model on held_out_data (data= in place of the run's dataset): seen and
+    # unseen are the evaluated dataset's objects, whatever data the model was trained on.
+    data = ["data=bend", f"data.root={held_out_data}", "data.image_size=32",
+            "data.num_timesteps=6", "data.max_offset=2"]  # fmt: skip
+    out_dir = tmp_path / "eval"
+    results = evaluate(
+        compose_config([f"run_dir={tiny_run}", f"out_dir={out_dir}", *data], "evaluate")
     )
-    results = evaluate(cfg)
     for split, unseen in (("val", "bar_001"), ("test", "bar_002")):
         summary = results["splits"][split]
         assert summary["objects"] == {"seen": ["bar_000", "bar_003"], "unseen": [unseen]}
@@ -289,7 +305,7 @@ def test_evaluation_breaks_results_down_by_seen_and_unseen(held_out_run: Path) -
         predictors = {"model", "copy", "mean", "shuffled_source", "other_object"}
         assert predictors <= set(parts["unseen"]["by_setting"]["train_time"])
 
-        rows = _pair_rows(held_out_run, split)
+        rows = _pair_rows(out_dir, split)
         assert {r["object"] for r in rows if r["seen"] == "False"} == {unseen}
         per_predictor: dict[str, set] = {}
         for row in rows:
@@ -297,9 +313,9 @@ def test_evaluation_breaks_results_down_by_seen_and_unseen(held_out_run: Path) -
             per_predictor.setdefault(row["predictor"], set()).add(key)
         assert all(keys == per_predictor["model"] for keys in per_predictor.values())
 
-        figure = Image.open(held_out_run / "eval" / f"figure_{split}_unseen.png")
+        figure = Image.open(out_dir / f"figure_{split}_unseen.png")
         assert figure.size == (8 * 34 + 2, 4 * 34 + 2)  # 8 examples; 4 rows of 32 px + padding
-    table = (held_out_run / "eval" / "results.md").read_text()
+    table = (out_dir / "results.md").read_text()
     assert "| val, unseen objects |" in table and "| test, seen objects |" in table
     header = next(line for line in table.splitlines() if line.startswith("| val"))
     assert "other_object" in header  # a column of the first table

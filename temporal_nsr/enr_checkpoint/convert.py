@@ -20,9 +20,10 @@ from the weights; a ``temporal_channels`` entry, when a file has one, must agree
 **Slot mapping.** For a pair with dt = t_b - t_a the fork renders its slot j = dt + T // 2
 (its ``int(T / 2)``). Its slots therefore hold dt = -T // 2 .. T - 1 - T // 2, one more
 negative offset than positive: for T = 20, dt = -10 .. 9, and a pair with dt = 10 raised an
-IndexError while dt < -10 silently read slot dt + 30 (docs/design.md, "Known defect"). Our
-latent is symmetric (slot k holds dt = k - M, K = 2 M + 1), so the loader takes
-M = min(T // 2, T - 1 - T // 2) and our slot k = their slot k + T // 2 - M:
+IndexError while dt < -10 silently read slot dt + 30 (docs/design.md §3.3, "The original
+fork's defect, not reproduced"). Our latent is symmetric (slot k holds dt = k - M,
+K = 2 M + 1), so the loader takes M = min(T // 2, T - 1 - T // 2) and our slot k = their
+slot k + T // 2 - M:
 
 * T = 20 (the fork's models): M = 9; our slots 0..18 (dt = -9..9) are their slots 1..19;
   their slot 0 (dt = -10) has no counterpart: the encoder still computes it (the lift's

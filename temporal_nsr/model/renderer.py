@@ -1,6 +1,7 @@
 """SceneRenderer: the network's forward rendering, encode -> take slot dt -> rotate -> decode.
 
-No losses here; ``lit_module.py`` compares ``RenderOutput.image`` with the target.
+No losses here; ``training/module.py`` renders its pairs with ``encode_state``, ``move_rotate``
+and the decoder, and compares them with the targets (``training/losses.py``).
 """
 
 from __future__ import annotations
@@ -187,10 +188,12 @@ class SceneRenderer(nn.Module):
         *,
         check: bool = True,
     ) -> Tensor:
-        """The one path from a latent to images: take slot dt, rotate it, decode it.
+        """A slot latent to images: take slot dt, rotate it, decode it.
 
-        Training (``forward``), evaluation, export, ``render_views`` and so every inference
-        caller go through here.
+        ``render_views`` (and so every inference caller) and the exported runtime go through
+        here. Training (``TemporalNSRModule.render_pairs``) and evaluation's predictors move
+        and rotate states with ``move_rotate`` instead, which any lift supports, slots or
+        not; every path ends in the same decoder.
 
         Args:
             latent: (B, K, C, D, H, W) latents, from ``encode``.
