@@ -8,7 +8,7 @@ and fractional or out-of-range offsets are defined. An operator is chosen with t
 ``lift`` key (its registered ``name``) and configured with ``lift_options``.
 
 Adding one: a module in this package with a ``TimeOperator`` subclass decorated with
-``@register``, imported at the bottom of this file; ``tests/test_operators.py`` runs
+``@register``, imported at the bottom of this file; ``tests/model/test_operators.py`` runs
 every registered operator through the property tests and a training step.
 """
 

@@ -17,8 +17,7 @@ from temporal_nsr.batch import ViewPair
 from temporal_nsr.config import CONF_DIR
 from temporal_nsr.data.datamodule import ViewPairDataModule
 from temporal_nsr.data.dataset import DatasetError
-
-from .conftest import TINY_GENERATOR
+from tests.conftest import TINY_GENERATOR
 
 CONF = CONF_DIR / "data" / "bend.yaml"
 

@@ -154,7 +154,7 @@ def test_torchscript_graphs_match_eager(
 
 def test_ckpt_exports_an_original_enr_file(tmp_path: Path) -> None:
     """ckpt= takes an ENR file: a rotation-only model (K = 1), written to the Hydra folder."""
-    from tests.test_enr_checkpoint import ENR_CONFIG, write_enr
+    from tests.enr_checkpoint.test_enr_checkpoint import ENR_CONFIG, write_enr
 
     path = write_enr(tmp_path / "enr.pt", ENR_CONFIG)
     overrides = [f"ckpt={path}", "format=torchscript", f"paths.output_dir={tmp_path}/out"]

@@ -39,7 +39,7 @@ from temporal_nsr.viewer import (
 from temporal_nsr.viewer.app import next_dt
 from temporal_nsr.viewer.server import reachable_url
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
 # The flags the viewer issue asks for, plus no QUIC; a fresh --user-data-dir per test.
 CHROMIUM_FLAGS = [

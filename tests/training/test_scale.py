@@ -29,7 +29,7 @@ from temporal_nsr.training.checkpointing import AtomicCheckpointIO, resolve_ckpt
 from temporal_nsr.training.fit import train
 from temporal_nsr.training.sweep import write_job_result, write_summary
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PROBE = f"{__name__}.ScaleProbe"
 
 
