@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 
 import temporal_nsr.benchmarks.training as training
 from temporal_nsr import bench
+from temporal_nsr.benchmarks import harness
 from temporal_nsr.benchmarks.entries import GPU_PLAN, gpu_entries, gpu_plan
 from temporal_nsr.benchmarks.gpu import Setting, bench_gpu_step, gpu_summary_lines
 from temporal_nsr.benchmarks.harness import run_child
@@ -97,6 +99,30 @@ def test_summary_compares_with_eager_bf16_of_the_same_batch() -> None:
 def test_a_child_past_its_time_is_stopped_with_an_error_line() -> None:
     name = next(iter(gpu_entries(quick=True)))
     assert run_child(name, True, gpu=True, timeout_s=0.2) == {"error": "timed out after 0.2 s"}
+
+
+def test_children_keep_the_packages_on_pythonpath(monkeypatch) -> None:
+    seen = {}
+
+    class Child:  # stands in for subprocess.Popen
+        returncode = 0
+
+        def __init__(self, cmd, **kwargs) -> None:
+            seen.update(kwargs["env"])
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            pass
+
+        def communicate(self, timeout=None):
+            return '{"median": 1.0}\n', ""
+
+    monkeypatch.setenv("PYTHONPATH", "/tmp/site")  # wheels carried to a GPU machine
+    monkeypatch.setattr(harness.subprocess, "Popen", Child)
+    assert run_child("any", True, gpu=True) == {"median": 1.0}
+    assert seen["PYTHONPATH"] == f"{harness.PROJECT_ROOT}{os.pathsep}/tmp/site"
 
 
 def test_no_entry_starts_once_the_budget_is_spent(tmp_path: Path, capsys) -> None:

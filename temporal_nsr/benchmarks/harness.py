@@ -129,7 +129,9 @@ def run_child(
         log: a file the child's stderr is appended to, under a line with the entry's name.
     """
     cmd = child_command(name, quick, original, gpu)
-    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
+    # the project first; packages put on PYTHONPATH (wheels carried to a GPU machine) stay
+    path = [str(PROJECT_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
     # its own process group, so that a timeout stops the compile workers it started as well
     with subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
