@@ -68,15 +68,21 @@ bench: $(STAMP) ## benchmarks -> outputs/bench/bench.json (ARGS=--quick for a sm
 	$(PY) -m temporal_nsr.bench $(ARGS)
 
 # Every check that needs a GPU, as ONE command for a short loan of one (docs/performance.md, "On a
-# GPU"): the gpu-marked tests, then bend_20t and bend_20t_flow trained for GPU_TIME each and
-# evaluated (steps, steps/s and memory in each run's metrics.json). Rehearse it on a CPU with
+# GPU"): the training step under each GPU fast path (bench --gpu, at most GPU_BENCH_S seconds:
+# steps/s and memory in $(GPU_OUT)/bench_gpu.json), the gpu-marked tests, then bend_20t and
+# bend_20t_flow trained for GPU_TIME each and evaluated (steps, steps/s and memory in each run's
+# metrics.json). A failed or out-of-memory step entry is a line of its report, not the end of
+# the check. Rehearse it on a CPU (the step entries then run as a CPU rehearsal, tiny model) with
 # make gpu-check GPU_TRAINER=cpu GPU_TIME=00:00:00:20 GPU_OUT=/tmp/gpu_check
 GPU_TIME ?= 00:00:04:00
 GPU_TRAINER ?= gpu
 GPU_OUT ?= outputs/gpu_check
 GPU_EXPERIMENTS ?= bend_20t bend_20t_flow
-gpu-check: $(STAMP) ## on a GPU: gpu tests, then bend_20t and bend_20t_flow for GPU_TIME each, evaluated
+GPU_BENCH_S ?= 420
+gpu-check: $(STAMP) ## on a GPU: step benchmarks, gpu tests, bend_20t and bend_20t_flow for GPU_TIME each
 	set -e; tables=""; \
+	$(PY) -m temporal_nsr.bench --gpu --budget-s $(GPU_BENCH_S) --out $(GPU_OUT)/bench_gpu.json \
+	  || echo "gpu-check: some step entries failed (see $(GPU_OUT)/bench_gpu.json and .log)"; \
 	WANDB_MODE=disabled $(PY) -m pytest -q -m gpu -p no:cacheprovider || [ $$? = 5 ]; \
 	for exp in $(GPU_EXPERIMENTS); do \
 	  $(PY) -m temporal_nsr.train experiment=$$exp trainer=$(GPU_TRAINER) trainer.max_time=$(GPU_TIME) \
@@ -84,7 +90,9 @@ gpu-check: $(STAMP) ## on a GPU: gpu tests, then bend_20t and bend_20t_flow for 
 	  $(PY) -m temporal_nsr.evaluate run_dir=$(GPU_OUT)/$$exp max_views=10; \
 	  tables="$$tables,$$exp: $(GPU_OUT)/$$exp/eval"; \
 	done; \
-	$(PY) -m temporal_nsr.headline "results={$${tables#,}}" out=$(GPU_OUT)/summary.md
+	if [ -n "$$tables" ]; then \
+	  $(PY) -m temporal_nsr.headline "results={$${tables#,}}" out=$(GPU_OUT)/summary.md; \
+	fi
 
 # The CPU experiments behind the README's results, in the order they need each other: the
 # rotation-only baseline first (the one-bar experiments are scored against it; the 16-bar one

@@ -5,9 +5,12 @@ Run as `make bench` (the full suite, under 10 minutes on 2 cores) or `make bench
 process, so its peak memory and allocator state are its own; `--only NAME ...` re-runs some
 entries and updates them in an existing report. `--original PATH` (a checkout of the original
 temporal ENR fork) adds the `original_*` entries, which time the original beside ours.
+`--gpu` runs only the GPU step entries instead (`gpu_train_step_*`, written to
+outputs/bench/bench_gpu.json and the children's stderr to bench_gpu.log beside it; without CUDA a
+CPU rehearsal of them); `--budget-s S` starts no entry after S seconds.
 
 Modules: `harness` (child processes, timing, memory and FLOP counts, the machine and its roof),
-`data`, `training`, `inference` and `original` (the entries), `entries` (the table of them by
+`data`, `training`, `inference`, `gpu` and `original` (the entries), `entries` (the table of them by
 name), `report` (the JSON report, the original's figures, `vs_original`, the printed tables).
 
 JSON keys: `machine` (cpu model, cores, torch version and threads, bf16_native, bf16_pays, cuda),
@@ -34,6 +37,13 @@ JSON keys: `machine` (cpu model, cores, torch version and threads, bf16_native, 
   is 10 when the warm-up step took under 1.5 s, 4 under 5 s, else 2; `pairs_per_s`, `images_per_s`,
   `peak_rss_mb` (the child's peak resident memory), `page_faults_per_step`, `gflop_per_step`
   (torch.utils.flop_counter) and `achieved_gflops`.
+* `gpu_train_step_<experiment>_b<images>_<setting>` (`--gpu`): the same step on CUDA under a
+  `benchmarks.gpu.Setting` (`bf16`, `fp32`, `_cl` channels-last, `_cudnn` cuDNN autotuning,
+  `_compile` torch.compile, `_graphs` with CUDA graphs, `_ckpt` activation checkpointing; its
+  fields are keys too): s/step over timed blocks between synchronisations, `steps_per_s`,
+  `pairs_per_s`, `peak_memory_gib`, `peak_reserved_gib`, `warmup_s`, `gflop_per_step` and
+  `achieved_gflops` (eager) or `compile_counters` and `compile_backend` (compiled); `fits:
+  false` and `out_of_memory` (the message) for a step that does not fit; see docs/performance.md.
 * `inference_<experiment>_<fp32|bf16>`: milliseconds; sub-dicts `encode_one_image`,
   `novel_view_from_cached_latent`, `turntable_36_views_per_view` (one call, 36 poses) and
   `image_to_novel_view`, each a summary; `gflop_encode`, `gflop_novel_view`, `achieved_gflops`.

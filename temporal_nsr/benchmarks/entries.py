@@ -6,8 +6,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from temporal_nsr.benchmarks.contention import bench_contention
 from temporal_nsr.benchmarks.data import bench_generate, bench_pairs
+from temporal_nsr.benchmarks.gpu import Setting, bench_gpu_step
 from temporal_nsr.benchmarks.harness import PRECISIONS, bench_peak
 from temporal_nsr.benchmarks.inference import (
     bench_compile,
@@ -75,4 +78,50 @@ def entries(quick: bool, original: Path | None = None) -> dict[str, Callable[[],
             out[f"original_train_step_b{images}_{size}px"] = lambda n=images, s=size: (
                 bench_original_train_step(quick, original, s, n)
             )
+    return out
+
+
+CUDNN = Setting(cudnn_benchmark=True)
+# The GPU entries in the order they run, cheap eager ones first and the compiled ones (a minute
+# or more of compiling each) last: (experiment, pairs, setting). Eager bf16 autocast is what
+# trainer=gpu runs today; each row adds one fast path, or takes the batch up.
+GPU_PLAN: tuple[tuple[str, int, Setting], ...] = (
+    ("bend_20t", 8, Setting()),
+    ("bend_20t", 8, Setting(channels_last=True)),
+    ("bend_20t", 8, CUDNN),
+    ("bend_20t", 8, CUDNN._replace(channels_last=True)),
+    ("bend_20t_cpu", 4, Setting()),  # 64 px, the small model: bound by kernel launches
+    ("bend_20t_cpu", 4, Setting(precision="fp32")),
+    ("bend_20t_cpu", 4, CUDNN._replace(channels_last=True)),
+    ("bend_20t", 32, CUDNN),
+    ("bend_20t", 64, CUDNN),  # 128 pairs ran out of 78 GiB on 2026-12-05
+    ("bend_20t", 64, CUDNN._replace(checkpointing=True)),
+    ("bend_20t", 128, CUDNN._replace(checkpointing=True)),
+    ("bend_20t_cpu", 4, CUDNN._replace(compile_mode="reduce-overhead")),  # + CUDA graphs
+    ("bend_20t_cpu", 4, CUDNN._replace(compile_mode="default")),
+    ("bend_20t", 8, CUDNN._replace(compile_mode="default")),
+)
+# Seconds a GPU entry may take before its child is stopped (compiling takes the longest).
+GPU_ENTRY_TIMEOUT_S = 180.0
+
+
+def gpu_plan(quick: bool, cuda: bool) -> list[tuple[str, int, Setting]]:
+    """The GPU entries to run: ``GPU_PLAN`` on CUDA. Quick, or without CUDA (the CPU
+    rehearsal): each setting once on the tiny model at 2 pairs (checkpointing at 4); without
+    CUDA, cuDNN autotuning is left out and CUDA graphs dropped."""
+    if cuda and not quick:
+        return list(GPU_PLAN)
+    settings = [s for _, _, s in GPU_PLAN]
+    if not cuda:
+        cpu = [s for s in settings if s.compile_mode != "reduce-overhead"]
+        settings = [s._replace(cudnn_benchmark=False) for s in cpu]
+    return [("tiny", 4 if s.checkpointing else 2, s) for s in dict.fromkeys(settings)]
+
+
+def gpu_entries(quick: bool) -> dict[str, Callable[[], dict[str, Any]]]:
+    """Name -> zero-argument GPU step entry (``benchmarks.gpu``), for `bench --gpu`."""
+    out: dict[str, Callable[[], dict[str, Any]]] = {}
+    for experiment, pairs, setting in gpu_plan(quick, torch.cuda.is_available()):
+        name = f"gpu_train_step_{experiment}_b{2 * pairs}_{setting.name}"
+        out[name] = lambda e=experiment, b=pairs, s=setting: bench_gpu_step(quick, e, b, s)
     return out

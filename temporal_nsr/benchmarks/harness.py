@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from temporal_nsr.timing import summarise, timed
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = PROJECT_ROOT / "outputs" / "bench" / "bench.json"
+DEFAULT_GPU_OUT = DEFAULT_OUT.with_name("bench_gpu.json")  # `bench --gpu`
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -98,21 +100,52 @@ def bench_peak(quick: bool) -> dict[str, Any]:
     return {**summarise([best], "GFLOP/s"), "peak_gflops": best, **out, "size": n}
 
 
-def child_command(name: str, quick: bool, original: Path | None) -> list[str]:
+def child_command(name: str, quick: bool, original: Path | None, gpu: bool = False) -> list[str]:
     """The command line that runs one entry alone: `python -m temporal_nsr.bench --child NAME`."""
     cmd = [sys.executable, "-m", "temporal_nsr.bench", "--child", name]
     if quick:
         cmd.append("--quick")
+    if gpu:
+        cmd.append("--gpu")
     if original is not None:
         cmd += ["--original", str(original.resolve())]  # the child runs in PROJECT_ROOT
     return cmd
 
 
-def run_child(name: str, quick: bool, original: Path | None = None) -> dict[str, Any]:
-    """One entry in a fresh child process: its result, or its last line of stderr as an error."""
-    cmd = child_command(name, quick, original)
-    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=PROJECT_ROOT)
-    if done.returncode != 0:
-        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr else "failed"}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def run_child(
+    name: str,
+    quick: bool,
+    original: Path | None = None,
+    gpu: bool = False,
+    timeout_s: float | None = None,
+    log: Path | None = None,
+) -> dict[str, Any]:
+    """One entry in a fresh child process: its result, or its last line of stderr as an error.
+
+    Args:
+        gpu: an entry of the GPU table (`bench --gpu`).
+        timeout_s: stop the child (and what it started: compile workers) after this long; its
+            result is then an error.
+        log: a file the child's stderr is appended to, under a line with the entry's name.
+    """
+    cmd = child_command(name, quick, original, gpu)
+    # the project first; packages put on PYTHONPATH (wheels carried to a GPU machine) stay
+    path = [str(PROJECT_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
+    # its own process group, so that a timeout stops the compile workers it started as well
+    with subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        cwd=PROJECT_ROOT, start_new_session=timeout_s is not None,
+    ) as child:  # fmt: skip
+        try:
+            stdout, stderr = child.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            stdout, stderr = child.communicate()
+            stderr += f"\ntimed out after {timeout_s:.3g} s"
+    if log is not None:
+        with log.open("a") as file:
+            file.write(f"==> {name} (exit status {child.returncode})\n{stderr}\n")
+    if child.returncode != 0:
+        return {"error": stderr.strip().splitlines()[-1] if stderr.strip() else "failed"}
+    return json.loads(stdout.strip().splitlines()[-1])

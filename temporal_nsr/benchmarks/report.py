@@ -128,7 +128,11 @@ def result_line(name: str, r: dict[str, Any]) -> str:
     """One printed row of the entries: median, unit, peak memory and GFLOP/s where measured."""
     if "error" in r:
         return f"{name:<40} ERROR {r['error']}"
+    if not r.get("fits", True):
+        return f"{name:<40} does not fit: {r['out_of_memory']}"
     extra = f"  peak {r['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in r else ""
+    if r.get("peak_memory_gib") is not None:
+        extra += f"  peak {r['peak_memory_gib']:.2f} GiB on the GPU"
     if "achieved_gflops" in r:
         extra += f"  {r['achieved_gflops']:.0f} GFLOP/s"
     return f"{name:<40} {r['median']:.4g} {r['unit']}{extra}"

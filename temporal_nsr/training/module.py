@@ -150,8 +150,15 @@ class TemporalNSRModule(L.LightningModule):
             renders.scenes,
         )
 
+    def training_loss(self, batch: ViewPair) -> LossTerms:
+        """The training objective of one batch: its renders (with cross renders) and loss terms.
+
+        ``training_step`` is this plus logging; the benchmarks time and compile this alone.
+        """
+        return self._loss(self.render_pairs(batch, self.cross_targets))
+
     def training_step(self, batch: ViewPair, batch_idx: int) -> Tensor:
-        terms = self._loss(self.render_pairs(batch, self.cross_targets))
+        terms = self.training_loss(batch)
         n = batch.source.shape[0]
         parts = {f"train/{k}": v for k, v in terms._asdict().items() if k != "loss"}
         self.log_dict(parts, batch_size=n)
