@@ -35,7 +35,7 @@ def test_a_failing_entry_is_recorded_and_fails_the_command(
 ) -> None:
     # An entry whose child process dies keeps its last stderr line in the report, the other
     # entries still run, and the command exits 1.
-    def run_child(name: str, quick: bool, original: Path | None = None) -> dict:
+    def run_child(name: str, quick: bool, *rest: object, **options: object) -> dict:
         if name == "peak":
             return {"error": "RuntimeError: out of memory"}
         return {"unit": "s", "median": 1.0, "min": 1.0, "max": 1.0, "repeats": 1}
