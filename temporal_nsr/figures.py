@@ -1,9 +1,9 @@
 """Figures of trained models, written once: slot strips, time grids, latent slices, files.
 
-``render`` (the novel-view entry point) and the viewer draw with these, and the training
-callback writes its time-sweep animation with ``write_animation``; tiling images into a grid
-and uint8 pictures live below, in ``temporal_nsr.pictures``. ``render_figures`` builds the
-figures of one image without writing anything (for notebooks); ``write_figures`` writes them:
+``render`` (the novel-view entry point) and the viewer draw with these; tiling images into a
+grid, uint8 pictures and GIF / MP4 files live below, in ``temporal_nsr.pictures`` (the training
+callback writes its time sweep with them). ``render_figures`` builds the figures of one image
+without writing anything (for notebooks); ``write_figures`` writes them:
 
 * ``slots``: the input, then the render at every integer dt = -max_offset..max_offset at the
   input view (extrapolation in time);
@@ -29,7 +29,6 @@ import math
 from pathlib import Path
 from typing import NamedTuple
 
-import imageio.v3 as iio
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
@@ -37,10 +36,9 @@ from torch import Tensor
 
 from temporal_nsr.camera_path import time_offsets, turntable_azimuths
 from temporal_nsr.data.images import UNBOUNDED, ImageLimits
-from temporal_nsr.errors import UserError
 from temporal_nsr.image_input import ImageLike, image_batch
 from temporal_nsr.inference import NovelViewRenderer
-from temporal_nsr.pictures import image_grid, to_uint8
+from temporal_nsr.pictures import RenderError, image_grid, mp4_available, to_uint8, write_video
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +47,6 @@ SLICE_MIN_SIDE = 64  # latent slices are enlarged (nearest) to at least this man
 LABEL_MIN_SIDE = 64  # labelled tiles are enlarged (nearest) to at least this many pixels
 LABEL_FONT = 11  # label text height in pixels
 VIDEO_SIDE = 256  # default longer side of GIFs and MP4s: renders enlarged for display
-
-
-class RenderError(UserError):
-    """Figure settings that cannot be rendered; the message names the setting and its bound."""
 
 
 class Figure(NamedTuple):
@@ -295,36 +289,6 @@ def render_figures(
 
 
 # --------------------------------------------------------------------------- files
-
-
-def mp4_available() -> bool:
-    """Whether imageio can write MP4 (its ffmpeg plugin, imageio-ffmpeg, is installed)."""
-    try:
-        import imageio_ffmpeg  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def write_video(path: Path, frames: Tensor, fps: float) -> Path:
-    """Write (F, 3, H, W) frames in [0, 1] as a looping GIF or an MP4 (by ``path``'s suffix;
-    MP4 needs ``imageio-ffmpeg``)."""
-    pixels = np.stack([to_uint8(frame) for frame in frames])  # (F, H, W, 3) uint8
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".gif":
-        # GIF delays are whole centiseconds; Pillow merges identical consecutive frames and
-        # adds up their delays, so the length in time is kept.
-        iio.imwrite(path, pixels, duration=1000 / fps, loop=0)
-        return path
-    if path.suffix != ".mp4":
-        raise RenderError(f"{path}: write a .gif or an .mp4")
-    if not mp4_available():
-        raise RenderError(f"{path}: MP4 needs imageio-ffmpeg (pip install imageio-ffmpeg)")
-    # H.264 in yuv420p needs even sides: pad with white rather than let ffmpeg resize.
-    _, h, w, _ = pixels.shape
-    pixels = np.pad(pixels, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), constant_values=255)
-    iio.imwrite(path, pixels, plugin="FFMPEG", fps=fps, macro_block_size=2)
-    return path
 
 
 def write_animation(

@@ -357,7 +357,7 @@ class NovelViewRenderer:
         Returns:
             The files written.
         """
-        from temporal_nsr.figures import write_video
+        from temporal_nsr.pictures import write_video
 
         path = Path(path)
         pictures = cls.to_pil(images, size)

@@ -17,9 +17,9 @@ from PIL import Image
 from temporal_nsr.atomic import FolderError
 from temporal_nsr.camera_path import CameraPathError, load_camera_path
 from temporal_nsr.config import CONF_DIR, compose_config
-from temporal_nsr.figures import mp4_available
 from temporal_nsr.image_input import ImageError
 from temporal_nsr.inference import NovelViewRenderer
+from temporal_nsr.pictures import mp4_available
 from temporal_nsr.render import RenderError, render
 from temporal_nsr.runs import run_datamodule
 

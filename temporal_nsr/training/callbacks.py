@@ -20,8 +20,7 @@ from torch import Tensor
 
 from temporal_nsr import threads
 from temporal_nsr.batch import ViewPair
-from temporal_nsr.figures import write_animation
-from temporal_nsr.pictures import image_grid, to_uint8
+from temporal_nsr.pictures import image_grid, to_uint8, write_video
 from temporal_nsr.timing import ProgressLog, duration
 
 log = logging.getLogger(__name__)
@@ -53,7 +52,8 @@ class LogNovelViews(L.Callback):
 
     @rank_zero_only
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
-        if self._batch is None or trainer.sanity_checking:
+        # fast_dev_run checks that the loops run; like Lightning's loggers, no media then.
+        if self._batch is None or trainer.sanity_checking or trainer.fast_dev_run:
             return
         if (trainer.current_epoch + 1) % self.every_n_epochs:
             return
@@ -81,7 +81,7 @@ class LogNovelViews(L.Callback):
         """Write frames (T, 3, S, S) as a GIF under media/ and log it as a W&B video."""
         path = Path(trainer.default_root_dir) / "media"
         path = path / f"{key.replace('/', '_')}_step{trainer.global_step:07d}.gif"
-        write_animation(path, frames, fps)
+        write_video(path, frames, fps)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_video(key=key, videos=[str(path)], step=trainer.global_step)
