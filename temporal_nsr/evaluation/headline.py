@@ -8,9 +8,10 @@ markdown tables:
 * runs: steps, training minutes, precision, machine, the evaluated checkpoint's step;
 * PSNR of the model and every predictor on dt = 0, all dt != 0 and |dt| >= 5, in the
   evaluations' column order, each column's legend (the predictor's own) under the note;
-* what the model adds over its controls and the rotation-only baseline (``model - static``,
-  ``model - shuffled_source``, ``model - other_object``, ``model - baseline``, in dB), and the
-  bend-angle error of model, static, baseline and the ambiguity floor (degrees);
+* what the model adds over its controls (the predictors with ``control = True``: ``model -
+  static``, ``model - shuffled_source``, ``model - other_object``, ``model - baseline``, in dB,
+  in column order), and the bend-angle error of model, static, baseline and the ambiguity
+  floor (degrees);
 * time itself, where the evaluations measured it: the moving-region PSNR of model and static
   on all dt != 0 pairs, the temporal equivariance ratio and distances, and the composition
   error of operators that compose (``temporal_nsr.evaluation.equivariance``).
@@ -30,7 +31,7 @@ from typing import Any, NamedTuple
 from omegaconf import OmegaConf
 
 from temporal_nsr.errors import UserError
-from temporal_nsr.evaluation.predictors import legends
+from temporal_nsr.evaluation.predictors import controls, legends
 from temporal_nsr.evaluation.report import legend_lines
 from temporal_nsr.evaluation.results import (
     FLOOR_LEGEND,
@@ -44,7 +45,6 @@ from temporal_nsr.runs import RESULT_FILE
 # (row label, where the group comes from): a by_setting group, or the |dt| pool from FAR_DT up.
 ROWS = (("dt = 0", "same_time"), ("all dt != 0", "all_dt_nonzero"), ("\\|dt\\| >= 5", "far"))
 FAR_DT = 5
-CONTROLS = ("static", "shuffled_source", "other_object", "baseline")
 BEND_COLUMNS = ("model", "static", "baseline", FLOOR_PREDICTOR)
 NOTE = (
     "{splits}. PSNR in dB. Bend error (degrees): model / static / baseline / ambiguity floor. "
@@ -246,16 +246,16 @@ def headline_tables(evaluations: Mapping[str, Evaluation]) -> str:
         legend = {**evaluation.legends, **legend}
     scored = [c for _, cells in rows for c in cells]
     present = [p for p in columns if any(_score(c, p, "psnr") is not None for c in scored)]
-    controls = [p for p in CONTROLS if p in present]
+    gained = [p for p in present if p in controls()]  # in column order
     psnr = [f"| PSNR (dB) | {' | '.join(present)} |", "|---" * (len(present) + 1) + "|"]
-    gain_names = [f"model - {c}" for c in controls]
+    gain_names = [f"model - {c}" for c in gained]
     bend = "bend error: model / static / baseline / floor"
     head = ["gain (dB), bend error (deg)", *gain_names, bend]
     gains = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for name, cells in rows:
         values = [_pair([_number(_score(c, p, "psnr"), ".2f") for c in cells]) for p in present]
         psnr.append(f"| {name} | {' | '.join(values)} |")
-        values = [_pair([_number(_gain(c, p), "+.2f") for c in cells]) for p in controls]
+        values = [_pair([_number(_gain(c, p), "+.2f") for c in cells]) for p in gained]
         values.append(_pair([_bend(c) for c in cells]))
         gains.append(f"| {name} | {' | '.join(values)} |")
     tables = [_runs_table(evaluations), psnr, gains, _time_table(evaluations)]

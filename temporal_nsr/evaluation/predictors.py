@@ -6,7 +6,8 @@ another object's; `SOURCE_CHOICES`), ``prepare`` (what it needs once per split; 
 scored on that split) and a call that returns its images for a batch of pairs (`PairBatch`).
 ``conf/evaluate.yaml`` lists the predictors an evaluation scores, in column order; adding one
 is a class here and an entry there. The legends are the classes' own (``legend``); a control
-is read as: if it scores like `model`, the model ignores what the control takes away.
+(``control = True``: the headline's gain table shows ``model - <control>``) is read as: if it
+scores like `model`, the model ignores what the control takes away.
 
 Every network call goes through `PairBatch.render`, which encodes a batch of sources once per
 network and source choice and renders only the offsets asked for. What the control sources
@@ -100,13 +101,15 @@ class Predictor:
 
     A subclass sets ``name`` (the column; results.json's key) and ``legend`` (one line that
     every table note prints), or takes them as constructor arguments; sets ``sources`` when
-    another image than the pair's source feeds it; overrides ``prepare`` when it needs
-    something once per split; and implements ``__call__``.
+    another image than the pair's source feeds it; sets ``control`` when the model's gain
+    over it belongs in the headline; overrides ``prepare`` when it needs something once per
+    split; and implements ``__call__``.
     """
 
     name: str = ""
     legend: str = ""
     sources: str = "pair"  # a key of SOURCE_CHOICES
+    control: bool = False  # the headline's gain table has a `model - <name>` column
 
     def prepare(self, split: SplitInputs) -> bool:
         """Get ready for a split; False: this predictor is not scored on it."""
@@ -128,6 +131,7 @@ class Model(Predictor):
 
 class Static(Predictor):
     name = "static"
+    control = True
     legend = "the model at dt = 0 (`model - static` on dt != 0: what the time axis adds)"
 
     def __call__(self, batch: PairBatch) -> Tensor:
@@ -136,6 +140,7 @@ class Static(Predictor):
 
 class ShuffledSource(Predictor):
     name = "shuffled_source"
+    control = True
     legend = "the model fed a source of another (object, timestep) than the pair's own two"
     sources = "foreign"
 
@@ -145,6 +150,7 @@ class ShuffledSource(Predictor):
 
 class OtherObject(Predictor):
     name = "other_object"
+    control = True
     legend = "the model fed another object's image at the source's timestep"
     sources = "other_object"
 
@@ -166,6 +172,7 @@ class OtherModel(Predictor):
 
     name = "baseline"
     legend = "the rotation-only model (`baseline_run_dir`), asked for dt = 0"
+    control = True
 
     def __init__(
         self,
@@ -376,15 +383,28 @@ def build_predictors(entries: Sequence[Any]) -> list[Predictor]:
     return out
 
 
+def _classes() -> list[type[Predictor]]:
+    """Every predictor class, breadth first from `Predictor`."""
+    found, todo = [], list(Predictor.__subclasses__())
+    while todo:
+        kind = todo.pop(0)
+        found.append(kind)
+        todo += kind.__subclasses__()
+    return found
+
+
 def legends() -> dict[str, str]:
     """Column -> legend of every predictor class, by its default name: the legends of a
     results.json written before it recorded its own (``predictors``)."""
-    found, todo = {}, list(Predictor.__subclasses__())
-    while todo:
-        kind = todo.pop(0)
+    found: dict[str, str] = {}
+    for kind in _classes():
         found.setdefault(kind.name, kind.legend)
-        todo += kind.__subclasses__()
     return found
+
+
+def controls() -> set[str]:
+    """The default names of the predictor classes that are controls (``control = True``)."""
+    return {kind.name for kind in _classes() if kind.control}
 
 
 SourceChoice = Callable[[np.ndarray, tuple[RenderedViews, RenderedViews], int], np.ndarray | None]

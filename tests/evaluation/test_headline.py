@@ -17,6 +17,7 @@ from temporal_nsr.evaluation.headline import (
     load_evaluation,
     pooled_cell,
 )
+from temporal_nsr.evaluation.predictors import Predictor
 from temporal_nsr.evaluation.results import SplitScores, summarise
 
 
@@ -48,6 +49,23 @@ def test_far_pool_is_the_mean_over_its_pairs(seed: int) -> None:
         assert cell.score(predictor, "bend_error_deg") == pytest.approx(np.mean(bends))
     near = [r for r in rows if abs(r["dt"]) < 5]
     assert pooled_cell(summarise(near), "far") is None
+
+
+class _Blurred(Predictor):  # a control of this test's own: the gain table shows model - blurred
+    name = "blurred"
+    legend = "the source blurred"
+    control = True
+
+
+def test_a_control_is_a_gain_column_by_its_class_not_by_a_list() -> None:
+    rows = _rows(0)
+    for row in [r for r in rows if r["predictor"] == "static"]:
+        rows += [{**row, "predictor": "blurred", "psnr": row["psnr"] - 1.0},
+                 {**row, "predictor": "copy", "psnr": row["psnr"] - 2.0}]  # fmt: skip
+    text = headline_tables({"run": Evaluation({"val": summarise(rows)}, {}, None, {})})
+    gains = next(line for line in text.splitlines() if line.startswith("| gain (dB)"))
+    assert gains.split(" | ")[1:3] == ["model - static", "model - blurred"]
+    assert "model - copy" not in text  # copy is a predictor, not a control
 
 
 def test_unseen_objects_are_the_headline_of_a_split_that_has_them() -> None:
