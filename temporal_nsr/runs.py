@@ -46,6 +46,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch import Tensor
 
+from temporal_nsr import CHECKPOINT_DIR, LAST
 from temporal_nsr.atomic import check_separate, inside, write_text
 from temporal_nsr.data.datamodule import ViewPairDataModule
 from temporal_nsr.errors import UserError
@@ -53,9 +54,6 @@ from temporal_nsr.model.renderer import SceneRenderer
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_DIR = "checkpoints"  # <run>/checkpoints: the ModelCheckpoint dirpath of conf/callbacks
-LAST = "last.ckpt"
-RESULT_FILE = "metrics.json"  # <run>/metrics.json: what training.fit records of a finished run
 RENDERER = "renderer."  # TemporalNSRModule's key prefix of the network's weights
 
 

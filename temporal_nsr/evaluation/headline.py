@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 
 from omegaconf import OmegaConf
 
+from temporal_nsr import RESULT_FILE
 from temporal_nsr.errors import UserError
 from temporal_nsr.evaluation.predictors import controls, legends
 from temporal_nsr.evaluation.report import legend_lines
@@ -40,7 +41,6 @@ from temporal_nsr.evaluation.results import (
     Scores,
     SplitScores,
 )
-from temporal_nsr.runs import RESULT_FILE
 
 # (row label, where the group comes from): a by_setting group, or the |dt| pool from FAR_DT up.
 ROWS = (("dt = 0", "same_time"), ("all dt != 0", "all_dt_nonzero"), ("\\|dt\\| >= 5", "far"))

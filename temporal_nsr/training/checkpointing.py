@@ -21,11 +21,10 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from temporal_nsr import CHECKPOINT_DIR, LAST
 from temporal_nsr.atomic import pid_alive
 from temporal_nsr.errors import UserError
 from temporal_nsr.runs import (
-    CHECKPOINT_DIR,
-    LAST,
     CheckpointError,
     furthest_checkpoint,
     read_checkpoint,

@@ -25,6 +25,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from temporal_nsr import CHECKPOINT_DIR
 from temporal_nsr.acceleration import (
     BF16_MIN_SPEEDUP,
     PrecisionChoice,
@@ -35,7 +36,6 @@ from temporal_nsr.errors import UserError
 from temporal_nsr.machine import describe
 from temporal_nsr.model.blocks import resample_side
 from temporal_nsr.runs import (
-    CHECKPOINT_DIR,
     CheckpointError,
     first_mismatch,
     load_initial_weights,

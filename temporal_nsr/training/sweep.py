@@ -13,8 +13,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from temporal_nsr import RESULT_FILE
 from temporal_nsr.atomic import write_text
-from temporal_nsr.runs import RESULT_FILE
 
 log = logging.getLogger(__name__)
 
