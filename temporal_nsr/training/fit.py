@@ -31,6 +31,7 @@ from temporal_nsr.acceleration import (
     keep_freed_memory,
     training_precision,
 )
+from temporal_nsr.data.folders import prepare_dataset
 from temporal_nsr.errors import UserError
 from temporal_nsr.machine import describe
 from temporal_nsr.model.blocks import resample_side
@@ -73,7 +74,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the model of `cfg`, test the best checkpoint, and return the final metrics.
 
     ``init_from=<file>`` starts from the weights of a checkpoint file (an original ENR or
-    temporal-ENR file, or a .ckpt of ours) unless ``ckpt_path`` resumes a run.
+    temporal-ENR file, or a .ckpt of ours) unless ``ckpt_path`` resumes a run. The dataset is
+    made ready first (`temporal_nsr.data.folders.prepare_dataset`: reused, or generated into
+    the folder named from its generator config), and its folder recorded in ``<run>/data_root``.
 
     Rank 0 also writes ``<output_dir>/metrics.json`` (overrides, best val PSNR, wall time,
     global step, precision, the machine, metrics, status: completed / interrupted / failed),
@@ -85,9 +88,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     Raises:
         CheckpointError: a ``ckpt_path`` / ``init_from`` that cannot be read or does not fit.
-        DatasetError: a missing or malformed split the run uses, an unreachable
-            ``data.max_offset`` or a batch larger than an epoch; found before the first step
-            (``ViewPairDataModule.setup``).
+        DatasetError: no dataset at a ``data.root`` given without a generator, one of other
+            files where the generator would write (``prepare_dataset``), a missing or
+            malformed split the run uses, an unreachable ``data.max_offset`` or a batch larger
+            than an epoch; found before the first step (``ViewPairDataModule.setup``).
         ConfigError: a setting out of range, a model the config cannot build, or a run folder
             that another training is writing.
         DivergedError: the loss became NaN or infinite (the message names the step and the
@@ -109,8 +113,9 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     if cfg.get("keep_freed_memory", False):
         keep_freed_memory()
     remove_dead_temporaries(run_dir / CHECKPOINT_DIR)
-    if rank_zero_only.rank == 0 and cfg.data.get("root"):
-        write_data_root(run_dir, cfg.data.root)  # a copied run folder still finds its data
+    root = prepare_dataset(cfg.data)  # generated here, once per config; never by the datamodule
+    if rank_zero_only.rank == 0:
+        write_data_root(run_dir, root)  # a copied run folder still finds its data
     try:
         datamodule = instantiate(cfg.data)
     except InstantiationException as error:  # the datamodule's own checks: one line

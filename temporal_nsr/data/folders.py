@@ -1,0 +1,139 @@
+"""Where a dataset lives: a generated dataset's folder is named from its generator config.
+
+A generated dataset's folder is ``<data_dir>/<name>-<digest>`` (`dataset_folder`): ``name`` is
+``data.name``, a readable prefix, and the digest the first `DIGEST_CHARS` hex digits of the
+SHA-256 of everything that decides its bytes: `writer.GENERATOR_VERSION` and the resolved
+``GeneratorConfig.to_dict()`` (backend and its settings included), as canonical JSON (sorted
+keys, no spaces). Two configs that differ in any key therefore never share a folder, so no run
+can regenerate another run's data; the same config names the same folder in every process,
+whatever the order of its keys and whichever defaults it spells out. ``conf/data/bend.yaml``
+sets ``data.root: ${dataset_folder:${paths.data_dir},${data.name},${data.generator}}``; a
+``data.root`` given by hand (a user's own ENR-format dataset, with ``data.generator=null``) is
+used as it is.
+
+Generation is a step of its own (`prepare_dataset`), which ``train`` and
+``python -m temporal_nsr.data.generate`` call before anything reads the folder; processes that
+prepare one folder at once take turns (`folder_lock`), so the second reuses what the first made.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from temporal_nsr.atomic import FolderError
+from temporal_nsr.data.dataset import DatasetError
+from temporal_nsr.data.synthetic.config import resolve_config
+from temporal_nsr.data.synthetic.writer import GENERATOR_VERSION
+
+log = logging.getLogger(__name__)
+
+DIGEST_CHARS = 10  # hex digits of the folder's digest: 40 bits, no collision among real configs
+
+
+def _plain(generator: Mapping[str, Any] | DictConfig) -> dict[str, Any]:
+    if isinstance(generator, DictConfig):
+        return OmegaConf.to_container(generator, resolve=True)
+    return dict(generator)
+
+
+def config_digest(generator: Mapping[str, Any] | DictConfig) -> str:
+    """The hex digest naming the dataset of a ``data.generator`` mapping (module docs).
+
+    Raises:
+        GeneratorConfigError: a key or value the generator cannot use.
+    """
+    config = resolve_config(_plain(generator)).to_dict()
+    content = {"generator_version": GENERATOR_VERSION, "config": config}
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:DIGEST_CHARS]
+
+
+def dataset_folder(
+    data_dir: str | Path, name: str, generator: Mapping[str, Any] | DictConfig | None
+) -> Path:
+    """The folder of the dataset that ``generator`` makes: ``<data_dir>/<name>-<digest>``.
+
+    Args:
+        data_dir: where datasets live (``paths.data_dir``).
+        name: ``data.name``, the folder's readable prefix.
+        generator: the ``data.generator`` mapping (missing keys take the YAML defaults).
+
+    Raises:
+        DatasetError: ``generator`` is None (a dataset of your own has no generated folder).
+        GeneratorConfigError: a key or value the generator cannot use.
+    """
+    if generator is None:
+        raise DatasetError(
+            "data.generator is null, so no dataset is generated: set data.root=<your dataset "
+            "folder> (with train/, val/, test/), or give data.generator"
+        )
+    return Path(data_dir) / f"{name}-{config_digest(generator)}"
+
+
+OmegaConf.register_new_resolver(
+    "dataset_folder", lambda *args: str(dataset_folder(*args)), replace=True
+)
+
+
+@contextmanager
+def folder_lock(root: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``root`` (a hidden ``.<name>.lock`` beside it), waiting for
+    another process that holds it. The kernel drops it when the process ends, killed or not."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.with_name(f".{root.name}.lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def prepare_dataset(data: DictConfig, force: bool = False) -> Path:
+    """Make the dataset of a ``data`` config ready at ``data.root``; return that folder.
+
+    With a ``data.generator`` the folder is reused when its manifest matches and (re)generated
+    otherwise (``force``: always); without one it must exist. Every process (DDP ranks,
+    concurrent runs of one config) may call it: they take turns on the folder.
+
+    Args:
+        data: the ``data`` node (``root``, ``generator``).
+        force: regenerate, and replace a folder that holds files but no manifest.
+
+    Raises:
+        DatasetError: no folder and no generator, or a folder of other files (no manifest).
+        GeneratorConfigError: a generator setting the generator cannot use.
+    """
+    # The generator (and its ray tracer) is imported only where a dataset is made.
+    from temporal_nsr.data.synthetic.generator import ensure_dataset, generate_dataset
+
+    generator = data.get("generator")
+    if generator is not None:  # a bad key is its own one-line error, before data.root reads it
+        generator = resolve_config(_plain(generator))
+    root = Path(data.root)
+    if generator is None:
+        if not root.is_dir():
+            raise DatasetError(
+                f"dataset folder {root} does not exist and data.generator is null: set "
+                "data.root to an existing dataset, or give data.generator to generate it"
+            )
+        return root
+    with folder_lock(root):
+        try:
+            if force:
+                return generate_dataset(root, generator, force=True)
+            return ensure_dataset(root, generator)
+        except FolderError:
+            raise DatasetError(
+                f"data.root={root} holds files but no manifest.json of the generator, so it is "
+                "not regenerated: to train on it as it is (e.g. your own ENR-format dataset) "
+                "set data.generator=null, else point data.root at another folder"
+            ) from None
