@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from temporal_nsr.atomic import FolderError
 from temporal_nsr.data.dataset import DatasetError
@@ -37,6 +38,10 @@ from temporal_nsr.data.synthetic.writer import GENERATOR_VERSION
 log = logging.getLogger(__name__)
 
 DIGEST_CHARS = 10  # hex digits of the folder's digest: 40 bits, no collision among real configs
+NO_GENERATOR = (
+    "data.generator is null, so no dataset is generated: set data.root=<your dataset folder> "
+    "(with train/, val/, test/), or give data.generator"
+)
 
 
 def _plain(generator: Mapping[str, Any] | DictConfig) -> dict[str, Any]:
@@ -72,10 +77,7 @@ def dataset_folder(
         GeneratorConfigError: a key or value the generator cannot use.
     """
     if generator is None:
-        raise DatasetError(
-            "data.generator is null, so no dataset is generated: set data.root=<your dataset "
-            "folder> (with train/, val/, test/), or give data.generator"
-        )
+        raise DatasetError(NO_GENERATOR)
     return Path(data_dir) / f"{name}-{config_digest(generator)}"
 
 
@@ -118,7 +120,12 @@ def prepare_dataset(data: DictConfig, force: bool = False) -> Path:
     generator = data.get("generator")
     if generator is not None:  # a bad key is its own one-line error, before data.root reads it
         generator = resolve_config(_plain(generator))
-    root = Path(data.root)
+    try:
+        root = Path(data.root)
+    except OmegaConfBaseException:
+        if generator is None:  # the generated folder's name, of no generator
+            raise DatasetError(NO_GENERATOR) from None
+        raise
     if generator is None:
         if not root.is_dir():
             raise DatasetError(
