@@ -350,7 +350,10 @@ def _data_root(cfg: DictConfig, run_dir: Path) -> None:
     A saved config's ``data.root`` is relative to ``paths.root_dir`` (the checkout running
     the command, ``PROJECT_ROOT``); a run folder copied to another checkout or machine finds
     its data there if it exists, else at the absolute path recorded in training
-    (``<run>/data_root``). Neither existing is left to ``run_datamodule`` to report.
+    (``<run>/data_root``). Where neither exists, ``run_datamodule`` generates a generated
+    dataset again (or names ``data.root=`` for one of the user's own). A ``data.root`` named
+    from the generator config (``${dataset_folder:...}``) that the current code names
+    differently, or cannot name, also falls back to the recorded folder.
     """
     data = cfg.get("data")
     if data is None or "root" not in data:

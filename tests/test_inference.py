@@ -255,13 +255,18 @@ def test_a_copied_run_finds_its_data_or_generates_it(
     shutil.copytree(tiny_run / ".hydra", copy / ".hydra")
     shutil.copytree(tiny_run / "checkpoints", copy / "checkpoints")
     cfg = OmegaConf.load(copy / ".hydra" / "config.yaml")
-    gone = tmp_path / "clone" / "data" / "tiny"  # as a fresh clone would see it
-    cfg.data.root = str(gone)
+    # As a run saved before datasets were named from their config: data/<data.name>.
+    cfg.data.root, cfg.data.generator.backend = "${paths.data_dir}/${data.name}", "${backend}"
+    cfg.paths.data_dir = str(tmp_path / "clone" / "data")
     OmegaConf.save(cfg, copy / ".hydra" / "config.yaml")
+    gone = shutil.copytree(tiny_data, tmp_path / "clone" / "data" / "tiny")
+    assert Path(run_datamodule(load_run(copy, "last").cfg).root) == gone  # still read there
+    shutil.rmtree(gone)  # as a fresh clone would see it
     run = load_run(copy, "last")
     assert len(run_datamodule(run.cfg).split("test")) > 0
     made = Path(run.cfg.data.root)
-    assert made == dataset_folder(gone.parent, "tiny", cfg.data.generator) and not gone.exists()
+    assert made == dataset_folder(gone.parent, "tiny", cfg.data.generator)
+    assert not gone.exists()
     files = sorted(p.relative_to(tiny_data) for p in tiny_data.glob("*/*/*.png"))
     assert files == sorted(p.relative_to(made) for p in made.glob("*/*/*.png"))
     assert all((made / f).read_bytes() == (tiny_data / f).read_bytes() for f in files)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import logging
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,8 +34,6 @@ from temporal_nsr.atomic import FolderError
 from temporal_nsr.data.dataset import DatasetError
 from temporal_nsr.data.synthetic.config import resolve_config
 from temporal_nsr.data.synthetic.writer import GENERATOR_VERSION
-
-log = logging.getLogger(__name__)
 
 DIGEST_CHARS = 10  # hex digits of the folder's digest: 40 bits, no collision among real configs
 NO_GENERATOR = (
@@ -88,15 +86,24 @@ OmegaConf.register_new_resolver(
 
 @contextmanager
 def folder_lock(root: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``root`` (a hidden ``.<name>.lock`` beside it), waiting for
-    another process that holds it. The kernel drops it when the process ends, killed or not."""
+    """Hold an exclusive lock on ``root`` (a hidden ``.<name>.lock`` file beside it, removed on
+    release), waiting while another process holds it. The kernel drops a lock when its process
+    ends, killed or not."""
+    lock = root.with_name(f".{root.name}.lock")
     root.parent.mkdir(parents=True, exist_ok=True)
-    with open(root.with_name(f".{root.name}.lock"), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    while True:
+        with open(lock, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:  # the holder before us removed the file it locked: lock the one there now
+                current = os.stat(lock).st_ino == os.fstat(handle.fileno()).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                try:
+                    yield
+                finally:
+                    lock.unlink(missing_ok=True)  # while still held: waiters then start over
+                return
 
 
 def prepare_dataset(data: DictConfig, force: bool = False) -> Path:

@@ -138,6 +138,7 @@ def test_two_runs_preparing_one_folder_take_turns(tmp_path: Path, caplog) -> Non
     messages = [r.getMessage() for r in caplog.records]
     assert sum(m.startswith("Generating dataset") for m in messages) == 1
     assert sum(m.startswith("Reusing dataset") for m in messages) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny"]  # no lock file left behind
 
 
 def test_a_folder_of_other_files_is_never_regenerated(tiny_data: Path, tmp_path: Path) -> None:

@@ -100,7 +100,7 @@ def test_backend_group_reaches_generate_and_train_configs(tmp_path: Path) -> Non
     expected = {"name": "blender", "executable": "/opt/b/blender", "samples": 4, "max_bounces": 0}
     assert dict(gen.data.generator.backend) == expected
     train = compose_config(["experiment=tiny", f"paths.output_dir={tmp_path}", *overrides])
-    assert dict(train.data.generator.backend) == expected  # prepare_data generates with it
+    assert dict(train.data.generator.backend) == expected  # train generates with it
     assert dict(compose_config([]).data.generator.backend) == {"name": "embree"}
 
 
