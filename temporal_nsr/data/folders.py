@@ -9,7 +9,7 @@ can regenerate another run's data; the same config names the same folder in ever
 whatever the order of its keys and whichever defaults it spells out. ``conf/data/bend.yaml``
 sets ``data.root: ${dataset_folder:${paths.data_dir},${data.name},${data.generator}}``; a
 ``data.root`` given by hand (a user's own ENR-format dataset, with ``data.generator=null``) is
-used as it is.
+used as it is, and never replaced when it holds another config's dataset.
 
 Generation is a step of its own (`prepare_dataset`), which ``train`` and
 ``python -m temporal_nsr.data.generate`` call before anything reads the folder; processes that
@@ -32,8 +32,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from temporal_nsr.atomic import FolderError
 from temporal_nsr.data.dataset import DatasetError
-from temporal_nsr.data.synthetic.config import resolve_config
-from temporal_nsr.data.synthetic.writer import GENERATOR_VERSION
+from temporal_nsr.data.synthetic import writer
+from temporal_nsr.data.synthetic.config import GeneratorConfig, resolve_config
 
 DIGEST_CHARS = 10  # hex digits of the folder's digest: 40 bits, no collision among real configs
 NO_GENERATOR = (
@@ -55,7 +55,7 @@ def config_digest(generator: Mapping[str, Any] | DictConfig) -> str:
         GeneratorConfigError: a key or value the generator cannot use.
     """
     config = resolve_config(_plain(generator)).to_dict()
-    content = {"generator_version": GENERATOR_VERSION, "config": config}
+    content = {"generator_version": writer.GENERATOR_VERSION, "config": config}
     text = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:DIGEST_CHARS]
 
@@ -106,27 +106,42 @@ def folder_lock(root: Path) -> Iterator[None]:
                 return
 
 
+def generator_config(data: DictConfig) -> GeneratorConfig | None:
+    """The validated ``data.generator`` of a ``data`` node; None for a dataset of your own.
+
+    Call it before reading ``data.root``: a bad key is then its own one-line error, not one
+    wrapped by the ``${dataset_folder:...}`` resolver that names the folder from it.
+
+    Raises:
+        GeneratorConfigError: a key or value the generator cannot use.
+    """
+    generator = data.get("generator")
+    return None if generator is None else resolve_config(_plain(generator))
+
+
 def prepare_dataset(data: DictConfig, force: bool = False) -> Path:
     """Make the dataset of a ``data`` config ready at ``data.root``; return that folder.
 
-    With a ``data.generator`` the folder is reused when its manifest matches and (re)generated
-    otherwise (``force``: always); without one it must exist. Every process (DDP ranks,
-    concurrent runs of one config) may call it: they take turns on the folder.
+    With a ``data.generator`` the folder is reused when its manifest matches, generated when it
+    is missing or empty, and regenerated when stale only if it is the config's own folder
+    (`dataset_folder`): a ``data.root`` given by hand that holds another config's dataset is
+    refused, never replaced (``force``: always regenerate). Without a generator the folder must
+    exist. Every process (DDP ranks, concurrent runs of one config) may call it: they take
+    turns on the folder.
 
     Args:
-        data: the ``data`` node (``root``, ``generator``).
+        data: the ``data`` node (``root``, ``name``, ``generator``).
         force: regenerate, and replace a folder that holds files but no manifest.
 
     Raises:
-        DatasetError: no folder and no generator, or a folder of other files (no manifest).
+        DatasetError: no folder and no generator, a folder of other files (no manifest), or
+            a ``data.root`` given by hand that holds the dataset of another generator config.
         GeneratorConfigError: a generator setting the generator cannot use.
     """
     # The generator (and its ray tracer) is imported only where a dataset is made.
     from temporal_nsr.data.synthetic.generator import ensure_dataset, generate_dataset
 
-    generator = data.get("generator")
-    if generator is not None:  # a bad key is its own one-line error, before data.root reads it
-        generator = resolve_config(_plain(generator))
+    generator = generator_config(data)
     try:
         root = Path(data.root)
     except OmegaConfBaseException:
@@ -141,6 +156,14 @@ def prepare_dataset(data: DictConfig, force: bool = False) -> Path:
             )
         return root
     with folder_lock(root):
+        own = root == dataset_folder(root.parent, str(data.get("name")), generator)
+        reason = writer.stale_reason(root, generator)
+        if not (own or force) and reason is not None and writer.read_manifest(root) is not None:
+            raise DatasetError(
+                f"data.root={root} is not the folder of this generator config and is not "
+                f"replaced: {reason}; leave data.root unset (each config gets its own folder) "
+                "or point it at another folder"
+            )
         try:
             if force:
                 return generate_dataset(root, generator, force=True)

@@ -151,3 +151,21 @@ def test_a_folder_of_other_files_is_never_regenerated(tiny_data: Path, tmp_path:
         prepare_dataset(_data(root))
     assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
     assert prepare_dataset(_data(root, None)) == root  # data.generator=null: used as it is
+
+
+def test_a_root_given_by_hand_never_replaces_another_configs_dataset(tmp_path: Path) -> None:
+    root = prepare_dataset(_data(tmp_path / "mine"))
+    stamps = {p: p.stat().st_mtime_ns for p in root.rglob("*")}
+    with pytest.raises(DatasetError, match=r"not the folder of this generator config .*'seed'"):
+        prepare_dataset(_data(root, {**TINY_GENERATOR, "seed": 1}))
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == stamps
+
+
+def test_the_configs_own_folder_is_regenerated_when_stale(tmp_path: Path) -> None:
+    root = dataset_folder(tmp_path, "tiny", TINY_GENERATOR)
+    data = OmegaConf.create({"name": "tiny", "root": str(root), "generator": TINY_GENERATOR})
+    assert prepare_dataset(data) == root
+    manifest = json.loads((root / "manifest.json").read_text())
+    (root / "manifest.json").write_text(json.dumps({**manifest, "complete": False}))
+    prepare_dataset(data)  # a killed swap, a damaged manifest: its own folder, so regenerated
+    assert json.loads((root / "manifest.json").read_text()) == manifest
