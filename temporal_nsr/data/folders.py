@@ -42,13 +42,17 @@ NO_GENERATOR = (
 )
 
 
-def _plain(generator: Mapping[str, Any] | DictConfig) -> dict[str, Any]:
+Generator = Mapping[str, Any] | DictConfig | GeneratorConfig  # a data.generator, in any form
+
+
+def _plain(generator: Generator) -> dict[str, Any] | GeneratorConfig:
+    """What `resolve_config` reads: a plain mapping, or a config resolved already."""
     if isinstance(generator, DictConfig):
         return OmegaConf.to_container(generator, resolve=True)
-    return dict(generator)
+    return generator if isinstance(generator, GeneratorConfig) else dict(generator)
 
 
-def config_digest(generator: Mapping[str, Any] | DictConfig) -> str:
+def config_digest(generator: Generator) -> str:
     """The hex digest naming the dataset of a ``data.generator`` mapping (module docs).
 
     Raises:
@@ -60,15 +64,14 @@ def config_digest(generator: Mapping[str, Any] | DictConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:DIGEST_CHARS]
 
 
-def dataset_folder(
-    data_dir: str | Path, name: str, generator: Mapping[str, Any] | DictConfig | None
-) -> Path:
+def dataset_folder(data_dir: str | Path, name: str, generator: Generator | None) -> Path:
     """The folder of the dataset that ``generator`` makes: ``<data_dir>/<name>-<digest>``.
 
     Args:
         data_dir: where datasets live (``paths.data_dir``).
         name: ``data.name``, the folder's readable prefix.
-        generator: the ``data.generator`` mapping (missing keys take the YAML defaults).
+        generator: the ``data.generator`` mapping (missing keys take the YAML defaults) or
+            its resolved `GeneratorConfig`.
 
     Raises:
         DatasetError: ``generator`` is None (a dataset of your own has no generated folder).
