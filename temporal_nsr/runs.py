@@ -655,7 +655,8 @@ def run_datamodule(cfg: DictConfig) -> ViewPairDataModule:
         log.info(
             "the run's dataset %s is missing: generating it from its config into %s", root, folder
         )
-        prepare_dataset(OmegaConf.create({"root": str(folder), "generator": generator}))
+        own = {"name": data.name, "root": str(folder), "generator": generator}
+        prepare_dataset(OmegaConf.create(own))
         data.root = str(folder)
     return instantiate(data, generator=None)  # a _target_ in it is never built
 

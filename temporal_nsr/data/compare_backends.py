@@ -123,8 +123,8 @@ def compare_backends(
         raise ValueError("compare_backends needs the Blender backend: pass backend=blender.")
     workdir = Path(workdir)
     embree = replace(cfg, backend=EmbreeSettings(name="embree"))
-    embree_root = dataset_folder(workdir, name, embree.to_dict())
-    blender_root = dataset_folder(workdir, name, cfg.to_dict())
+    embree_root = dataset_folder(workdir, name, embree)
+    blender_root = dataset_folder(workdir, name, cfg)
     start = time.perf_counter()
     generate_dataset(embree_root, embree, progress=progress)
     embree_seconds = time.perf_counter() - start
