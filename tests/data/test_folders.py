@@ -19,6 +19,7 @@ from temporal_nsr.config import compose_config
 from temporal_nsr.data.dataset import DatasetError
 from temporal_nsr.data.folders import DIGEST_CHARS, dataset_folder, prepare_dataset
 from temporal_nsr.data.synthetic.config import GeneratorConfigError, resolve_config
+from temporal_nsr.training.fit import check_settings
 from tests.conftest import EXPERIMENTS, TINY_GENERATOR
 
 
@@ -95,8 +96,9 @@ def test_evaluate_resolves_a_dataset_folder_without_a_backend_group() -> None:
 def test_a_bad_generator_key_is_its_own_one_line_error(tmp_path: Path) -> None:
     cfg = compose_config(["experiment=tiny", f"paths.data_dir={tmp_path}"])
     cfg.data.generator.views_per_timestep = 0
-    with pytest.raises(GeneratorConfigError, match="views_per_timestep"):
-        prepare_dataset(cfg.data)
+    for check in (check_settings, lambda cfg: prepare_dataset(cfg.data)):  # train's first check
+        with pytest.raises(GeneratorConfigError, match="views_per_timestep"):
+            check(cfg)
 
 
 def test_no_generator_and_no_root_names_data_root(tmp_path: Path) -> None:
