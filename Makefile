@@ -47,7 +47,7 @@ test: $(STAMP) system-deps ## run the fast test suite (what CI runs)
 test-all: $(STAMP) system-deps ## run every test, slow ones included (gpu ones skip without CUDA)
 	WANDB_MODE=disabled $(PY) -m pytest -q
 
-data: $(STAMP) ## generate the default bending-bar dataset into data/ (ARGS=... for overrides)
+data: $(STAMP) ## generate the default bending-bar dataset into data/bend-<digest of its config>/ (ARGS=...)
 	$(PY) -m temporal_nsr.data.generate $(ARGS)
 
 train: $(STAMP) ## the main job: bend_20t on a GPU, bend_20t_cpu without (EXPERIMENT=..., ARGS=...)

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from temporal_nsr import CONF_DIR
+from temporal_nsr.data import folders  # noqa: F401  (registers ${dataset_folder:...})
 from temporal_nsr.errors import UserError, one_line_errors
 
 

@@ -49,6 +49,7 @@ from torch import Tensor
 from temporal_nsr import CHECKPOINT_DIR, LAST
 from temporal_nsr.atomic import check_separate, inside, write_text
 from temporal_nsr.data.datamodule import ViewPairDataModule
+from temporal_nsr.data.folders import dataset_folder, prepare_dataset
 from temporal_nsr.errors import UserError
 from temporal_nsr.model.renderer import SceneRenderer
 
@@ -347,7 +348,10 @@ def _data_root(cfg: DictConfig, run_dir: Path) -> None:
     A saved config's ``data.root`` is relative to ``paths.root_dir`` (the checkout running
     the command, ``PROJECT_ROOT``); a run folder copied to another checkout or machine finds
     its data there if it exists, else at the absolute path recorded in training
-    (``<run>/data_root``). Neither existing is left to ``run_datamodule`` to report.
+    (``<run>/data_root``). Where neither exists, ``run_datamodule`` generates a generated
+    dataset again (or names ``data.root=`` for one of the user's own). A ``data.root`` named
+    from the generator config (``${dataset_folder:...}``) that the current code names
+    differently, or cannot name, also falls back to the recorded folder.
     """
     data = cfg.get("data")
     if data is None or "root" not in data:
@@ -614,10 +618,17 @@ def output_dir(
 
 def run_datamodule(cfg: DictConfig) -> ViewPairDataModule:
     """The data of a loaded run (``Run.cfg``, ``NovelViewRenderer.config``) as its training saw
-    it: ``run_datamodule(run.cfg).split("test")`` opens one split. Nothing is generated.
+    it: ``run_datamodule(run.cfg).split("test")`` opens one split.
+
+    A generated dataset whose folder is missing here is generated again from the run's
+    ``data.generator`` (the same bytes for the same generator version), into the folder named
+    from that config beside the missing one (`temporal_nsr.data.folders.dataset_folder`;
+    ``cfg.data.root`` is pointed there, IN PLACE): that folder belongs to this config alone, so
+    no other run's data is touched.
 
     Raises:
-        CheckpointError: the config names no dataset (an ENR file's, without ``data=``).
+        CheckpointError: the config names no dataset (an ENR file's, without ``data=``), or a
+            missing dataset folder that no generator config describes.
     """
     data = cfg.get("data")
     if data is None or "root" not in data or "_target_" not in data:
@@ -629,13 +640,23 @@ def run_datamodule(cfg: DictConfig) -> ViewPairDataModule:
         )
     plain = OmegaConf.masked_copy(data, [k for k in data if k != "generator"])  # not built
     check_targets(plain, "data", "the run's config")
-    if not Path(data.root).is_dir():
-        raise CheckpointError(
-            f"the run's dataset {data.root} does not exist here: evaluate with data=<name> "
-            "data.root=<dataset folder>, render with image=<file>, or set PROJECT_ROOT to the "
-            "checkout holding its data/"
+    root = Path(data.root)
+    if not root.is_dir():
+        if data.get("generator") is None:
+            raise CheckpointError(
+                f"the run's dataset {root} does not exist here: evaluate with data=<name> "
+                "data.root=<dataset folder>, render with image=<file>, or set PROJECT_ROOT to "
+                "the checkout holding its data/"
+            )
+        generator = OmegaConf.to_container(data.generator, resolve=True)
+        folder = dataset_folder(root.parent, data.name, generator)
+        log.info(
+            "the run's dataset %s is missing: generating it from its config into %s", root, folder
         )
-    return instantiate(data, generator=None)
+        own = {"name": data.name, "root": str(folder), "generator": generator}
+        prepare_dataset(OmegaConf.create(own))
+        data.root = str(folder)
+    return instantiate(data, generator=None)  # a _target_ in it is never built
 
 
 # Each module registers its format on import (ours, LightningFormat, is defined above).

@@ -12,6 +12,7 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
+from temporal_nsr.data.folders import dataset_folder
 from temporal_nsr.image_input import ImageError
 from temporal_nsr.inference import NovelViewRenderer
 from temporal_nsr.runs import CheckpointError, load_run, run_datamodule, write_data_root
@@ -243,23 +244,40 @@ def test_a_stored_config_builds_only_temporal_nsr_classes(tiny_run: Path, tmp_pa
         load_checkpoint(tmp_path / "evil.ckpt")
 
 
-def test_a_copied_run_finds_its_data_or_names_data_root(
+def test_a_copied_run_finds_its_data_or_generates_it(
     tiny_run: Path, tiny_data: Path, tmp_path: Path
 ) -> None:
     """The saved config's data.root is relative to the checkout (PROJECT_ROOT); a copy that
-    cannot resolve it uses the root recorded in training, else one line names data.root=."""
+    cannot resolve it uses the root recorded in training, else generates the run's dataset
+    from its generator config into that config's own folder; with no generator, one line
+    names data.root=."""
     copy = tmp_path / "copy"
     shutil.copytree(tiny_run / ".hydra", copy / ".hydra")
     shutil.copytree(tiny_run / "checkpoints", copy / "checkpoints")
     cfg = OmegaConf.load(copy / ".hydra" / "config.yaml")
-    cfg.data.root = "${paths.root_dir}/data/tiny_elsewhere"  # as a fresh clone would see it
+    # As a run saved before datasets were named from their config: data/<data.name>.
+    cfg.data.root, cfg.data.generator.backend = "${paths.data_dir}/${data.name}", "${backend}"
+    cfg.paths.data_dir = str(tmp_path / "clone" / "data")
     OmegaConf.save(cfg, copy / ".hydra" / "config.yaml")
-    with pytest.raises(CheckpointError, match=r"tiny_elsewhere does not exist here: .*data\.root="):
-        run_datamodule(load_run(copy, "last").cfg)
+    gone = shutil.copytree(tiny_data, tmp_path / "clone" / "data" / "tiny")
+    assert Path(run_datamodule(load_run(copy, "last").cfg).root) == gone  # still read there
+    shutil.rmtree(gone)  # as a fresh clone would see it
+    run = load_run(copy, "last")
+    assert len(run_datamodule(run.cfg).split("test")) > 0
+    made = Path(run.cfg.data.root)
+    assert made == dataset_folder(gone.parent, "tiny", cfg.data.generator)
+    assert not gone.exists()
+    files = sorted(p.relative_to(tiny_data) for p in tiny_data.glob("*/*/*.png"))
+    assert files == sorted(p.relative_to(made) for p in made.glob("*/*/*.png"))
+    assert all((made / f).read_bytes() == (tiny_data / f).read_bytes() for f in files)
     write_data_root(copy, tiny_data)  # what train() records
     assert Path(load_run(copy, "last").cfg.data.root) == tiny_data.resolve()
-    assert len(run_datamodule(load_run(copy, "last").cfg).split("test")) > 0
     assert (tiny_run / "data_root").read_text().strip() == str(tiny_data.resolve())  # train()
+    (copy / "data_root").unlink()
+    cfg.data.generator = None  # a dataset of the user's own: nothing to generate
+    OmegaConf.save(cfg, copy / ".hydra" / "config.yaml")
+    with pytest.raises(CheckpointError, match=r"data/tiny does not exist here: .*data\.root="):
+        run_datamodule(load_run(copy, "last").cfg)
 
 
 def test_to_pil_and_save(renderer: NovelViewRenderer, png: Path, tmp_path: Path) -> None:

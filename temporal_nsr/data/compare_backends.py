@@ -28,6 +28,7 @@ from omegaconf import OmegaConf
 from PIL import Image, ImageDraw
 
 from temporal_nsr.atomic import atomic_file, write_text
+from temporal_nsr.data.folders import dataset_folder
 from temporal_nsr.data.format import PARAMS_FILE
 from temporal_nsr.data.synthetic.blender import BlenderBackend
 from temporal_nsr.data.synthetic.config import EmbreeSettings, resolve_config
@@ -98,13 +99,16 @@ def _load(path: Path) -> np.ndarray:
 
 
 def compare_backends(
-    generator: Mapping[str, Any], workdir: Path, *, progress: bool = False
+    generator: Mapping[str, Any], workdir: Path, name: str, *, progress: bool = False
 ) -> Comparison:
     """Generate ``generator`` with both backends under ``workdir`` and compare every view.
 
     Args:
         generator: a ``data.generator`` mapping whose ``backend`` is Blender's settings.
-        workdir: receives ``embree/`` and ``blender/`` dataset folders.
+        workdir: receives the two dataset folders, each named from its config
+            (`temporal_nsr.data.folders.dataset_folder`), so that a kept ``data/`` serves
+            training with either backend.
+        name: ``data.name``, the folders' readable prefix.
         progress: show the generators' progress bars.
 
     Returns:
@@ -118,9 +122,10 @@ def compare_backends(
     if cfg.backend.name != "blender":
         raise ValueError("compare_backends needs the Blender backend: pass backend=blender.")
     workdir = Path(workdir)
-    embree_root, blender_root = workdir / "embree", workdir / "blender"
-    start = time.perf_counter()
     embree = replace(cfg, backend=EmbreeSettings(name="embree"))
+    embree_root = dataset_folder(workdir, name, embree)
+    blender_root = dataset_folder(workdir, name, cfg)
+    start = time.perf_counter()
     generate_dataset(embree_root, embree, progress=progress)
     embree_seconds = time.perf_counter() - start
     blender = BlenderBackend(cfg.backend)
@@ -234,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     generator = OmegaConf.to_container(cfg.data.generator, resolve=True)
     with tempfile.TemporaryDirectory(prefix="temporal_nsr-compare-") as scratch:
         workdir = Path(args.keep) if args.keep else Path(scratch)
-        comparison = compare_backends(generator, workdir, progress=True)
+        comparison = compare_backends(generator, workdir, cfg.data.name, progress=True)
         figure = comparison_figure(comparison, Path(args.out), args.examples)
     summary = comparison.summary()
     report = Path(args.report) if args.report else figure.with_suffix(".json")

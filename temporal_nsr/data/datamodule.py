@@ -11,7 +11,6 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
-from temporal_nsr.atomic import FolderError
 from temporal_nsr.data.dataset import DatasetError, RenderedViews
 from temporal_nsr.data.format import SPLITS
 from temporal_nsr.data.sampler import DT_DISTRIBUTIONS, FixedPairs, SameObjectPairSampler
@@ -36,7 +35,8 @@ class ViewPairDataModule(LightningDataModule):
     themselves, so the trainer must run with ``use_distributed_sampler=False``.
 
     Args:
-        name: dataset name (the folder under ``paths.data_dir``); informational.
+        name: dataset name (the readable prefix of a generated dataset's folder);
+            informational.
         root: dataset folder holding the split folders.
         image_size: image side S in pixels; the data must match it.
         num_timesteps: timesteps lie in [0, num_timesteps).
@@ -49,9 +49,9 @@ class ViewPairDataModule(LightningDataModule):
         val_pairs: size of the fixed validation and test pair lists; None = one per image.
         static: treat every (object, timestep) as its own static object at timestep 0.
         seed: seeds every pair draw.
-        generator: generator config that ``prepare_data`` passes to ``ensure_dataset`` of
-            `temporal_nsr.data.synthetic.generator`; None = the data must exist at root. A
-            root holding files but no generator manifest is never regenerated (an error).
+        generator: the generator config that made ``root`` (None: a dataset of your own);
+            recorded with the other settings. Nothing is generated here: ``train`` calls
+            `temporal_nsr.data.folders.prepare_dataset` before building the datamodule.
         same_time_fraction: probability that a training pair is a dt = 0 pair (see
             ``SameObjectPairSampler``); 0 is the plain uniform draw.
         same_time_epochs: epochs over which that share falls to 0; None keeps it constant.
@@ -117,25 +117,6 @@ class ViewPairDataModule(LightningDataModule):
         self.save_hyperparameters(logger=False)  # train() logs the run config, nested, once
         self.root = Path(root)
         self.datasets: dict[str, RenderedViews] = {}
-
-    def prepare_data(self) -> None:
-        if self.hparams.generator is not None:
-            from temporal_nsr.data.synthetic.generator import ensure_dataset
-
-            try:
-                ensure_dataset(self.root, _plain(self.hparams.generator))
-            except FolderError:
-                raise DatasetError(
-                    f"data.root={self.root} holds files but no manifest.json of the generator, so "
-                    "it is not regenerated: to train on it as it is (e.g. your own ENR-format "
-                    "dataset) set data.generator=null, else point data.root at another folder"
-                ) from None
-        elif not self.root.is_dir():
-            raise DatasetError(
-                f"dataset folder {self.root} does not exist and data.generator is null: set "
-                "data.root (or paths.data_dir) to an existing dataset, or give data.generator "
-                "to generate it"
-            )
 
     def setup(self, stage: str | None = None) -> None:
         fit = ("train", "val", "test") if self.hparams.check_test_split else ("train", "val")

@@ -278,8 +278,8 @@ class RenderedViews(torch.utils.data.Dataset):
         self.static = static
         if not self.root_split.is_dir():
             raise DatasetError(
-                f"split folder {self.root_split} does not exist: check data.root, or give "
-                "data.generator so that prepare_data generates the dataset"
+                f"split folder {self.root_split} does not exist: check data.root, or generate "
+                "the dataset first (train does: temporal_nsr.data.folders.prepare_dataset)"
             )
         object_dirs = sorted(
             p for p in self.root_split.iterdir() if p.is_dir() and not p.name.startswith(".")

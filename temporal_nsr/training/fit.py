@@ -32,6 +32,7 @@ from temporal_nsr.acceleration import (
     keep_freed_memory,
     training_precision,
 )
+from temporal_nsr.data.folders import generator_config, prepare_dataset
 from temporal_nsr.errors import UserError
 from temporal_nsr.machine import describe
 from temporal_nsr.model.blocks import resample_side
@@ -73,7 +74,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the model of `cfg`, test the best checkpoint, and return the final metrics.
 
     ``init_from=<file>`` starts from the weights of a checkpoint file (an original ENR or
-    temporal-ENR file, or a .ckpt of ours) unless ``ckpt_path`` resumes a run.
+    temporal-ENR file, or a .ckpt of ours) unless ``ckpt_path`` resumes a run. The dataset is
+    made ready first (`temporal_nsr.data.folders.prepare_dataset`: reused, or generated into
+    the folder named from its generator config), and its folder recorded in ``<run>/data_root``.
 
     Rank 0 also writes ``<output_dir>/metrics.json`` (overrides, best val PSNR, wall time,
     global step, precision, the machine, metrics, status: completed / interrupted / failed),
@@ -85,9 +88,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     Raises:
         CheckpointError: a ``ckpt_path`` / ``init_from`` that cannot be read or does not fit.
-        DatasetError: a missing or malformed split the run uses, an unreachable
-            ``data.max_offset`` or a batch larger than an epoch; found before the first step
-            (``ViewPairDataModule.setup``).
+        DatasetError: no dataset at a ``data.root`` given without a generator, one of other
+            files where the generator would write (``prepare_dataset``), a missing or
+            malformed split the run uses, an unreachable ``data.max_offset`` or a batch larger
+            than an epoch; found before the first step (``ViewPairDataModule.setup``).
         ConfigError: a setting out of range, a model the config cannot build, or a run folder
             that another training is writing.
         DivergedError: the loss became NaN or infinite (the message names the step and the
@@ -109,8 +113,6 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     if cfg.get("keep_freed_memory", False):
         keep_freed_memory()
     remove_dead_temporaries(run_dir / CHECKPOINT_DIR)
-    if rank_zero_only.rank == 0 and cfg.data.get("root"):
-        write_data_root(run_dir, cfg.data.root)  # a copied run folder still finds its data
     try:
         datamodule = instantiate(cfg.data)
     except InstantiationException as error:  # the datamodule's own checks: one line
@@ -126,6 +128,11 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     except InstantiationException as error:
         raise ConfigError(_model_error(cfg, error)) from error
     model.run_config = run_config  # not through instantiate: its _target_ nodes would build
+    # After the config checks of data and model, before anything reads the data: generated here,
+    # once per config (the datamodule never generates).
+    root = prepare_dataset(cfg.data)
+    if rank_zero_only.rank == 0:
+        write_data_root(run_dir, root)  # a copied run folder still finds its data
     callbacks = instantiate_group(cfg.get("callbacks"))
     callbacks.append(StopOnNonFiniteLoss(run_dir))
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir) if cfg.train else None
@@ -283,10 +290,11 @@ _RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
 def check_settings(cfg: DictConfig) -> None:
     """Refuse out-of-range settings in one line before anything is built: sizes, counts and
     times must be positive, the learning rate finite and positive, ``trainer.max_time`` a
-    positive ``DD:HH:MM:SS``.
+    positive ``DD:HH:MM:SS``, the generator config one the generator can use.
 
     Raises:
         ConfigError: the first key out of range, its value and what it must be.
+        GeneratorConfigError: a ``data.generator`` key or value, named with its fix.
     """
     for key, test, requirement in _RANGES:
         value = OmegaConf.select(cfg, key, default=_ABSENT)
@@ -299,6 +307,8 @@ def check_settings(cfg: DictConfig) -> None:
         raise ConfigError(
             f"trainer.max_time={max_time} must be a positive time DD:HH:MM:SS, e.g. 00:02:00:00"
         )
+    if "data" in cfg:
+        generator_config(cfg.data)  # before data.root, which is named from it, is read
 
 
 def _max_time_ok(value: Any) -> bool:

@@ -1,4 +1,4 @@
-"""ViewPairDataModule: loaders over the tiny dataset, generation on demand, the mean image."""
+"""ViewPairDataModule: loaders over the tiny dataset, the mean image (generation: test_folders)."""
 
 from __future__ import annotations
 
@@ -107,33 +107,6 @@ def test_pairs_per_object_makes_batches_of_object_blocks(data: Path) -> None:
     assert (blocks[:-1, :, 0] == blocks[:-1, :, 1]).all()
     with pytest.raises(ValueError, match=r"data.pairs_per_object=3 .* data.batch_size=4"):
         make(data, pairs_per_object=3)
-
-
-def test_prepare_data_generates_once(tmp_path: Path) -> None:
-    root = tmp_path / "tiny"
-    dm = make(root, generator=OmegaConf.create(TINY_GENERATOR))
-    dm.prepare_data()
-    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["test", "train", "val"]
-    stamps = {p: p.stat().st_mtime_ns for p in root.rglob("*.png")}
-    dm.prepare_data()  # the manifest matches: reused, nothing rewritten
-    assert {p: p.stat().st_mtime_ns for p in root.rglob("*.png")} == stamps
-    dm.setup("fit")
-    assert len(dm.datasets["train"]) == 32
-
-
-def test_prepare_data_without_generator_needs_the_data(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match="data.generator"):
-        make(tmp_path / "missing").prepare_data()
-
-
-def test_a_dataset_without_manifest_is_never_regenerated(data: Path, tmp_path: Path) -> None:
-    root = shutil.copytree(data, tmp_path / "mine", ignore=shutil.ignore_patterns("manifest.json"))
-    (root / "MY_NOTES.txt").write_text("keep")
-    before = sorted(p.relative_to(root) for p in root.rglob("*"))
-    with pytest.raises(DatasetError, match=r"no manifest.json .* set data.generator=null"):
-        make(root, generator=OmegaConf.create(TINY_GENERATOR)).prepare_data()
-    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
-    make(root).prepare_data()  # data.generator=null: used as it is
 
 
 def test_mean_train_image(data: Path) -> None:

@@ -100,7 +100,7 @@ def test_backend_group_reaches_generate_and_train_configs(tmp_path: Path) -> Non
     expected = {"name": "blender", "executable": "/opt/b/blender", "samples": 4, "max_bounces": 0}
     assert dict(gen.data.generator.backend) == expected
     train = compose_config(["experiment=tiny", f"paths.output_dir={tmp_path}", *overrides])
-    assert dict(train.data.generator.backend) == expected  # prepare_data generates with it
+    assert dict(train.data.generator.backend) == expected  # train generates with it
     assert dict(compose_config([]).data.generator.backend) == {"name": "embree"}
 
 
@@ -186,7 +186,13 @@ def test_blender_and_embree_silhouettes_agree(tmp_path: Path) -> None:
     assert min(ious) >= 0.9
     assert max(r["colour_diff"] for r in report["views"]) < 12  # shading agrees, in 0..255
     assert Image.open(figure).size[0] > 8 * 128
-    embree, other = work / "embree", work / "blender"
+    # Each backend's dataset in the folder named from its config (temporal_nsr.data.folders).
+    roots = {
+        json.loads((r / "manifest.json").read_text())["config"]["backend"]["name"]: r
+        for r in work.iterdir()
+        if not r.name.startswith(".")
+    }
+    embree, other = roots["embree"], roots["blender"]
     assert sorted(_snapshot(embree)) == sorted(_snapshot(other))
     left, right = (json.loads((root / "manifest.json").read_text()) for root in (embree, other))
     generator = {**left["config"], "backend": right["config"]["backend"]}

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from temporal_nsr.atomic import FolderError
+from temporal_nsr.config import compose_config
 from temporal_nsr.data.synthetic import generator, writer
 from temporal_nsr.data.synthetic.config import resolve_config
 from temporal_nsr.data.synthetic.embree import EmbreeBackend
@@ -231,7 +232,8 @@ def test_cli_generates_then_reuses(tmp_path: Path) -> None:
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     first = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, check=True)
-    root = tmp_path / "data" / "bend"
+    root = Path(compose_config(args[3:], config_name="generate").data.root)
+    assert root.parent == tmp_path / "data" and root.name.startswith("bend-")  # data.folders
     assert str(root) in first.stdout
     assert json.loads((root / "manifest.json").read_text())["splits"]["train"]["images"] == 2
     second = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, check=True)

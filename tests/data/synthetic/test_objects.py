@@ -209,15 +209,6 @@ def test_the_linear_tag_means_the_bend_phase_is_visible(experiments) -> None:
     assert checked >= 1  # a many-object linear experiment exists
 
 
-def test_experiments_sharing_a_dataset_folder_generate_the_same_data(experiments) -> None:
-    generators: dict[str, tuple[str, Any]] = {}
-    for experiment, (cfg, generator) in experiments.items():
-        if generator is None:
-            continue
-        other, seen = generators.setdefault(cfg.data.root, (experiment, generator))
-        assert seen == generator, f"{experiment} and {other} both write {cfg.data.root}"
-
-
 # --------------------------------------------------------------------------- evaluation
 
 
