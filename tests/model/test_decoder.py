@@ -1,10 +1,11 @@
-"""Decoder output layer: the widened, clamped sigmoid reaches white and black."""
+"""Decoder: the widened, clamped sigmoid reaches white and black; memory formats agree."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from temporal_nsr.acceleration import to_channels_last
 from temporal_nsr.model.decoder import Decoder
 
 TINY = dict(
@@ -32,3 +33,17 @@ def test_output_margin_reaches_white_and_black_and_zero_is_plain_sigmoid() -> No
         assert torch.allclose(wide(scene), (1.04 * x - 0.02).clamp(0, 1))
     with pytest.raises(ValueError, match="output_margin"):
         Decoder(**TINY, output_margin=0.6)
+
+
+def test_channels_last_decoder_renders_what_the_contiguous_one_does() -> None:
+    """The channels-last volume goes to the projection without the NCHW detour, same values."""
+    torch.manual_seed(0)
+    plain = Decoder(**TINY)
+    fast = Decoder(**TINY)
+    fast.load_state_dict(plain.state_dict())
+    to_channels_last(fast)
+    scene = torch.randn(2, 3, 8, 8, 8)
+    with torch.no_grad():
+        expected = plain(scene)
+        got = fast(scene.contiguous(memory_format=torch.channels_last_3d))
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
