@@ -68,12 +68,15 @@ class GroupNorm(nn.GroupNorm):
 
 def _cpu_float32_inference(x: Tensor) -> bool:
     """Whether a layer may take a float32 CPU inference path of its own: no gradients, not
-    inside a trace (ONNX export, ``torch.compile``), oneDNN built in."""
+    inside a trace (ONNX or TorchScript export, ``torch.compile``: a traced Python loop over
+    the batch would fix its size), oneDNN built in."""
     return (
         x.dtype == torch.float32
         and x.device.type == "cpu"
         and not torch.is_grad_enabled()
         and not torch.compiler.is_compiling()
+        and not torch.jit.is_tracing()
+        and not torch.jit.is_scripting()
         and torch.backends.mkldnn.is_available()
     )
 
