@@ -161,6 +161,7 @@ def vs_original_lines(rows: dict[str, Any], measured: bool) -> list[str]:
     """The printed speed-up table; no lines when no row has both figures."""
     if not rows:
         return []
+    measured = measured or any(row.get("interleaved") for row in rows.values())
     title = f"vs original ({'measured here' if measured else 'shipped'}): its time / ours"
     lines = [f"{title:<44}{'original':>10}" + "".join(f"{'ours ' + p:>22}" for p in PRECISIONS)]
     for row in rows.values():

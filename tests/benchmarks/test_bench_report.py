@@ -119,7 +119,8 @@ def test_interleaved_figures_replace_the_separate_entries_inference_rows() -> No
         assert row["interleaved"] is True and row["original"] == 120.0
         assert row["ours"] == {"fp32": 110.0, "bf16": 60.0}
         assert row["speedup"]["fp32"] == pytest.approx(120 / 110)
-    lines = vs_original_lines(rows, measured=True)
+    lines = vs_original_lines(rows, measured=False)  # no original_* entry, yet measured
+    assert "measured here" in lines[0]
     assert all(line.split("  ")[0].endswith("*") for line in lines[1:-1])
     assert BESIDE in lines[-1]
     failed = vs_original({"encode_ms": 200.0}, {**results, BESIDE: {"error": "killed"}})
