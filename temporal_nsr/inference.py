@@ -74,7 +74,7 @@ class NovelViewRenderer:
             where native, else fp32). See ``temporal_nsr.acceleration``.
         channels_last: channels-last convolution weights and inputs. None: on with bf16 (where
             oneDNN's kernels want it); with fp32 on a CPU only the decoder's 2D convolutions
-            (a novel view 6% faster; the 3D 1x1x1 convolutions are slower channels-last and
+            (a novel view 7% faster; the 3D 1x1x1 convolutions are slower channels-last and
             the encoder gains nothing: docs/performance.md); off with fp32 on a GPU. True: every
             convolution; False: none.
         compile: ``torch.compile`` the encoder and decoder (the first call of each new batch
