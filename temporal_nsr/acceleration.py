@@ -8,7 +8,8 @@ Each switch here changes only how the network runs, never what it computes beyon
   but slower than float32 on an Intel Xeon with AVX512-BF16 and no AMX; renders within ~40 dB
   PSNR of float32.
 * ``to_channels_last``: NHWC / NDHWC weights, which oneDNN's bf16 convolutions prefer (it pays
-  in bf16 inference, not in float32 or in training; see docs/performance.md).
+  in bf16 inference; in float32 inference on a CPU only for the 2D convolutions; not in
+  training; see docs/performance.md).
 * ``keep_freed_memory``: stop glibc from returning large freed tensors to the OS, which is
   re-faulted page by page on the next step (docs/design.md §7).
 """
@@ -121,12 +122,13 @@ def inference_dtype(precision: str, device: torch.device) -> torch.dtype:
     return torch.bfloat16
 
 
-def to_channels_last(module: nn.Module) -> nn.Module:
-    """Convert the weights of every 2D / 3D (transposed) convolution to channels-last, in place."""
+def to_channels_last(module: nn.Module, dims: tuple[int, ...] = (2, 3)) -> nn.Module:
+    """Convert the weights of every (transposed) convolution with ``dims`` spatial dimensions
+    (2, 3 or both) to channels-last, in place."""
     for layer in module.modules():
-        if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d):
+        if 2 in dims and isinstance(layer, nn.Conv2d | nn.ConvTranspose2d):
             layer.to(memory_format=torch.channels_last)
-        elif isinstance(layer, nn.Conv3d | nn.ConvTranspose3d):
+        elif 3 in dims and isinstance(layer, nn.Conv3d | nn.ConvTranspose3d):
             layer.to(memory_format=torch.channels_last_3d)
     return module
 

@@ -72,8 +72,11 @@ class NovelViewRenderer:
         precision: "fp32" (default: the training numbers), "bf16" (about 2x faster where the
             hardware has native bfloat16; renders within ~40 dB PSNR of fp32) or "auto" (bf16
             where native, else fp32). See ``temporal_nsr.acceleration``.
-        channels_last: channels-last convolution weights and inputs; None: on with bf16 (where
-            oneDNN's kernels want it), off with fp32 (where it does not pay).
+        channels_last: channels-last convolution weights and inputs. None: on with bf16 (where
+            oneDNN's kernels want it); with fp32 on a CPU only the decoder's 2D convolutions
+            (a novel view 7% faster; the 3D 1x1x1 convolutions are slower channels-last and
+            the encoder gains nothing: docs/performance.md); off with fp32 on a GPU. True: every
+            convolution; False: none.
         compile: ``torch.compile`` the encoder and decoder (the first call of each new batch
             size compiles, tens of seconds on a CPU; see docs/performance.md).
     """
@@ -96,6 +99,8 @@ class NovelViewRenderer:
         self.renderer = renderer.to(self._device, self.dtype).eval()
         if self.channels_last:
             to_channels_last(self.renderer)
+        elif channels_last is None and self._device.type == "cpu":
+            to_channels_last(self.renderer.decoder, dims=(2,))
         if compile:
             self.renderer.encoder = torch.compile(self.renderer.encoder)
             self.renderer.decoder = torch.compile(self.renderer.decoder)

@@ -127,6 +127,27 @@ def test_bf16_and_channels_last_inference_stay_close_to_fp32() -> None:
     torch.testing.assert_close(bf16.render(latent.float(), **poses), views)
 
 
+def test_fp32_cpu_default_runs_the_decoders_2d_convolutions_channels_last() -> None:
+    """The fp32 CPU default converts only the decoder's 2D convolutions, and renders what the
+    all-contiguous renderer renders."""
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    poses = dict(azimuth=[0.0, 40.0, 200.0], elevation=[0.0, -30.0, 60.0], dt=[0, 1, -0.5])
+    default, plain = _renderer(), _renderer(channels_last=False)
+    assert not default.channels_last
+    for name, layer in default.renderer.named_modules():
+        if (
+            isinstance(layer, torch.nn.Conv2d | torch.nn.ConvTranspose2d)
+            and layer.kernel_size[0] > 1
+        ):
+            wanted = name.startswith("decoder.")
+            assert layer.weight.is_contiguous(memory_format=torch.channels_last) == wanted, name
+    latent = default.encode(image)
+    torch.testing.assert_close(latent, plain.encode(image), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        default.render(latent, **poses), plain.render(latent, **poses), atol=1e-5, rtol=0
+    )
+
+
 def _no_probe(dtype: torch.dtype, rounds: int) -> list[float]:
     raise AssertionError("the bf16 probe ran where nothing needs measuring")
 

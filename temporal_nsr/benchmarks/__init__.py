@@ -23,8 +23,9 @@ JSON keys: `machine` (cpu model, cores, torch version and threads, bf16_native, 
 * `vs_original`: row -> `label`, `unit`, `original`, `ours` and `speedup` (original time / ours),
   the last two per precision (fp32, bf16), for each row where both are known: the 128 px
   `bend_20t` train step of 16 images, encode, novel view from a cached latent, image to novel
-  view (`inference_bend_20t_*`), and the 64 px train step of 16 images (`bend_20t_cpu`).
-  Printed as a table after the entries.
+  view (`inference_bend_20t_*`, or `original_beside_ours_bend_20t` where it ran: then
+  `interleaved: true`), and the 64 px train step of 16 images (`bend_20t_cpu`). Printed as a
+  table after the entries.
 
 `results` maps an entry name to a dict with `unit`, `median`, `min`, `max`, `repeats` plus:
 
@@ -61,4 +62,11 @@ JSON keys: `machine` (cpu model, cores, torch version and threads, bf16_native, 
   Adam step of its own forward on random pairs with an L1 loss on the renders, `images_per_s`,
   `peak_rss_mb`, `page_faults_per_step`. The 128 and 64 px ones replace the shipped figures in
   `reference`.
+* `original_beside_ours_bend_20t` (`--original`, not quick): the original's three inference
+  latencies and ours (`NovelViewRenderer`, fp32 and, where native, bf16) timed in the same
+  interleaved rounds of one process: sub-dicts `original`, `fp32`, `bf16` (part -> summary in
+  ms), `speedup` (precision -> part -> the original's median / ours) and `threads`. Where it
+  ran, `vs_original` takes its inference rows from it (`interleaved: true`, starred in the
+  printed table): separate entries minutes apart on a shared machine give ratios that say more
+  about the neighbours than about the code.
 """

@@ -19,7 +19,11 @@ from temporal_nsr.benchmarks.inference import (
     bench_profile,
     bench_viewer,
 )
-from temporal_nsr.benchmarks.original import bench_original_inference, bench_original_train_step
+from temporal_nsr.benchmarks.original import (
+    bench_beside_ours,
+    bench_original_inference,
+    bench_original_train_step,
+)
 from temporal_nsr.benchmarks.training import bench_train_step
 
 
@@ -28,7 +32,8 @@ def entries(quick: bool, original: Path | None = None) -> dict[str, Callable[[],
 
     ``original``: a checkout of the original temporal ENR fork, to time beside ours: its
     inference at 128 px and its training step of 16 images at 64 and 128 px (quick: 32 px and
-    4 images, which no reference figure uses).
+    4 images, which no reference figure uses); outside quick mode also its inference and ours
+    timed interleaved in one process (``original_beside_ours_bend_20t``).
     """
     out: dict[str, Callable[[], dict[str, Any]]] = {
         "peak": lambda: bench_peak(quick),
@@ -69,6 +74,10 @@ def entries(quick: bool, original: Path | None = None) -> dict[str, Callable[[],
         out["contention_bend_20t_cpu"] = lambda: bench_contention(quick, "bend_20t_cpu")
         out["compile_novel_view_bend_20t"] = lambda: bench_compile(quick, "bend_20t")
         out["profile_novel_view_bend_20t"] = lambda: bench_profile(quick, "bend_20t")
+    if original is not None and not quick:  # interleaved with ours, the report's ratios
+        out["original_beside_ours_bend_20t"] = lambda: bench_beside_ours(
+            quick, original, "bend_20t"
+        )
     if original is not None:
         size = 32 if quick else 128
         out[f"original_inference_{size}px"] = lambda: bench_original_inference(

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from temporal_nsr.benchmarks.harness import milliseconds, peak_rss_mb, time_steps
-from temporal_nsr.timing import summarise
+from temporal_nsr.timing import summarise, timed_rounds
 
 # The fork's config.json, less the image size: 2D ResNet, inverse projection to 3D, 3D ResNet
 # to 20 slots of 3 channels; the renderer is built as the transpose of these.
@@ -52,37 +53,96 @@ def original_network(path: Path, image_size: int) -> torch.nn.Module:
     return NeuralRenderer(img_shape=(3, image_size, image_size), **ARCHITECTURE)
 
 
-def bench_original_inference(quick: bool, path: Path, image_size: int) -> dict[str, Any]:
-    """The fork's encode, novel view from a cached scene and image to novel view (eval, fp32)."""
-    net = original_network(path, image_size).eval()
-    image = torch.rand(1, 3, image_size, image_size)
+# The inference latencies every comparison reports, in this order.
+PARTS = ("encode_one_image", "novel_view_from_cached_latent", "image_to_novel_view")
+
+
+def original_calls(net: torch.nn.Module, image: torch.Tensor) -> dict[str, Callable[[], Any]]:
+    """The fork's encode, novel view from a cached scene and image to novel view of ``image``,
+    each without gradients, by ``PARTS`` name."""
     # The scene is resampled on the rotated grid whatever the pose: the identity stands for one.
     rotation = torch.eye(3)[None]
     slot = SLOTS // 2 + 1  # dt = 1 as in ours: the fork reads slot dt + slots / 2
 
+    @torch.no_grad()
     def encode() -> torch.Tensor:
         scenes = net.inverse_render(image)
         # (1, slots * C, D, H, W) -> (1, slots, C, D, H, W) -> (1, C, D, H, W): one slot
         scenes = scenes.reshape(1, SLOTS, -1, *scenes.shape[2:])[:, slot]
         return net.spherical_mask(scenes)
 
+    @torch.no_grad()
     def view(scene: torch.Tensor) -> torch.Tensor:
         return net.render(net.rotate(scene, rotation))
 
+    scene = encode()
+    return dict(zip(PARTS, (encode, lambda: view(scene), lambda: view(encode())), strict=True))
+
+
+def bench_original_inference(quick: bool, path: Path, image_size: int) -> dict[str, Any]:
+    """The fork's encode, novel view from a cached scene and image to novel view (eval, fp32)."""
+    net = original_network(path, image_size).eval()
+    calls = original_calls(net, torch.rand(1, 3, image_size, image_size))
     repeats = 3 if quick else 10
-    with torch.no_grad():
-        scene = encode()
-        encode_ms = milliseconds(encode, repeats)
-        view_ms = milliseconds(lambda: view(scene), repeats)
-        end_to_end = milliseconds(lambda: view(encode()), repeats)
+    ms = {part: milliseconds(calls[part], repeats) for part in PARTS}
     return {
-        **summarise(view_ms, "ms"),
+        **summarise(ms["novel_view_from_cached_latent"], "ms"),
         "checkout": str(path),
         "image_size": image_size,
-        "encode_one_image": summarise(encode_ms, "ms"),
-        "novel_view_from_cached_latent": summarise(view_ms, "ms"),
-        "image_to_novel_view": summarise(end_to_end, "ms"),
+        **{part: summarise(ms[part], "ms") for part in PARTS},
         "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def bench_beside_ours(quick: bool, path: Path, experiment: str) -> dict[str, Any]:
+    """The fork's inference and ours (``NovelViewRenderer``, fp32 and, where native, bf16) of
+    one image, timed in interleaved rounds in ONE process: each round runs every call once, so
+    a neighbour's load slows all alike and the ratios hold on a shared machine, where entries
+    timed in separate processes minutes apart do not.
+
+    Returns:
+        ``original``, ``fp32`` (and ``bf16``): ``PARTS`` -> a summary in ms; ``speedup``:
+        precision -> part -> the original's median / ours; ``threads``, ``rounds``.
+    """
+    from hydra.utils import instantiate
+
+    from temporal_nsr.acceleration import bf16_native
+    from temporal_nsr.benchmarks.harness import compose
+    from temporal_nsr.inference import NovelViewRenderer
+
+    cfg = compose(experiment)
+    size = int(cfg.data.image_size)
+    image = torch.rand(1, 3, size, size)
+    calls = {("original", part): fn for part, fn in original_calls(
+        original_network(path, size).eval(), image).items()}  # fmt: skip
+    precisions = ["fp32", "bf16"] if bf16_native(torch.device("cpu")) else ["fp32"]
+    for precision in precisions:
+        torch.manual_seed(0)
+        ours = NovelViewRenderer(instantiate(cfg.model).renderer, "cpu", precision=precision)
+        latent = ours.encode(image)
+        dt = min(1, ours.max_offset)  # as inference_* times it
+        parts = (
+            lambda r=ours: r.encode(image),
+            lambda r=ours, z=latent, t=dt: r.render(z, 30.0, 10.0, t),
+            lambda r=ours, t=dt: r.render(r.encode(image), 30.0, 10.0, t),
+        )
+        calls.update({(precision, part): fn for part, fn in zip(PARTS, parts, strict=True)})
+    samples = timed_rounds(calls, 2 if quick else 8)
+    out: dict[str, Any] = {name: {} for name in ("original", *precisions)}
+    for (name, part), seconds in samples.items():
+        out[name][part] = summarise([1000 * t for t in seconds], "ms")
+    speedup = {
+        p: {part: out["original"][part]["median"] / out[p][part]["median"] for part in PARTS}
+        for p in precisions
+    }
+    view = out["fp32"]["novel_view_from_cached_latent"]
+    return {
+        **{k: view[k] for k in ("unit", "median", "min", "max", "repeats")},
+        "experiment": experiment,
+        "checkout": str(path),
+        "threads": torch.get_num_threads(),
+        **out,
+        "speedup": speedup,
     }
 
 

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
@@ -65,8 +66,89 @@ class GroupNorm(nn.GroupNorm):
         return super().forward(x)
 
 
+def _cpu_float32_inference(x: Tensor) -> bool:
+    """Whether a layer may take a float32 CPU inference path of its own: no gradients, not
+    inside a trace (ONNX or TorchScript export, ``torch.compile``: a traced Python loop over
+    the batch would fix its size), oneDNN built in."""
+    return (
+        x.dtype == torch.float32
+        and x.device.type == "cpu"
+        and not torch.is_grad_enabled()
+        and not torch.compiler.is_compiling()
+        and not torch.jit.is_tracing()
+        and not torch.jit.is_scripting()
+        and torch.backends.mkldnn.is_available()
+    )
+
+
+class Conv3d(nn.Conv3d):
+    """``nn.Conv3d`` that runs few-channel float32 layers through oneDNN on a CPU.
+
+    For one float32 volume with fewer than 8 input channels (the C = 3 scene stages of the
+    decoder) on one thread, PyTorch picks its reference kernel (unfold + GEMM) over oneDNN's:
+    3x slower for the 3x3x3 convolutions there, 3 ms of a 1-thread novel view's 250 ms each
+    (docs/performance.md). Inference only (``_cpu_float32_inference``); the sums are the same
+    up to float32 rounding. Same parameters and keys.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if (
+            self.in_channels < 8
+            and self.kernel_size != (1, 1, 1)
+            and self.padding_mode == "zeros"
+            and not isinstance(self.padding, str)
+            and _cpu_float32_inference(x)
+        ):
+            return torch.mkldnn_convolution(
+                x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups
+            )
+        return super().forward(x)
+
+
+def _channels_first(x: Tensor) -> Tensor:
+    """A channels-last (N, C, D, H, W) tensor copied to contiguous memory, as N transposes of
+    (D * H * W, C) matrices: PyTorch's blocked 2D transpose, 2x faster than the generic strided
+    copy of ``contiguous()`` when C is odd (63 = 21 slots x 3)."""
+    n, c = x.shape[:2]
+    # (N, C, D, H, W) channels-last -> (N, D * H * W, C): a view of the same memory
+    rows = x.movedim(1, -1).reshape(n, -1, c)
+    out = x.new_empty(n, c, rows.shape[1])
+    for i in range(n):
+        out[i].copy_(rows[i].t())
+    return out.view(x.shape)
+
+
+class ConvTranspose3d(nn.ConvTranspose3d):
+    """``nn.ConvTranspose3d`` whose float32 CPU inference converts its output layout itself.
+
+    oneDNN computes a transposed convolution channels-last, and PyTorch then makes the output
+    contiguous with a generic strided copy: 13 of the 60 ms of the temporal lift's 128 -> 63
+    channel layer on one thread (docs/performance.md). With channels-last weights the output
+    stays channels-last and ``_channels_first`` converts it in 3 ms; channel counts that are a
+    multiple of 16 (oneDNN's block) gain nothing and keep PyTorch's path. Inference only
+    (``_cpu_float32_inference``), contiguous inputs only; the same sums. Same parameters and keys.
+    """
+
+    def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
+        if (
+            self.out_channels % 16
+            and output_size is None
+            and x.is_contiguous()
+            and _cpu_float32_inference(x)
+        ):
+            weight = self.weight.contiguous(memory_format=torch.channels_last_3d)
+            out = F.conv_transpose3d(
+                x, weight, self.bias, self.stride, self.padding, self.output_padding,
+                self.groups, self.dilation,
+            )  # fmt: skip
+            if out.is_contiguous(memory_format=torch.channels_last_3d):
+                return _channels_first(out)
+            return out.contiguous()
+        return super().forward(x, output_size)
+
+
 def _conv(dims: int) -> type[nn.Module]:
-    return nn.Conv2d if dims == 2 else nn.Conv3d
+    return nn.Conv2d if dims == 2 else Conv3d
 
 
 def _norm_act(channels: int, num_groups: int | None) -> list[nn.Module]:
@@ -175,7 +257,7 @@ class ResNet(nn.Module):
         if any(s not in VALID_STRIDES for s in strides):
             raise ValueError(f"strides must each be one of {VALID_STRIDES}, got {strides}")
         conv = _conv(dims)
-        up = nn.ConvTranspose2d if dims == 2 else nn.ConvTranspose3d
+        up = nn.ConvTranspose2d if dims == 2 else ConvTranspose3d
         layers: list[nn.Module] = [conv(in_channels, channels[0], kernel_size=1)]
         width = channels[0]
         for out, stride in zip(channels, strides, strict=True):

@@ -151,8 +151,15 @@ class Decoder(nn.Module):
             )
         volume = self.resnet_3d(scene)
         b, c, d, h, w = volume.shape
-        # (B, C3, D, H, W) -> (B, C3 * D, H, W): channel index = c3 * D + d
-        features = self.projection(volume.reshape(b, c * d, h, w))
+        if volume.is_contiguous() or not volume.is_contiguous(memory_format=torch.channels_last_3d):
+            # (B, C3, D, H, W) -> (B, C3 * D, H, W): channel index = c3 * D + d
+            features = volume.reshape(b, c * d, h, w)
+        else:
+            # The same tensor, copied once from channels-last 3D straight to the channels-last
+            # 2D layout the projection reads (a reshape would copy to NCHW and oneDNN back):
+            # (B, C3, D, H, W) -> (B, H, W, C3, D) -> (B, H, W, C3 * D) -> (B, C3 * D, H, W)
+            features = volume.permute(0, 3, 4, 1, 2).reshape(b, h, w, c * d).permute(0, 3, 1, 2)
+        features = self.projection(features)
         image = torch.sigmoid(self.resnet_2d(features))
         if not self.output_margin:
             return image

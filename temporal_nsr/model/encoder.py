@@ -256,7 +256,10 @@ class Encoder(nn.Module):
         if self.lift_slots != self.num_slots:
             # (B, lift_slots, C, D, H, W) -> (B, K, C, D, H, W): slot k = lift slot first + k
             scenes = scenes[:, self.first_slot : self.first_slot + self.num_slots]
-        return scenes * self.mask.to(scenes.dtype)
+        if torch.is_grad_enabled():
+            return scenes * self.mask.to(scenes.dtype)
+        # Inference: mask the lift's output in place instead of allocating a second latent.
+        return scenes.mul_(self.mask.to(scenes.dtype))
 
     def state(self, images: Tensor) -> Tensor:
         """What one image determines, before any time offset is chosen.

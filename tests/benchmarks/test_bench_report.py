@@ -9,6 +9,7 @@ import pytest
 
 from temporal_nsr import bench
 from temporal_nsr.benchmarks.report import (
+    BESIDE,
     PEAK_GB,
     ROWS,
     reference,
@@ -100,3 +101,27 @@ def test_a_wrong_original_path_is_one_line_naming_it(
     message = capsys.readouterr().err.strip().splitlines()[-1]
     assert str(tmp_path) in message and "models/neural_renderer.py" in message
     assert not (tmp_path / "b.json").exists()
+
+
+def test_interleaved_figures_replace_the_separate_entries_inference_rows() -> None:
+    parts = ("encode_one_image", "novel_view_from_cached_latent", "image_to_novel_view")
+    ours = _entry(1.0, **{part: _entry(100.0) for part in parts})
+    beside = {
+        **_entry(80.0),
+        "original": {part: _entry(120.0) for part in parts},
+        "fp32": {part: _entry(110.0) for part in parts},
+        "bf16": {part: _entry(60.0) for part in parts},
+    }
+    results = {"inference_bend_20t_fp32": ours, BESIDE: beside}
+    rows = vs_original({"encode_ms": 200.0, "novel_view_ms": 90.0}, results)
+    assert set(rows) == set(parts)  # the interleaved entry also brings image to view
+    for row in rows.values():
+        assert row["interleaved"] is True and row["original"] == 120.0
+        assert row["ours"] == {"fp32": 110.0, "bf16": 60.0}
+        assert row["speedup"]["fp32"] == pytest.approx(120 / 110)
+    lines = vs_original_lines(rows, measured=False)  # no original_* entry, yet measured
+    assert "measured here" in lines[0]
+    assert all(line.split("  ")[0].endswith("*") for line in lines[1:-1])
+    assert BESIDE in lines[-1]
+    failed = vs_original({"encode_ms": 200.0}, {**results, BESIDE: {"error": "killed"}})
+    assert set(failed) == {"encode_one_image"} and "interleaved" not in failed["encode_one_image"]

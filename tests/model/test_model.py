@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from temporal_nsr.model.blocks import group_count
+from temporal_nsr.model.blocks import Conv3d, ConvTranspose3d, group_count
 from temporal_nsr.model.decoder import Decoder, mirror_stages
 from temporal_nsr.model.encoder import Encoder, spherical_mask
 from temporal_nsr.model.renderer import RenderOutput, SceneRenderer
@@ -215,3 +215,20 @@ def test_enr_128_sizes_round_trip() -> None:
 def test_enr_128_c64_parameter_count_matches_reference() -> None:
     renderer = build_enr_128(max_offset=0, latent_channels=64)
     assert sum(p.numel() for p in renderer.parameters()) == ENR_128_C64_PARAMETERS
+
+
+@pytest.mark.parametrize("channels", [3, 63])
+def test_float32_inference_convolutions_match_pytorch(channels: int) -> None:
+    """The layers' own CPU inference paths (oneDNN for few channels, a channels-last
+    transposed convolution for odd channel counts) compute what PyTorch's layers compute."""
+    torch.manual_seed(0)
+    conv = Conv3d(channels, channels, kernel_size=3, padding=1, bias=False)
+    up = ConvTranspose3d(16, channels, kernel_size=4, stride=2, padding=1)
+    volume, small = torch.randn(1, channels, 8, 8, 8), torch.randn(2, 16, 4, 4, 4)
+    with torch.no_grad():
+        fast = conv(volume), up(small)
+    with torch.enable_grad():  # gradients on: PyTorch's own path
+        reference = conv(volume).detach(), up(small).detach()
+    for ours, theirs in zip(fast, reference, strict=True):
+        assert ours.is_contiguous() and ours.shape == theirs.shape
+        torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
