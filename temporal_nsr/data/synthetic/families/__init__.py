@@ -1,12 +1,9 @@
 """Deformation families: one module per family, each registering itself in `FAMILIES`.
 
-    base.py        Family, Parameter, register_family, family (lookup), result-column names
-    bend.py        bend: Blender's SimpleDeform "Bend" about y, the bend angle following the profile
-    twist.py       twist: SimpleDeform "Twist" about the bar's long axis following the profile
-    bend_twist.py  bend_twist: the bend follows the profile while a twist grows linearly in t
-
-A new family is one more module here (imported below by name, so no list needs editing) and its
-parameter ranges in ``conf/data/bend.yaml``.
+``base.py`` holds the interface (`Family`, `Parameter`), the registry (`register_family`, the
+lookup `family`) and the result-column names; every other module of this package is one family
+(``bend.py``, ``bend_twist.py``, ...), imported here by discovery, so a new family is one more
+module plus its parameter ranges in ``conf/data/bend.yaml``, and no list needs editing.
 """
 
 from __future__ import annotations
