@@ -43,7 +43,7 @@ from torch import Tensor
 
 from temporal_nsr.atomic import write_bytes, write_text
 from temporal_nsr.batch import ViewPair
-from temporal_nsr.data.synthetic.families import is_error_metric
+from temporal_nsr.data.synthetic.families import error_label, is_error_metric
 from temporal_nsr.evaluation.results import FLOOR_LEGEND, FLOOR_PREDICTOR, SplitScores
 from temporal_nsr.pictures import image_grid, to_uint8
 
@@ -129,7 +129,7 @@ def split_tables(summary: SplitScores, split: str) -> list[str]:
     parts = [(f"{split}, unseen objects" if everything_unseen else split, summary)]
     parts += [(f"{split}, {kind} objects", part) for kind, part in summary.by_objects.items()]
     errors = summary.error_metrics()  # the family's, primary first; none without estimates
-    shape, title = ["iou", *errors], " / ".join(["IoU", *errors])
+    shape, title = ["iou", *errors], " / ".join(["IoU", *map(error_label, errors)])
     tables = []
     for label, part in parts:
         tables += [markdown_table(part, label), markdown_table(part, f"{label}: {title}", shape)]

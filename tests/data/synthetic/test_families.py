@@ -14,7 +14,12 @@ import torch
 
 from temporal_nsr.data.dataset import RenderedViews
 from temporal_nsr.data.synthetic.config import GeneratorConfigError, resolve_config
-from temporal_nsr.data.synthetic.families import FAMILIES, family, is_error_metric
+from temporal_nsr.data.synthetic.families import (
+    FAMILIES,
+    error_label,
+    family,
+    is_error_metric,
+)
 from temporal_nsr.data.synthetic.generator import generate_dataset, render_object
 from temporal_nsr.data.synthetic.geometry import bar_mesh, bend_vertices, deform, twist_vertices
 from temporal_nsr.data.synthetic.objects import object_specs, true_parameters
@@ -63,6 +68,7 @@ def test_a_family_declares_what_downstream_reads(name: str) -> None:
     )
     for p in chosen.parameters:
         assert not is_error_metric(p.column("true")) and not is_error_metric(p.column("floor"))
+    assert error_label(errors[0]).startswith(f"{chosen.primary.name} error")
     assert all(profile(p) for p in chosen.profiles)
 
 

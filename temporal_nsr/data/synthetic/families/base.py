@@ -172,6 +172,14 @@ def error_stem(metric: str) -> str:
     return metric[: metric.index(_ERROR) + len(_ERROR)]
 
 
+def error_label(metric: str) -> str:
+    """A table title of an error metric: ``bend_error_deg`` -> ``bend error (deg)``."""
+    stem = error_stem(metric)
+    unit = metric[len(stem) + 1 :]
+    words = stem.replace("_", " ")
+    return f"{words} ({unit})" if unit else words
+
+
 def floor_column(metric: str) -> str:
     """The ambiguity-floor column of a primary error metric: ``bend_error_deg`` ->
     ``bend_floor_deg``."""
