@@ -39,7 +39,7 @@ from temporal_nsr.evaluation.results import SplitScores
 log = logging.getLogger(__name__)
 
 LOGGERS = ("none", "wandb", "tensorboard")
-METRICS = ("psnr", "ssim", "iou", "bend_error_deg")
+METRICS = ("psnr", "ssim", "iou")  # then the deformation parameters' errors, if estimated
 
 
 class DashboardError(UserError):
@@ -77,16 +77,18 @@ def summary_metrics(results: Mapping[str, Any]) -> dict[str, float]:
 
 def table_rows(results: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
     """The results table: columns and one row per (split, group or |dt|, predictor)."""
-    columns = ["split", "group", "predictor", "pairs", *METRICS]
+    splits = _splits(results)
+    errors = list(dict.fromkeys(m for s in splits.values() for m in s.error_metrics()))
+    columns = ["split", "group", "predictor", "pairs", *METRICS, *errors]
     rows = []
-    for split, summary in _splits(results).items():
+    for split, summary in splits.items():
         cells = [
             *summary.groups.items(),
             *((f"|dt| = {k}", c) for k, c in summary.by_abs_dt.items()),
         ]
         for label, cell in cells:
             for predictor in cell.scores:
-                metrics = [cell.score(predictor, m) for m in METRICS]
+                metrics = [cell.score(predictor, m) for m in (*METRICS, *errors)]
                 rows.append([split, label, predictor, cell.pairs, *metrics])
     return columns, rows
 

@@ -7,8 +7,8 @@
 
 The protocol (`temporal_nsr.evaluation.protocol`), the predictors (`...predictors`, listed
 in conf/evaluate.yaml `predictors`, in column order), the per-image metrics (PSNR,
-SSIM, silhouette IoU in `...metrics`; bend-angle error in `...bend`) and the outputs
-(`...report`) live in `temporal_nsr.evaluation`; this module loads the model and the data.
+SSIM, silhouette IoU in `...metrics`; deformation-parameter errors in `...estimator`) and the
+outputs (`...report`) live in `temporal_nsr.evaluation`; this module loads the model and the data.
 
 `ckpt=` takes an original ENR / temporal-ENR file or a .ckpt of ours; an ENR file has no
 dataset, so it needs `data=` (conf/data/<name>.yaml; `data.root=` points it at any dataset
@@ -39,7 +39,7 @@ from temporal_nsr.config import strict_command_line
 from temporal_nsr.dashboard import log_evaluation
 from temporal_nsr.digest import sha256_file
 from temporal_nsr.errors import one_line_errors
-from temporal_nsr.evaluation.bend import BendEstimator
+from temporal_nsr.evaluation.estimator import ParameterEstimator
 from temporal_nsr.evaluation.metrics import PSNR_CAP_DB
 from temporal_nsr.evaluation.predictors import build_predictors
 from temporal_nsr.evaluation.report import write_outputs
@@ -89,7 +89,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "iou_tolerance": options.iou_tolerance,
         "bend_targets": options.bend_targets,
         "equivariance_pairs": options.equivariance_pairs,
-        "bend_estimator": BendEstimator.describe(manifest),
+        "bend_estimator": ParameterEstimator.describe(manifest),
         "predictors": {p.name: p.legend for p in predictors},  # column -> legend
         "config": OmegaConf.to_container(run.cfg.model, resolve=True),
         "data": OmegaConf.to_container(data, resolve=True),

@@ -18,8 +18,7 @@ TINY_GENERATOR = {
     "views_per_timestep": 4,
     "val_timesteps": [4],
     "test_timesteps": [5],
-    "schedule": "sine",
-    "amplitude_deg": 70.0,
+    "deformation": {"family": "bend", "profile": "sine", "parameters": {"bend_deg": [0.0, 140.0]}},
     "camera_radius": 25.0,
     "num_objects": 2,
 }

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from temporal_nsr.data.dataset import RenderedViews
-from temporal_nsr.evaluation.bend import BendEstimator
+from temporal_nsr.evaluation.estimator import ParameterEstimator
 from temporal_nsr.evaluation.metrics import per_image_scores
 from temporal_nsr.evaluation.protocol import object_names
 from temporal_nsr.model.renderer import SceneRenderer
@@ -70,7 +70,7 @@ def _cell(values: dict[str, list[float]]) -> dict[str, Any]:
 @torch.no_grad()
 def temporal_equivariance(
     model: SceneRenderer,
-    estimator: BendEstimator,
+    estimator: ParameterEstimator,
     split: RenderedViews,
     count: int,
     seed: int,
@@ -87,7 +87,7 @@ def temporal_equivariance(
     if model.max_offset == 0 or count == 0:
         return None
     names = object_names(split)
-    steps = min(len(v) for v in estimator.schedule.values())
+    steps = min(estimator.timesteps.values())
     records, offsets = draw_pairs(split, steps, model.max_offset, count, seed)
     later = estimator.generate(
         names[records], split.pose[records], split.original_timestep[records] + offsets

@@ -10,15 +10,15 @@ markdown tables:
   evaluations' column order, each column's legend (the predictor's own) under the note;
 * what the model adds over its controls (the predictors with ``control = True``: ``model -
   static``, ``model - shuffled_source``, ``model - other_object``, ``model - baseline``, in dB,
-  in column order), and the bend-angle error of model, static, baseline and the ambiguity
-  floor (degrees);
+  in column order), and the error of the deformation family's primary parameter (the bend
+  angle in degrees, ...) of model, static, baseline and the ambiguity floor;
 * time itself, where the evaluations measured it: the moving-region PSNR of model and static
   on all dt != 0 pairs, the temporal equivariance ratio and distances, and the composition
   error of operators that compose (``temporal_nsr.evaluation.equivariance``).
 
 Where a split holds objects never seen in training, its rows are those objects' (the
 generalisation question); otherwise all pairs. ``|dt| >= 5`` pools the per-|dt| cells,
-weighted by their pairs (bend metrics by the pairs with a bend estimate).
+weighted by their pairs (parameter errors by the pairs with a parameter estimate).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from temporal_nsr.evaluation.report import legend_lines
 from temporal_nsr.evaluation.results import (
     FLOOR_LEGEND,
     FLOOR_PREDICTOR,
+    IMAGE_METRICS,
     Group,
     Scores,
     SplitScores,
@@ -45,9 +46,10 @@ from temporal_nsr.evaluation.results import (
 # (row label, where the group comes from): a by_setting group, or the |dt| pool from FAR_DT up.
 ROWS = (("dt = 0", "same_time"), ("all dt != 0", "all_dt_nonzero"), ("\\|dt\\| >= 5", "far"))
 FAR_DT = 5
-BEND_COLUMNS = ("model", "static", "baseline", FLOOR_PREDICTOR)
+ERROR_COLUMNS = ("model", "static", "baseline", FLOOR_PREDICTOR)
 NOTE = (
-    "{splits}. PSNR in dB. Bend error (degrees): model / static / baseline / ambiguity floor. "
+    "{splits}. PSNR in dB. Parameter error (the deformation's primary parameter, e.g. the bend "
+    "in degrees): model / static / baseline / ambiguity floor. "
     "Rows of a split with unseen objects are those objects'. Time: moving-region PSNR over the "
     "pixels time changed (dt != 0); equivariance ratio: latent distance of the moved source "
     "scene to the later image's scene over the unmoved one's (below 1: time moves the scene "
@@ -109,25 +111,27 @@ def _run_record(run_dir: str | None) -> dict[str, Any]:
 
 def pooled_cell(summary: SplitScores, key: str) -> Group | None:
     """One row's group: ``summary.groups[key]``, or for ``far`` the pairs with |dt| >= FAR_DT
-    pooled (a mean of the per-|dt| means weighted by their pair counts, bend metrics by the
-    pairs with a bend estimate); None if there are none."""
+    pooled (a mean of the per-|dt| means weighted by their pair counts, parameter errors by
+    the pairs with a parameter estimate); None if there are none."""
     if key != "far":
         return summary.groups.get(key)
     cells = [c for dt, c in summary.by_abs_dt.items() if dt >= FAR_DT]
     if not cells:
         return None
     names = dict.fromkeys(p for c in cells for p in c.scores)
+    errors = list(dict.fromkeys(m for c in cells for v in c.scores.values() for m in v.errors))
     scores = {}
     for predictor in names:
         pooled = {}
-        for metric in Scores._fields:
-            weights = [(v, (c.bend_pairs or 0) if metric.startswith("bend") else c.pairs)
+        for metric in (*IMAGE_METRICS, *errors):
+            weights = [(v, (c.bend_pairs or 0) if metric in errors else c.pairs)
                        for c in cells if (v := c.score(predictor, metric)) is not None]  # fmt: skip
             total = sum(w for _, w in weights)
             if total:
                 pooled[metric] = sum(v * w for v, w in weights) / total
         if pooled:
-            scores[predictor] = Scores(**pooled)
+            kept = {m: pooled.pop(m) for m in errors if m in pooled}
+            scores[predictor] = Scores(**pooled, errors=kept)
     bends = sum(c.bend_pairs or 0 for c in cells)
     return Group(sum(c.pairs for c in cells), bends or None, scores)
 
@@ -152,8 +156,11 @@ def _gain(cell: Group | None, control: str) -> float | None:
     return None if model is None or other is None else model - other
 
 
-def _bend(cell: Group | None) -> str:
-    return " / ".join(_number(_score(cell, p, "bend_error_deg"), ".1f") for p in BEND_COLUMNS)
+def _parameter_error(cell: Group | None) -> str:
+    """The primary parameter's error of the `ERROR_COLUMNS` (the first error a cell holds)."""
+    errors = [m for v in (cell.scores.values() if cell else ()) for m in v.errors]
+    metric = errors[0] if errors else ""
+    return " / ".join(_number(_score(cell, p, metric), ".1f") for p in ERROR_COLUMNS)
 
 
 def _merge(columns: list[str], more: list[str]) -> list[str]:
@@ -249,17 +256,17 @@ def headline_tables(evaluations: Mapping[str, Evaluation]) -> str:
     gained = [p for p in present if p in controls()]  # in column order
     psnr = [f"| PSNR (dB) | {' | '.join(present)} |", "|---" * (len(present) + 1) + "|"]
     gain_names = [f"model - {c}" for c in gained]
-    bend = "bend error: model / static / baseline / floor"
-    head = ["gain (dB), bend error (deg)", *gain_names, bend]
+    error = "parameter error: model / static / baseline / floor"
+    head = ["gain (dB), parameter error", *gain_names, error]
     gains = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for name, cells in rows:
         values = [_pair([_number(_score(c, p, "psnr"), ".2f") for c in cells]) for p in present]
         psnr.append(f"| {name} | {' | '.join(values)} |")
         values = [_pair([_number(_gain(c, p), "+.2f") for c in cells]) for p in gained]
-        values.append(_pair([_bend(c) for c in cells]))
+        values.append(_pair([_parameter_error(c) for c in cells]))
         gains.append(f"| {name} | {' | '.join(values)} |")
     tables = [_runs_table(evaluations), psnr, gains, _time_table(evaluations)]
     tables = [t for t in tables if t]
-    shown = [*present, *(p for p in BEND_COLUMNS if p not in present)]
+    shown = [*present, *(p for p in ERROR_COLUMNS if p not in present)]
     note = NOTE.format(splits=order) + "\n\n" + legend_lines(legend, shown)
     return "\n\n".join([note, *("\n".join(t) for t in tables)]) + "\n"

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from temporal_nsr.batch import ViewPair
 from temporal_nsr.data.dataset import RenderedViews
-from temporal_nsr.evaluation.bend import BendEstimator
+from temporal_nsr.evaluation.estimator import ParameterEstimator
 from temporal_nsr.evaluation.protocol import EvaluationError, object_names, shared_codes
 from temporal_nsr.model.renderer import SceneRenderer
 from temporal_nsr.runs import load_checkpoint, load_run
@@ -45,7 +45,7 @@ class SplitInputs:
     model: SceneRenderer  # the evaluated network, in eval mode on ``device``
     device: str
     seed: int  # seeds every choice a predictor makes
-    estimator: BendEstimator | None  # generated data: the generator's own images; else None
+    estimator: ParameterEstimator | None  # generated data: the generator's own images; else None
 
 
 def _render(
@@ -330,8 +330,8 @@ def gather_pairs(
 # replace the pairs' own, or None where the data offer none (that predictor is then not scored).
 class MirrorAverage(Predictor):
     """The mean of the generator's images, at the target's view, of every time the target may
-    show given only the source image (`BendEstimator.futures`: on the sine schedule a bar at t
-    looks like the bar at T - t, so dt later it shows one of two bends). Uniform over those
+    show given only the source image (`ParameterEstimator.futures`: under the sine profile a bar
+    at t looks like the bar at T - t, so dt later it shows one of two bends). Uniform over those
     look-alikes, no predictor that sees only the source has a smaller expected squared error:
     the PSNR counterpart of the ambiguity floor. An oracle (it knows the target's view and
     uses the generator): generated data only; where one image tells the time, it is the

@@ -6,21 +6,24 @@ Writes into the evaluation folder:
   split, ``splits/<split>/by_setting/<group>/<predictor>/<metric>`` (a group: a protocol
   setting or a pool of them such as ``all_dt_nonzero``; `temporal_nsr.evaluation.results`
   reads and writes it) (and ``by_abs_dt/<|dt|>/...``, ``by_objects/<seen|unseen>/...``),
-  metrics ``psnr``, ``ssim``, ``iou``, ``bend_error_deg`` (``bend_twist_error_deg`` for
-  sine_twist), ``moving_psnr`` (PSNR over the pixels time changed; generated data, dt != 0);
+  metrics ``psnr``, ``ssim``, ``iou``, the errors of the deformation family's parameters
+  (``bend_error_deg``; ``bend_twist_error_deg`` too for bend_twist; ``stretch_error``...:
+  `temporal_nsr.data.synthetic.families.error_metric`), ``moving_psnr`` (PSNR over the pixels
+  time changed; generated data, dt != 0);
   ``splits/<split>/equivariance``: the temporal equivariance and composition errors
   (`temporal_nsr.evaluation.equivariance`); a cell's ``pairs`` counts its pairs,
-  ``bend_pairs`` those with a bend estimate;
-  the pseudo-predictor ``ambiguity_floor`` has only ``bend_error_deg``: the least mean bend
-  error any predictor seeing only the source image can reach on those pairs (the sine
-  schedule's up/down ambiguity; 0 where one image determines the future);
-  ``splits/<split>/slots_bend``: the estimated bend of every slot of one source;
+  ``bend_pairs`` those with a parameter estimate;
+  the pseudo-predictor ``ambiguity_floor`` has only the primary parameter's error: the least
+  mean error any predictor seeing only the source image can reach on those pairs (the sine
+  profile's up/down ambiguity; 0 where one image determines the future);
+  ``splits/<split>/slots_bend``: the estimated primary parameter of every slot of one source;
 * ``pairs_<split>.csv``: one row per (pair, predictor);
 * ``results.md``: the note, a legend line per column (each predictor's own ``legend``), then
-  per split a PSNR / SSIM table and an IoU / bend-error table;
+  per split a PSNR / SSIM table and an IoU / parameter-error table;
 * ``figure_<split>.png`` (rows: source, target, model), ``figure_<split>_unseen.png`` for a
   split with unseen objects (rows: source, target, model, render from another object's image);
-* ``slots_bend.png``: estimated vs true bend along the slot strip, one panel per split.
+* ``slots_bend.png``: estimated vs true primary parameter along the slot strip, one panel per
+  split.
 """
 
 from __future__ import annotations
@@ -40,16 +43,18 @@ from torch import Tensor
 
 from temporal_nsr.atomic import write_bytes, write_text
 from temporal_nsr.batch import ViewPair
+from temporal_nsr.data.synthetic.families import error_label, is_error_metric
 from temporal_nsr.evaluation.results import FLOOR_LEGEND, FLOOR_PREDICTOR, SplitScores
 from temporal_nsr.pictures import image_grid, to_uint8
 
 log = logging.getLogger(__name__)
 
-_FORMATS = {"psnr": ".2f", "ssim": ".3f", "iou": ".3f"}  # bend errors: ".1f"
+_FORMATS = {"psnr": ".2f", "ssim": ".3f", "iou": ".3f"}  # parameter errors: ".1f"
 NOTE = (
-    "PSNR (dB) / SSIM, then silhouette IoU / bend-angle error (degrees; sine_twist: then twist "
-    "error), mean over target images; rows: protocol setting, pooled settings "
-    "(`all_dt_nonzero`), then |dt|; pairs (with a bend estimate). Moving-region PSNR: over "
+    "PSNR (dB) / SSIM, then silhouette IoU / the error of each deformation parameter (the "
+    "bend in degrees; bend_twist: then the twist), mean over target images; rows: protocol "
+    "setting, pooled settings (`all_dt_nonzero`), then |dt|; pairs (with a parameter "
+    "estimate). Moving-region PSNR: over "
     "the pixels where the target differs from the same view at the source's time. "
     "Equivariance: latent distance of the moved source scene to the later image's scene, "
     "relative to the unmoved one's (ratio < 1: time moves the scene the right way). Figure "
@@ -68,8 +73,8 @@ def markdown_table(
 ) -> str:
     """A README table: the metrics of every predictor, per group and per |dt|.
 
-    Cells join the metrics with " / " (a missing one is "-"); with bend metrics the pairs
-    column also gives the pairs with a bend estimate, in parentheses.
+    Cells join the metrics with " / " (a missing one is "-"); with parameter errors the pairs
+    column also gives the pairs with a parameter estimate, in parentheses.
     """
     predictors = summary.predictors()
     head = "| " + split + " | pairs | " + " | ".join(predictors) + " |"
@@ -85,7 +90,7 @@ def markdown_table(
             for p in predictors
         )
         pairs = str(group.pairs)
-        if any(m.startswith("bend") for m in metrics):
+        if any(is_error_metric(m) for m in metrics):
             pairs += f" ({group.bend_pairs or 0})"
         lines.append(f"| {label} | {pairs} | {values} |")
     return "\n".join(lines)
@@ -123,10 +128,8 @@ def split_tables(summary: SplitScores, split: str) -> list[str]:
     everything_unseen = summary.objects is not None and not summary.objects["seen"]
     parts = [(f"{split}, unseen objects" if everything_unseen else split, summary)]
     parts += [(f"{split}, {kind} objects", part) for kind, part in summary.by_objects.items()]
-    groups = summary.groups.values()
-    shape, title = ["iou", "bend_error_deg"], "IoU / bend error (deg)"
-    if any(g.score("model", "bend_twist_error_deg") is not None for g in groups):
-        shape, title = [*shape, "bend_twist_error_deg"], title + " / twist error (deg)"
+    errors = summary.error_metrics()  # the family's, primary first; none without estimates
+    shape, title = ["iou", *errors], " / ".join(["IoU", *map(error_label, errors)])
     tables = []
     for label, part in parts:
         tables += [markdown_table(part, label), markdown_table(part, f"{label}: {title}", shape)]
@@ -242,7 +245,8 @@ def write_pairs_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def plot_slots_bend(path: Path, strips: dict[str, dict[str, Any]]) -> bool:
-    """Plot estimated against true bend along each split's slot strip; False without matplotlib."""
+    """Plot estimated against true primary parameter along each split's slot strip (the strip's
+    ``parameter``, the bend where it names none); False without matplotlib."""
     try:
         import matplotlib
 
@@ -259,7 +263,7 @@ def plot_slots_bend(path: Path, strips: dict[str, dict[str, Any]]) -> bool:
         ax.plot(times, true, "k--", label="true schedule")
         ax.plot(times, strip["estimated_bend_deg"], "o-", color="tab:blue", label="slot render")
         ax.axvline(strip["timestep"], color="grey", lw=0.8)
-        ax.set(xlabel="timestep t_source + dt", ylabel="bend (degrees)",
+        ax.set(xlabel="timestep t_source + dt", ylabel=strip.get("parameter", "bend_deg"),
                title=f"{split}: {strip['object']}, source t = {strip['timestep']}")  # fmt: skip
         ax.legend(fontsize=8)
     figure.tight_layout()

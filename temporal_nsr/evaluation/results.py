@@ -6,6 +6,11 @@ pool of settings (`POOLED_GROUPS`: ``all_dt_nonzero``), or, in ``by_abs_dt``, on
 results.json keeps its layout ``splits/<split>/by_setting/<group>/<predictor>/<metric>``
 (the key says "setting" for every group, as it always has); `SplitScores.from_json` reads
 it and `SplitScores.to_json` writes it byte for byte, so old files read as new ones do.
+
+The parameter errors are the columns the dataset's deformation family declares
+(`temporal_nsr.data.synthetic.families.error_metric`: ``bend_error_deg``, ``bend_twist_error_deg``,
+``stretch_error``, ...), held in `Scores.errors` between iou and moving_psnr, the primary first;
+``bend_pairs`` counts the pairs with a parameter estimate, whatever the family.
 """
 
 from __future__ import annotations
@@ -17,15 +22,17 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from temporal_nsr.data.synthetic.families import floor_column, is_error_metric
 from temporal_nsr.evaluation.protocol import SETTINGS
 
-METRICS = ("psnr", "ssim", "iou", "bend_error_deg", "bend_twist_error_deg", "moving_psnr")
-# The bend error no predictor can beat from the source image alone (BendEstimator.ambiguity_floor),
-# a row column of every bend-scored pair, summarised as the pseudo-predictor "ambiguity_floor".
-FLOOR, FLOOR_PREDICTOR = "bend_floor_deg", "ambiguity_floor"
+IMAGE_METRICS = ("psnr", "ssim", "iou", "moving_psnr")  # the parameter errors come between
+# The primary parameter's error no predictor can beat from the source image alone
+# (ParameterEstimator.ambiguity_floor): a row column of every estimated pair (`floor_column`,
+# e.g. bend_floor_deg), summarised as the pseudo-predictor "ambiguity_floor".
+FLOOR_PREDICTOR = "ambiguity_floor"
 FLOOR_LEGEND = (
-    "the least mean bend error any predictor that sees only the source image can reach "
-    "(bend error only; the sine schedule's up / down look-alikes)"
+    "the least mean error of the primary parameter (e.g. the bend) any predictor that sees only "
+    "the source image can reach (that error only; the sine profile's up / down look-alikes)"
 )
 # Groups that pool settings: name -> which pairs.
 POOLED_GROUPS = {"all_dt_nonzero": "every pair with dt != 0, over all settings"}
@@ -37,16 +44,23 @@ class Scores(NamedTuple):
     psnr: float | None = None
     ssim: float | None = None
     iou: float | None = None
-    bend_error_deg: float | None = None
-    bend_twist_error_deg: float | None = None
+    errors: Mapping[str, float] = {}  # parameter error column -> mean; never mutated
     moving_psnr: float | None = None
+
+    def get(self, metric: str) -> float | None:
+        """One metric: an image metric or a parameter error; None where not measured."""
+        return getattr(self, metric) if metric in IMAGE_METRICS else self.errors.get(metric)
 
     @classmethod
     def from_json(cls, values: Mapping[str, float]) -> Scores:
-        return cls(**{m: values.get(m) for m in METRICS})
+        errors = {k: v for k, v in values.items() if is_error_metric(k)}
+        return cls(**{m: values.get(m) for m in IMAGE_METRICS}, errors=errors)
 
     def to_json(self) -> dict[str, float]:
-        return {m: v for m, v in self._asdict().items() if v is not None}
+        out = {m: getattr(self, m) for m in ("psnr", "ssim", "iou")}
+        out.update(self.errors)
+        out["moving_psnr"] = self.moving_psnr
+        return {m: v for m, v in out.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -57,13 +71,13 @@ class Group:
     """
 
     pairs: int
-    bend_pairs: int | None  # pairs with a bend estimate; None: none
+    bend_pairs: int | None  # pairs with a parameter estimate; None: none
     scores: dict[str, Scores]
 
     def score(self, predictor: str, metric: str) -> float | None:
         """One mean, or None where the predictor or the metric is absent."""
         scores = self.scores.get(predictor)
-        return None if scores is None else getattr(scores, metric)
+        return None if scores is None else scores.get(metric)
 
     @classmethod
     def from_json(cls, cell: Mapping[str, Any]) -> Group:
@@ -104,6 +118,11 @@ class SplitScores:
         floor = any(FLOOR_PREDICTOR in c.scores for c in cells)
         return [*names, *([FLOOR_PREDICTOR] if floor else [])]
 
+    def error_metrics(self) -> list[str]:
+        """The parameter error columns scored anywhere in the split, the primary first."""
+        cells = [*self.groups.values(), *self.by_abs_dt.values()]
+        return list(dict.fromkeys(m for c in cells for v in c.scores.values() for m in v.errors))
+
     def headline_part(self) -> tuple[str, SplitScores]:
         """(label, scores) of the pairs a headline reports: the unseen objects where the split
         has them, else all pairs."""
@@ -142,22 +161,26 @@ def _group_order(key: str) -> int:
 
 def _group(members: list[Mapping[str, Any]]) -> Group:
     """The mean of every metric per predictor over rows of one group; a metric missing from a
-    row (None: no bend estimate for that pair) is left out of its mean."""
+    row (None: no parameter estimate for that pair) is left out of its mean."""
+    errors = list(dict.fromkeys(k for row in members for k in row if is_error_metric(k)))
     per: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for row in members:
-        for metric in METRICS:
+        for metric in (*IMAGE_METRICS, *errors):
             if row.get(metric) is not None:
                 per[row["predictor"]][metric].append(row[metric])
     first = members[0]["predictor"]  # every predictor scores every pair: count the first's
-    bends = len(per[first]["bend_error_deg"])
-    scores = {
-        name: Scores(**{m: float(np.mean(values[m])) for m in METRICS if values[m]})
-        for name, values in per.items()
-    }
-    floors = [row[FLOOR] for row in members
-              if row["predictor"] == first and row.get(FLOOR) is not None]  # fmt: skip
+    bends = len(per[first][errors[0]]) if errors else 0
+
+    def mean(values: dict[str, list[float]], metrics: Iterable[str]) -> dict[str, float]:
+        return {m: float(np.mean(values[m])) for m in metrics if values[m]}
+
+    scores = {name: Scores(**mean(values, IMAGE_METRICS), errors=mean(values, errors))
+              for name, values in per.items()}  # fmt: skip
+    floor = floor_column(errors[0]) if errors else None
+    floors = [row[floor] for row in members
+              if row["predictor"] == first and row.get(floor) is not None]  # fmt: skip
     if floors:
-        scores[FLOOR_PREDICTOR] = Scores(bend_error_deg=float(np.mean(floors)))
+        scores[FLOOR_PREDICTOR] = Scores(errors={errors[0]: float(np.mean(floors))})
     return Group(len(per[first]["psnr"]), bends or None, scores)
 
 

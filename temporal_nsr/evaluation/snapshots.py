@@ -1,6 +1,7 @@
-"""Held-out metrics of a run's snapshots over training: PSNR and bend error against steps.
+"""Held-out metrics of a run's snapshots over training: PSNR and parameter error against steps.
 
-Training logs val PSNR every epoch, but not the bend-angle error, which needs the generator's
+Training logs val PSNR every epoch, but not the deformation-parameter error (the bend angle's,
+...), which needs the generator's
 renders and costs more than a validation pass. A run that keeps snapshots (a ModelCheckpoint
 writing ``<run_dir>/snapshots/*.ckpt`` every N steps, as ``conf/experiment/bend_20t_cpu.yaml``
 does) is scored afterwards, one snapshot at a time, with a small version of the evaluation
@@ -8,10 +9,11 @@ protocol; the rows go to ``<run_dir>/curves/<split>_snapshots.csv``, which
 ``temporal_nsr.learning_curves`` reads beside the training log. Snapshots already in that file
 are not scored again, so the command can follow a run that is still training.
 
-Columns: ``step``, then ``<split>/<metric>_<group>`` for metric psnr and bend_error (the
-model's mean over the pairs of the group), for the groups same_time (the setting, dt = 0) and
-all_dt_nonzero (every dt != 0 pair); ``<split>/bend_floor_all_dt_nonzero`` (the ambiguity
-floor); and ``<split>/static_gain_dt_nonzero`` (model - static PSNR on dt != 0, what
+Columns: ``step``, then ``<split>/<metric>_<group>`` for metric psnr and the primary
+parameter's error named by its family (``bend_error``, ``stretch_error``; the model's mean over
+the pairs of the group), for the groups same_time (the setting, dt = 0) and all_dt_nonzero
+(every dt != 0 pair); ``<split>/bend_floor_all_dt_nonzero`` (the ambiguity floor, named
+likewise); and ``<split>/static_gain_dt_nonzero`` (model - static PSNR on dt != 0, what
 the time axis adds) and ``<split>/shuffled_gain_same_time`` (model - shuffled_source PSNR at
 dt = 0, how much the render follows its input); ``<split>/moving_psnr_all_dt_nonzero`` (PSNR over
 the pixels time changed), ``<split>/equivariance_ratio`` and ``<split>/equivariance_distance``
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from temporal_nsr.atomic import atomic_file
+from temporal_nsr.data.synthetic.families import error_stem, floor_column
 from temporal_nsr.evaluation.predictors import Predictor
 from temporal_nsr.evaluation.protocol import EvaluationError
 from temporal_nsr.evaluation.results import FLOOR_PREDICTOR, Group, SplitScores
@@ -64,9 +67,12 @@ def snapshot_row(summary: SplitScores, split: str, step: int) -> dict[str, Any]:
     row: dict[str, Any] = {"step": step}
     empty = Group(0, None, {})
     group = {key: summary.groups.get(key, empty) for key in GROUPS}
+    errors = summary.error_metrics()  # the family's; the primary's names the columns
+    primary = errors[0] if errors else None
     for key in GROUPS:
         row[f"{split}/psnr_{key}"] = group[key].score("model", "psnr")
-        row[f"{split}/bend_error_{key}"] = group[key].score("model", "bend_error_deg")
+        if primary:
+            row[f"{split}/{error_stem(primary)}_{key}"] = group[key].score("model", primary)
 
     def gain(key: str, other: str) -> float | None:
         model, control = (group[key].score(p, "psnr") for p in ("model", other))
@@ -80,9 +86,11 @@ def snapshot_row(summary: SplitScores, split: str, step: int) -> dict[str, Any]:
     row[f"{split}/equivariance_ratio"] = overall.get("ratio")
     row[f"{split}/equivariance_distance"] = overall.get("moved_distance")
     row[f"{split}/composition_psnr"] = (equivariance.get("composition") or {}).get("render_psnr")
-    row[f"{split}/bend_floor_all_dt_nonzero"] = group["all_dt_nonzero"].score(
-        FLOOR_PREDICTOR, "bend_error_deg"
-    )
+    if primary:
+        floor = floor_column(error_stem(primary))  # bend_floor
+        row[f"{split}/{floor}_all_dt_nonzero"] = group["all_dt_nonzero"].score(
+            FLOOR_PREDICTOR, primary
+        )
     row[f"{split}/static_gain_dt_nonzero"] = gain("all_dt_nonzero", "static")
     row[f"{split}/shuffled_gain_same_time"] = gain("same_time", "shuffled_source")
     return row

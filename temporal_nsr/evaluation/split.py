@@ -3,8 +3,8 @@
 `evaluate_split` runs the parts in order, each a function of its own: the protocol's pairs
 (`protocol.split_pairs`), the sources that feed each predictor (`choose_sources`), batches of
 pairs (`pair_batches`), the predictors' images, the targets' views at their sources' time
-(`source_time_views`), the per-image scores and rows (`pair_rows`), the bend estimates
-(`score_bends`), the summary (`split_summary`), and the example figures
+(`source_time_views`), the per-image scores and rows (`pair_rows`), the parameter estimates
+(`score_parameters`), the summary (`split_summary`), and the example figures
 (`report.ExampleFigures`). Protocol *settings* (`protocol.SETTINGS`) choose a pair's source;
 the summary's *groups* are the settings plus pools of them such as ``all_dt_nonzero``
 (`results`).
@@ -26,8 +26,9 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from torch import Tensor
 
 from temporal_nsr.data.dataset import RenderedViews
-from temporal_nsr.evaluation.bend import BendEstimator
+from temporal_nsr.data.synthetic.families import floor_column
 from temporal_nsr.evaluation.equivariance import temporal_equivariance
+from temporal_nsr.evaluation.estimator import ParameterEstimator
 from temporal_nsr.evaluation.metrics import WHITE, image_scores
 from temporal_nsr.evaluation.predictors import (
     SOURCE_CHOICES,
@@ -183,7 +184,7 @@ def pair_batches(
 
 
 def source_time_views(
-    estimator: BendEstimator, pools: tuple[RenderedViews, RenderedViews], batch: PairBatch
+    estimator: ParameterEstimator, pools: tuple[RenderedViews, RenderedViews], batch: PairBatch
 ) -> Tensor:
     """(B, 3, S, S) the targets' views at their sources' times: what the moving-region PSNR
     compares with. A batch of same-time pairs (dt = 0) takes its targets (nothing moved);
@@ -271,7 +272,7 @@ def evaluate_split(
     if not seen.all():
         log.info("%s: %d of %d objects are unseen in training", name,
                  len(np.unique(names[~seen])), len(np.unique(names)))  # fmt: skip
-    estimator = BendEstimator.from_manifest(manifest, split.image_size)
+    estimator = ParameterEstimator.from_manifest(manifest, split.image_size)
     inputs = SplitInputs(name, pools, model, device, options.seed, estimator)
     active = prepare_predictors(predictors, inputs)
     background = _background(manifest)
@@ -308,7 +309,7 @@ def evaluate_split(
             done += len(batch.rows)
             progress.update(done, f"{setting}, {len(predictions)} predictors")
     if estimator is not None:
-        score_bends(estimator, pools, names, rows, pending)
+        score_parameters(estimator, pools, names, rows, pending)
     summary = split_summary(rows, names, seen)
     moved = summary.groups.get("all_dt_nonzero")
     means = {} if moved is None else moved.scores
@@ -342,19 +343,25 @@ def split_summary(rows: list[dict[str, Any]], names: np.ndarray, seen: np.ndarra
     return SplitScores(everything.groups, everything.by_abs_dt, objects, parts)
 
 
-def score_bends(
-    estimator: BendEstimator,
+def score_parameters(
+    estimator: ParameterEstimator,
     pools: tuple[RenderedViews, RenderedViews],
     names: np.ndarray,
     rows: list[dict[str, Any]],
     pending: list[tuple[int, Tensor]],
 ) -> None:
-    """Add the bend columns to every row: the error where estimated, None elsewhere, and the
-    pair's ambiguity floor (``BendEstimator.ambiguity_floor``) beside it."""
+    """Add the parameter columns to every row: per parameter of the family its error (named by
+    `families.error_metric`, e.g. ``bend_error_deg``), estimate and truth where estimated,
+    None elsewhere; after the primary's error its pair's ambiguity floor
+    (``ParameterEstimator.ambiguity_floor``, e.g. ``bend_floor_deg``)."""
     split = pools[0]
-    columns = ["bend_error_deg", "bend_floor_deg", "bend_estimated_deg", "bend_true_deg"]
-    if estimator.twists:
-        columns += ["bend_twist_error_deg", "twist_estimated_deg", "twist_true_deg"]
+    parameters = estimator.parameters
+    errors = estimator.family.error_metrics()
+    floor = floor_column(errors[0])
+    columns = []
+    for p, error in zip(parameters, errors, strict=True):
+        columns += [error, *([floor] if p == parameters[0] else []), p.column("estimated"),
+                    p.column("true")]  # fmt: skip
     for row in rows:
         row.update(dict.fromkeys(columns))
     if not pending:
@@ -363,42 +370,43 @@ def score_bends(
     images = torch.stack([image for _, image in pending]).float() / 255.0
     estimate = estimator.estimate(images, names[targets], split.pose[targets])
     for i, (r, _) in enumerate(pending):
-        bend, twist = estimator.truth(names[targets[i]], int(split.original_timestep[targets[i]]))
-        found = float(estimate.bend_deg[i])
+        truth = estimator.truth(names[targets[i]], int(split.original_timestep[targets[i]]))
         source = pools[POOLS.index(rows[r]["source_pool"])].original_timestep[rows[r]["source"]]
         target = split.original_timestep[targets[i]]  # dt in the dataset's own timesteps
-        floor = estimator.ambiguity_floor(names[targets[i]], int(source), int(target - source))
-        rows[r].update(bend_error_deg=abs(found - bend), bend_floor_deg=floor,
-                       bend_estimated_deg=found, bend_true_deg=bend)  # fmt: skip
-        if estimate.twist_deg is not None:
-            found = float(estimate.twist_deg[i])
-            rows[r].update(bend_twist_error_deg=abs(found - twist), twist_estimated_deg=found,
-                           twist_true_deg=twist)  # fmt: skip
+        for p, error in zip(parameters, errors, strict=True):
+            found, true = float(estimate[p.key][i]), truth[p.key]
+            rows[r].update({error: abs(found - true), p.column("estimated"): found,
+                            p.column("true"): true})  # fmt: skip
+        rows[r][floor] = estimator.ambiguity_floor(
+            names[targets[i]], int(source), int(target - source)
+        )
 
 
 def slots_bend(
-    estimator: BendEstimator,
+    estimator: ParameterEstimator,
     pools: tuple[RenderedViews, RenderedViews],
     model: SceneRenderer,
     device: str,
 ) -> dict[str, Any]:
-    """The estimated bend of every slot's render of the split's first image, at its own view.
+    """The estimated primary parameter of every slot's render of the split's first image, at
+    its own view (results.json's ``slots_bend``, named for the bend it was first made for).
 
     Returns:
         ``source`` (record index), ``object``, ``timestep`` (true, of the source), ``view_deg``
-        (azimuth, elevation), ``dt`` (-max_offset..max_offset), ``estimated_bend_deg``,
-        ``true_bend_deg`` (the schedule at timestep + dt; None outside the dataset's
-        timesteps) and ``mean_error_deg`` (over the slots with a true bend).
+        (azimuth, elevation), ``dt`` (-max_offset..max_offset), ``parameter`` (its key, e.g.
+        ``bend_deg``), ``estimated_bend_deg``, ``true_bend_deg`` (the schedule at timestep +
+        dt; None outside the dataset's timesteps) and ``mean_error_deg`` (over the slots with
+        a true value); the last three keep their names for every family.
     """
     split = pools[0]
     name = str(object_names(split)[0])
     timestep = int(split.original_timestep[0])
     dt, renders = slot_strip(model, gather_pairs(pools, np.zeros((1, 3), dtype=np.int64), device))
     estimate = estimator.estimate(renders, [name] * len(dt), np.repeat(split.pose[:1], len(dt), 0))
-    steps = len(estimator.schedule[name])
-    true = [estimator.truth(name, timestep + d)[0] if 0 <= timestep + d < steps else None
+    steps, primary = estimator.timesteps[name], estimator.keys[0]
+    true = [estimator.truth(name, timestep + d)[primary] if 0 <= timestep + d < steps else None
             for d in dt.tolist()]  # fmt: skip
-    found = estimate.bend_deg.tolist()
+    found = estimate[primary].tolist()
     errors = [abs(f - t) for f, t in zip(found, true, strict=True) if t is not None]
     return {
         "source": 0,
@@ -406,6 +414,7 @@ def slots_bend(
         "timestep": timestep,
         "view_deg": [float(v) for v in split.pose[0]],
         "dt": dt.tolist(),
+        **({} if primary == "bend_deg" else {"parameter": primary}),
         "estimated_bend_deg": found,
         "true_bend_deg": true,
         "mean_error_deg": float(np.mean(errors)) if errors else None,

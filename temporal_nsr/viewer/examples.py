@@ -24,15 +24,15 @@ from temporal_nsr.inference import NovelViewRenderer
 log = logging.getLogger(__name__)
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "viewer_examples"
-# (file stem, generator schedule, timestep) of the bundled examples; the view of each is the
-# generated one whose elevation is closest to EXAMPLE_ELEVATION_DEG.
+# (file stem, (deformation family, time profile), timestep) of the bundled examples; the view of
+# each is the generated one whose elevation is closest to EXAMPLE_ELEVATION_DEG.
 EXAMPLES = (
-    ("bar_sine_t00", "sine", 0),
-    ("bar_sine_t05", "sine", 5),
-    ("bar_sine_t10", "sine", 10),
-    ("bar_sine_t16", "sine", 16),
-    ("bar_linear_t12", "linear", 12),
-    ("bar_twist_t10", "sine_twist", 10),
+    ("bar_sine_t00", ("bend", "sine"), 0),
+    ("bar_sine_t05", ("bend", "sine"), 5),
+    ("bar_sine_t10", ("bend", "sine"), 10),
+    ("bar_sine_t16", ("bend", "sine"), 16),
+    ("bar_linear_t12", ("bend", "linear"), 12),
+    ("bar_twist_t10", ("bend_twist", "sine"), 10),
 )
 EXAMPLE_ELEVATION_DEG = 25.0
 EXAMPLE_VIEWS = 8  # generated views per timestep to choose from
@@ -65,22 +65,24 @@ def write_examples(out_dir: Path | str = EXAMPLES_DIR) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     with tempfile.TemporaryDirectory() as tmp:
-        datasets: dict[str, Path] = {}
-        for stem, schedule, timestep in EXAMPLES:
-            if schedule not in datasets:
-                root = Path(tmp) / schedule
+        datasets: dict[tuple[str, str], Path] = {}
+        for stem, deformation, timestep in EXAMPLES:
+            if deformation not in datasets:
+                root = Path(tmp) / "_".join(deformation)
+                chosen = dict(zip(("family", "profile"), deformation, strict=True))
                 generate_dataset(
                     root,
-                    {**base, "schedule": schedule, "views_per_timestep": EXAMPLE_VIEWS},
+                    {**base, "deformation": {**base["deformation"], **chosen},
+                     "views_per_timestep": EXAMPLE_VIEWS},
                     progress=False,
-                )
-                datasets[schedule] = root
+                )  # fmt: skip
+                datasets[deformation] = root
             candidates = [
                 (abs(float(views.pose[i, 1]) - EXAMPLE_ELEVATION_DEG), views.files[i])
                 for split in ("train", "val", "test")
                 for views in [
                     RenderedViews(
-                        datasets[schedule] / split, base["image_size"], cache_dir=Path(tmp) / "c"
+                        datasets[deformation] / split, base["image_size"], cache_dir=Path(tmp) / "c"
                     )
                 ]
                 for i in np.flatnonzero(

@@ -10,7 +10,7 @@ import torch
 
 from temporal_nsr.data.dataset import RenderedViews
 from temporal_nsr.data.synthetic.generator import generate_dataset
-from temporal_nsr.evaluation.bend import BendEstimator
+from temporal_nsr.evaluation.estimator import ParameterEstimator
 from temporal_nsr.evaluation.predictors import (
     MirrorAverage,
     PairBatch,
@@ -53,7 +53,7 @@ def test_mirror_average_is_the_mean_of_the_look_alikes_futures(tiny_data: Path) 
     """Sine over 6 timesteps: t = 2 looks like t = 4, so a target 1 step after a t = 2 source
     shows t = 3 or t = 5; the peak t = 3 has no look-alike, so its dt = 0 target is itself."""
     train = RenderedViews(tiny_data / "train", 32, 6)
-    estimator = BendEstimator(json.loads((tiny_data / "manifest.json").read_text()), 32)
+    estimator = ParameterEstimator(json.loads((tiny_data / "manifest.json").read_text()), 32)
     pools = (train, train)  # the targets may come from any pool: train holds t = 2 and 3
     time = train.original_timestep
     source, target = np.flatnonzero(time == 2)[0], np.flatnonzero(time == 3)[:2]

@@ -21,7 +21,9 @@ def test_a_missing_bend_estimate_is_left_out_of_the_mean() -> None:
     summary = summarise(rows)
     same = summary.groups["same_time"]
     assert same.pairs == 2 and same.bend_pairs == 1
-    assert same.scores["model"] == Scores(psnr=25.0, ssim=0.5, iou=1.0, bend_error_deg=4.0)
+    assert same.scores["model"] == Scores(
+        psnr=25.0, ssim=0.5, iou=1.0, errors={"bend_error_deg": 4.0}
+    )
     later = summary.by_abs_dt[1]
     assert later.bend_pairs is None and later.score("model", "bend_error_deg") is None
     assert later.to_json() == {"pairs": 1, "model": {"psnr": 10.0, "ssim": 0.5, "iou": 1.0}}
@@ -46,7 +48,9 @@ def test_the_ambiguity_floor_is_summarised_as_a_column_of_its_own() -> None:
             {**_row("static", 3, 18.0, 40.0), "bend_floor_deg": 0.0}]  # fmt: skip
     summary = summarise(rows)
     cell = summary.groups["all_dt_nonzero"]
-    assert cell.scores["ambiguity_floor"] == Scores(bend_error_deg=10.0)  # once per pair
+    assert cell.scores["ambiguity_floor"] == Scores(
+        errors={"bend_error_deg": 10.0}
+    )  # once per pair
     assert cell.score("model", "bend_error_deg") == 20.0
     assert "bend_floor_deg" not in cell.to_json()["model"]
     table = markdown_table(summary, "val", ["iou", "bend_error_deg"])
@@ -60,3 +64,24 @@ def test_a_cell_without_the_floor_shows_a_dash() -> None:
     table = markdown_table(summarise(rows), "val", ["bend_error_deg"])
     assert "| same_time | 1 (0) | - | - |" in table
     assert "| all_dt_nonzero | 1 (1) | 10.0 | 4.0 |" in table
+
+
+def test_another_familys_columns_are_summarised_by_their_own_names() -> None:
+    """A family's error columns (`families.error_metric`) and its floor, whatever they are named:
+    unitless stretch_error, and a second parameter's error after the first's in the JSON."""
+    rows = [{"setting": "train_time", "dt": 2, "predictor": "model", "psnr": 20.0, "ssim": 0.5,
+             "iou": 1.0, "stretch_error": 0.2, "stretch_floor": 0.1,
+             "stretch_twist_error_deg": 3.0, "moving_psnr": 15.0}]  # fmt: skip
+    summary = summarise(rows)
+    cell = summary.groups["train_time"]
+    assert summary.error_metrics() == ["stretch_error", "stretch_twist_error_deg"]
+    assert cell.bend_pairs == 1 and cell.score("ambiguity_floor", "stretch_error") == 0.1
+    assert list(cell.to_json()["model"]) == [
+        "psnr",
+        "ssim",
+        "iou",
+        "stretch_error",
+        "stretch_twist_error_deg",
+        "moving_psnr",
+    ]
+    assert "| train_time | 1 (1) | 0.2 |" in markdown_table(summary, "val", ["stretch_error"])

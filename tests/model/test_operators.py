@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from torch import Tensor
 
 from temporal_nsr.data.dataset import RenderedViews
-from temporal_nsr.evaluation.bend import BendEstimator
 from temporal_nsr.evaluation.equivariance import _split_offsets, draw_pairs, temporal_equivariance
+from temporal_nsr.evaluation.estimator import ParameterEstimator
 from temporal_nsr.evaluation.protocol import object_names
 from temporal_nsr.model.decoder import Decoder
 from temporal_nsr.model.encoder import Encoder
@@ -140,7 +140,7 @@ def test_an_operator_that_does_not_move_scores_ratio_one(tiny_data: Path) -> Non
     """A flow with G = 0 leaves every scene where it is: the moved scene IS the unmoved one,
     so the ratio is exactly 1, and composition is exact."""
     manifest = json.loads((tiny_data / "manifest.json").read_text())
-    estimator = BendEstimator(manifest, 32)
+    estimator = ParameterEstimator(manifest, 32)
     views = RenderedViews(tiny_data / "val", 32, 6)
     assert len(set(object_names(views))) == 2
     renderer = operator_renderer("flow", max_offset=3, image_size=32).eval()

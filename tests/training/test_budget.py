@@ -98,7 +98,7 @@ def test_the_same_experiments_schedule_the_learning_rate_as_before() -> None:
         "bend_20t", "bend_20t_cpu", "bend_20t_flow", "bend_20t_flow_cpu", "bend_20t_linear_cpu",
         "bend_20t_linear_flow_cpu", "bend_20t_linear_warp_cpu", "bend_20t_warp_cpu", "bend_5t",
         "bend_many_cpu",
-        "bend_many_linear_cpu",
+        "bend_many_linear_cpu", "stretch_20t_cpu",
     }  # fmt: skip
     for experiment in EXPERIMENTS:
         cfg = compose_config([f"experiment={experiment}", "logger=none", "paths.output_dir=/tmp"])

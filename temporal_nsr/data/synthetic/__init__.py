@@ -1,10 +1,14 @@
-"""The ground-truth generator: objects bending over time, seen from a sphere.
+"""The ground-truth generator: objects deforming over time, seen from a sphere.
 
 ``python -m temporal_nsr.data.generate`` is its command line; the library is here:
 
+    errors.py        GeneratorConfigError
     config.py        GeneratorConfig: the one typed config; defaults from conf/data/bend.yaml
-    geometry.py      bar mesh, bend and twist (Blender's SimpleDeform), schedules, cameras
-    objects.py       ObjectSpec of each object (canonical bar + seeded variations), true angles
+    geometry.py      bar mesh, bend and twist formulas (Blender's SimpleDeform), cameras
+    profiles.py      time profiles (sine, linear): the amount of deformation at each timestep
+    families/        deformation families (bend, twist, bend_twist, ...): parameters, mesh,
+                     Blender operations
+    objects.py       ObjectSpec of each object (canonical bar + seeded variations), true parameters
     backend.py       Scene and the Backend protocol: render(scene, poses) -> images
     embree.py        EmbreeBackend: ray casting in this process (the default)
     blender.py       BlenderBackend: Cycles in a Blender subprocess running blender_scene.py

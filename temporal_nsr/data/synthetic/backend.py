@@ -7,6 +7,7 @@ Blender subprocess); ``backend.name`` of the config picks one (`generator.make_b
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -19,9 +20,8 @@ class Scene(NamedTuple):
     """One object at one instant: everything a backend needs besides the camera poses."""
 
     obj: ObjectSpec
-    bend_deg: float  # total bend over the bar's length
-    twist_deg: float  # twist between its ends
-    config: GeneratorConfig  # mesh segments, image size, camera, light, background, seed
+    params: Mapping[str, float]  # the family's parameter key -> value, e.g. {"bend_deg": 70.0}
+    config: GeneratorConfig  # the family, mesh segments, image size, camera, light, background
     label: str  # what it is, for error messages, e.g. "bar_000 t=3"
 
 

@@ -5,8 +5,8 @@ blender_scene.py -- job.json``, once per scene (object, timestep): its Python, i
 any) and its add-ons never meet the project's environment, and ``bpy`` is never imported here.
 This module only writes the job file, starts Blender, reads back its PNGs and turns every way
 it can fail into a `BlenderError` whose message says what to do. The scene itself
-(SimpleDeform modifiers, materials, sun, world, camera with a Track To constraint) is built by
-`temporal_nsr/data/synthetic/blender_scene.py`.
+(the family's operations: SimpleDeform modifiers, object scale; materials, sun, world, camera
+with a Track To constraint) is built by `temporal_nsr/data/synthetic/blender_scene.py`.
 
 Settings (`BlenderSettings`; defaults in ``conf/backend/blender.yaml``; they go into the
 dataset manifest, so a changed value regenerates the dataset): ``executable`` (a Blender on
@@ -33,6 +33,7 @@ from PIL import Image
 
 from temporal_nsr.data.synthetic.backend import Scene
 from temporal_nsr.data.synthetic.config import BlenderSettings
+from temporal_nsr.data.synthetic.families import family
 from temporal_nsr.data.synthetic.geometry import bar_mesh
 from temporal_nsr.errors import UserError
 
@@ -75,9 +76,10 @@ def _tail(path: Path, lines: int = _TAIL_LINES) -> str:
 
 
 def job_scene(scene: Scene) -> dict[str, Any]:
-    """The job file's description of a scene: mesh, colours, angles and image settings.
+    """The job file's description of a scene: mesh, colours, deformation and image settings.
 
-    The mesh is undeformed: Blender applies the twist and the bend with its own modifiers.
+    The mesh is undeformed: Blender deforms it by the family's operations
+    (`temporal_nsr.data.synthetic.families.Family.blender_ops`), in order.
     """
     obj, cfg = scene.obj, scene.config
     vertices, faces, underside = bar_mesh(obj.length, obj.width, obj.height, cfg.bar.segments)
@@ -87,8 +89,7 @@ def job_scene(scene: Scene) -> dict[str, Any]:
         "underside": underside.tolist(),  # (F,)
         "top_color": list(obj.top_color),
         "bottom_color": list(obj.bottom_color),
-        "bend_deg": scene.bend_deg,
-        "twist_deg": scene.twist_deg,
+        "operations": family(cfg.deformation.family).blender_ops(scene.params),
         "seed": cfg.seed,
         "image_size": cfg.image_size,
         "camera_radius": cfg.camera_radius,

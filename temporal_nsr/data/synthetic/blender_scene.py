@@ -6,16 +6,18 @@ Never imported by temporal_nsr (``bpy`` exists only inside Blender).
     blender -b --factory-startup --python-exit-code 1 --python blender_scene.py -- job.json
 
 The job file (JSON, written by `temporal_nsr.data.synthetic.blender`) holds the undeformed mesh,
-its face colours, the bend and twist angles, camera, light and Cycles settings, and one output
+its face colours, the deformation as a list of generic operations (a deformation family's
+``blender_ops``; this script knows no family), camera, light and Cycles settings, and one output
 path per view. The scene follows the conventions of `temporal_nsr.data.synthetic.geometry` and
 `temporal_nsr.data.synthetic.embree` (world Z up):
 
-* The mesh gets real SimpleDeform modifiers: "Twist" about x, then "Bend" about y. Blender's
-  bend turns the object's x axis about its z axis (ends rise towards +y); the bend's ``origin``
-  is an empty turned +90 degrees about x, in whose frame x stays x and y is the world's z, so
-  the bar bends in the x-z plane with both ends rising towards +z, like ``bend_vertices``. The
-  empty is parented to the bar, so re-centring the bar (bounding box of the deformed mesh to
-  the origin) keeps the deformation.
+* The operations, in order: ``simple_deform`` adds a real SimpleDeform modifier (``method``
+  BEND / TWIST / TAPER / STRETCH about ``axis``, by ``angle_deg`` or ``factor``); with an
+  ``origin_rotation_deg`` its ``origin`` is an empty turned by those Euler angles and parented to
+  the bar (the bend's frame, turned +90 degrees about x: x stays x and y is the world's z, so
+  "bend about z" bends in the x-z plane, like ``bend_vertices``), so re-centring the bar keeps
+  the deformation. ``scale`` sets the bar's object scale (after every modifier).
+* Re-centring: the bounding box of the deformed, scaled mesh goes to the origin.
 * One Diffuse BSDF material per colour, assigned per face (the underside is red).
 * A sun with angle 0 (hard shadows) shining along ``-light_direction`` with strength
   ``pi * (1 - ambient)``, and a world of radiance ``ambient`` seen by shading rays only: a lit,
@@ -86,6 +88,29 @@ def diffuse_material(name, rgb):
     return material
 
 
+def apply_operation(scene, bar, operation, index):
+    """One deformation operation of the job (see the module docstring)."""
+    kind = operation["op"]
+    if kind == "scale":
+        bar.scale = tuple(operation["factors"])
+        return
+    if kind != "simple_deform":
+        fail(f"unknown deformation operation {kind!r}; regenerate the job file")
+    modifier = bar.modifiers.new(f"deform_{index}", "SIMPLE_DEFORM")
+    modifier.deform_method = operation["method"]
+    modifier.deform_axis = operation["axis"]
+    if "angle_deg" in operation:
+        modifier.angle = math.radians(operation["angle_deg"])
+    else:
+        modifier.factor = operation["factor"]
+    if operation.get("origin_rotation_deg") is not None:
+        frame = bpy.data.objects.new(f"deform_{index}_frame", None)
+        scene.collection.objects.link(frame)
+        frame.rotation_euler = [math.radians(a) for a in operation["origin_rotation_deg"]]
+        frame.parent = bar
+        modifier.origin = frame
+
+
 def build_object(scene, job):
     mesh = bpy.data.meshes.new("bar")
     mesh.from_pydata([tuple(v) for v in job["vertices"]], [], [tuple(f) for f in job["faces"]])
@@ -96,25 +121,13 @@ def build_object(scene, job):
     bar = bpy.data.objects.new("bar", mesh)
     scene.collection.objects.link(bar)
 
-    if job["twist_deg"]:
-        twist = bar.modifiers.new("twist", "SIMPLE_DEFORM")
-        twist.deform_method = "TWIST"
-        twist.deform_axis = "X"
-        twist.angle = math.radians(job["twist_deg"])
-    # The bend's frame: x stays x, its y is the world's z, so "bend about z" bends about y.
-    frame = bpy.data.objects.new("bend_frame", None)
-    scene.collection.objects.link(frame)
-    frame.rotation_euler = (math.pi / 2, 0.0, 0.0)
-    frame.parent = bar
-    bend = bar.modifiers.new("bend", "SIMPLE_DEFORM")
-    bend.deform_method = "BEND"
-    bend.deform_axis = "Z"
-    bend.origin = frame
-    bend.angle = math.radians(job["bend_deg"])
+    for index, operation in enumerate(job["operations"]):
+        apply_operation(scene, bar, operation, index)
 
-    # Re-centre: the bounding box of the deformed mesh goes to the origin.
+    # Re-centre: the bounding box of the deformed, scaled mesh goes to the origin.
+    bpy.context.view_layer.update()
     evaluated = bar.evaluated_get(bpy.context.evaluated_depsgraph_get())
-    corners = [Vector(c) for c in evaluated.bound_box]
+    corners = [bar.matrix_world @ Vector(c) for c in evaluated.bound_box]
     low = Vector([min(c[i] for c in corners) for i in range(3)])
     high = Vector([max(c[i] for c in corners) for i in range(3)])
     bar.location = -0.5 * (low + high)

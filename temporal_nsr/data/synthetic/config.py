@@ -9,6 +9,11 @@ and what would work in a one-line ``ValueError``. What relates several keys (hel
 against their counts, the splits, the camera outside the objects) is checked after, in
 `_check_together`. The result is frozen; its `GeneratorConfig.to_dict` is the JSON the manifest
 stores, so two configs describe the same dataset exactly when their dicts are equal.
+
+The deformation node names a family (`temporal_nsr.data.synthetic.families`) and a time profile
+(`temporal_nsr.data.synthetic.profiles`) and keeps the ranges of that family's parameters only.
+Configs of the old form (``schedule``, ``amplitude_deg``, ``twist_deg``: old run folders,
+manifests) are translated in one place, `upgrade_config`, with a log line.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -25,15 +31,20 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from temporal_nsr import CONF_DIR
-from temporal_nsr.errors import UserError
+from temporal_nsr.data.synthetic.errors import GeneratorConfigError
+from temporal_nsr.data.synthetic.families import FAMILIES, family
+from temporal_nsr.data.synthetic.profiles import profile
 
-SCHEDULES = ("sine", "linear", "sine_twist")
+log = logging.getLogger(__name__)
+
 BACKENDS = ("embree", "blender")
-
-
-class GeneratorConfigError(UserError):
-    """A ``data.generator`` / ``backend`` setting the generator cannot use; the one-line message
-    names the key and the fix."""
+# The old ``schedule`` key -> (family, profile); `upgrade_config` translates it.
+LEGACY_SCHEDULES = {
+    "sine": ("bend", "sine"),
+    "linear": ("bend", "linear"),
+    "sine_twist": ("bend_twist", "sine"),
+}
+_LEGACY_KEYS = ("schedule", "amplitude_deg", "twist_deg")
 
 
 @dataclass(frozen=True)
@@ -82,8 +93,24 @@ class VariationConfig:
 
     length: tuple[float, float] = rule("range")
     thickness: tuple[float, float] = rule("range")  # width and height, drawn separately
-    amplitude_scale: tuple[float, float] = rule("range")  # times amplitude_deg
-    phase: tuple[float, float] = rule("range")  # fraction of the schedule period
+    amplitude_scale: tuple[float, float] = rule("range")  # times each parameter's end - start
+    phase: tuple[float, float] = rule("range")  # fraction of the profile's period
+
+
+@dataclass(frozen=True)
+class DeformationConfig:
+    """How the objects deform over time (``deformation``; `_read_deformation` checks it).
+
+    Attributes:
+        family: a registered deformation family (`temporal_nsr.data.synthetic.families`).
+        profile: a registered time profile (`temporal_nsr.data.synthetic.profiles`) it takes.
+        parameters: the family's parameter keys -> (start, end), the values at profile amount
+            0 and 1 (object 0; objects 1.. scale end - start by their amplitude).
+    """
+
+    family: str
+    profile: str
+    parameters: dict[str, tuple[float, float]]
 
 
 @dataclass(frozen=True)
@@ -124,9 +151,7 @@ class GeneratorConfig:
     views_per_timestep: int = rule("int", low=1)
     val_timesteps: tuple[int, ...] = rule("held_out", count="num_timesteps")
     test_timesteps: tuple[int, ...] = rule("held_out", count="num_timesteps")
-    schedule: str = rule("choice", choices=SCHEDULES)
-    amplitude_deg: float = rule("number")
-    twist_deg: float = rule("number")
+    deformation: DeformationConfig = rule("deformation")
     camera_radius: float = rule("number")
     fov_deg: float = rule("number", within=(0.0, 180.0, "(0, 180)"))
     num_objects: int = rule("int", low=1)
@@ -191,6 +216,8 @@ def _read(
             out[f.name] = rule_.nested(**_read(rule_.nested, value, default, f"{key}."))
         elif rule_.kind == "backend":
             out[f.name] = _read_backend(value)
+        elif rule_.kind == "deformation":
+            out[f.name] = _read_deformation(value, defaults[f.name])
         else:
             out[f.name] = _check(value, key, rule_, out)
     return out
@@ -298,13 +325,101 @@ def resolve_config(cfg: Mapping[str, Any] | GeneratorConfig) -> GeneratorConfig:
     """
     if isinstance(cfg, GeneratorConfig):
         return cfg
-    out = _read(GeneratorConfig, dict(cfg), yaml_defaults())
+    out = _read(GeneratorConfig, upgrade_config(cfg), yaml_defaults())
     _check_together(out)
     return GeneratorConfig(**out)
 
 
+def upgrade_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """A generator mapping with the old keys translated: the one place that reads them.
+
+    ``schedule: sine | linear | sine_twist`` becomes ``deformation.family`` bend / bend /
+    bend_twist and ``deformation.profile`` sine / linear / sine; ``amplitude_deg: A`` the bend
+    range [0, 2A] and ``twist_deg: W`` the twist range [0, W] (sine_twist only: the other
+    schedules did not twist). The images are the same bytes as the old generator's. A mapping
+    without old keys is returned as it is (a copy).
+
+    Raises:
+        GeneratorConfigError: old and new keys together, or an unknown schedule.
+    """
+    out = dict(cfg)
+    legacy = {k: out.pop(k) for k in _LEGACY_KEYS if k in out}
+    if not legacy:
+        return out
+    if "deformation" in out:
+        raise GeneratorConfigError(
+            f"Generator keys {sorted(legacy)} are the old form of 'deformation'; drop them and "
+            "set deformation.family / deformation.profile / deformation.parameters instead."
+        )
+    schedule = legacy.get("schedule", "sine")
+    if schedule not in LEGACY_SCHEDULES:
+        raise GeneratorConfigError(
+            f"Generator key 'schedule' is {schedule!r}; choose one of "
+            f"{list(LEGACY_SCHEDULES)} (old form) or set deformation.family and .profile."
+        )
+    name, profile_name = LEGACY_SCHEDULES[schedule]
+    parameters = {}
+    if "amplitude_deg" in legacy:
+        parameters["bend_deg"] = [0.0, 2.0 * _number(legacy["amplitude_deg"], "amplitude_deg")]
+    if "twist_deg" in legacy and name == "bend_twist":
+        parameters["twist_deg"] = [0.0, _number(legacy["twist_deg"], "twist_deg")]
+    out["deformation"] = {"family": name, "profile": profile_name, "parameters": parameters}
+    log.info("Generator keys %s are the old form of deformation=%s; translated.",
+             legacy, out["deformation"])  # fmt: skip
+    return out
+
+
+def _read_deformation(value: Any, defaults: Mapping[str, Any]) -> DeformationConfig:
+    """The ``deformation`` mapping: a family, a profile it takes, its parameters' ranges.
+
+    Ranges of ``defaults`` (the YAML holds every family's) fill those the value leaves out; the
+    result keeps the family's own only, so another family's range never changes a dataset.
+    """
+    if not isinstance(value, Mapping):
+        raise GeneratorConfigError(
+            f"Generator key 'deformation' must be a mapping such as {{family: bend, profile: "
+            f"sine}}, got {value!r}."
+        )
+    _unknown(value, ["family", "profile", "parameters"], "deformation.")
+    chosen = family(value.get("family", defaults["family"]))
+    shape = profile(value.get("profile", defaults["profile"]))
+    if chosen.profiles and shape.name not in chosen.profiles:
+        raise GeneratorConfigError(
+            f"Generator key 'deformation.profile' is {shape.name!r}, which family "
+            f"{chosen.name!r} does not take; choose one of {list(chosen.profiles)}."
+        )
+    given = value.get("parameters") or {}
+    if not isinstance(given, Mapping):
+        raise GeneratorConfigError(
+            f"Generator key 'deformation.parameters' must be a mapping of [start, end] ranges, "
+            f"got {given!r}."
+        )
+    known = sorted({p.key for f in FAMILIES.values() for p in f.parameters})
+    _unknown(given, known, "deformation.parameters.")
+    ranges = {**defaults.get("parameters", {}), **given}
+    parameters = {}
+    for p in chosen.parameters:
+        key = f"deformation.parameters.{p.key}"
+        if p.key not in ranges:
+            raise GeneratorConfigError(
+                f"Generator key '{key}' is missing; family {chosen.name!r} needs its "
+                "[start, end] range."
+            )
+        start, end = _vector(ranges[p.key], key, 2)
+        low, high = p.bounds
+        for v in (start, end):
+            if not low <= v <= high:
+                raise GeneratorConfigError(
+                    f"Generator key '{key}' holds {v}, outside {p.name}'s range "
+                    f"[{low}, {high}] {p.unit}; use values inside it."
+                )
+        parameters[p.key] = (start, end)
+    return DeformationConfig(chosen.name, shape.name, parameters)
+
+
 def _check_together(out: Mapping[str, Any]) -> None:
-    """What relates several keys: held-out lists, non-empty splits, sizes, the camera."""
+    """What relates several keys: held-out lists, non-empty splits, sizes, the camera, the
+    deformation of the most scaled object."""
     for noun, count_key in (("timestep", "num_timesteps"), ("object", "num_objects")):
         val, test, count = out[f"val_{noun}s"], out[f"test_{noun}s"], out[count_key]
         overlap = sorted(set(val) & set(test))
@@ -325,6 +440,17 @@ def _check_together(out: Mapping[str, Any]) -> None:
                 f"both empty. Hold out a timestep or an object for {split}."
             )
     bar, variation = out["bar"], out["variation"]
+    chosen = family(out["deformation"].family)
+    scales = variation.amplitude_scale if out["num_objects"] > 1 else (1.0,)
+    for p in chosen.parameters:
+        start, end = out["deformation"].parameters[p.key]
+        for scale in scales:
+            v = start + (end - start) * scale
+            if not p.bounds[0] <= v <= p.bounds[1]:
+                raise GeneratorConfigError(
+                    f"Generator key 'variation.amplitude_scale' takes {p.key} to {v:g}, outside "
+                    f"{p.name}'s range {list(p.bounds)}; narrow it or the parameter's range."
+                )
     if variation.length[0] <= 0 or variation.thickness[0] <= 0:
         raise GeneratorConfigError(
             "Generator keys 'variation.length' and 'variation.thickness' must be > 0."

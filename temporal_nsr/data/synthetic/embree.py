@@ -19,6 +19,7 @@ import numpy as np
 from embreex import mesh_construction, rtcore, rtcore_scene
 
 from temporal_nsr.data.synthetic.backend import Scene
+from temporal_nsr.data.synthetic.families import family
 from temporal_nsr.data.synthetic.geometry import bar_mesh, camera_basis, deform
 
 # Rays per numpy/Embree batch: (2S)^2 rays per view, chunks of about 0.5 M rays keep memory small.
@@ -36,7 +37,8 @@ def scene_triangles(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
     vertices, faces, underside = bar_mesh(
         obj.length, obj.width, obj.height, scene.config.bar.segments
     )
-    vertices = deform(vertices, obj.length, scene.bend_deg, scene.twist_deg)
+    chosen = family(scene.config.deformation.family)
+    vertices = deform(vertices, obj.length, chosen, scene.params)
     albedo = np.where(underside[:, None], obj.bottom_color, obj.top_color)
     return vertices[faces].astype(np.float32), albedo.astype(np.float32)
 

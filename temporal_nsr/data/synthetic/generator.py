@@ -30,7 +30,8 @@ from temporal_nsr.data.synthetic.config import (
     resolve_config,
 )
 from temporal_nsr.data.synthetic.embree import EmbreeBackend
-from temporal_nsr.data.synthetic.objects import ObjectSpec, object_specs, true_angles_deg
+from temporal_nsr.data.synthetic.families import family
+from temporal_nsr.data.synthetic.objects import ObjectSpec, object_specs, true_parameters
 
 log = logging.getLogger(__name__)
 
@@ -51,54 +52,57 @@ def view_poses(cfg: GeneratorConfig, obj: int, t: int) -> np.ndarray:
 
 
 def object_scene(cfg: GeneratorConfig, spec: ObjectSpec, t: int) -> Scene:
-    """The scene of object ``spec`` at timestep ``t``: its true bend and twist."""
-    angles = true_angles_deg(cfg, spec, np.array([t]))
-    return Scene(
-        spec, float(angles.bend_deg[0]), float(angles.twist_deg[0]), cfg, f"{spec.name} t={t}"
-    )
+    """The scene of object ``spec`` at timestep ``t``: its true parameter values."""
+    values = {k: float(v[0]) for k, v in true_parameters(cfg, spec, np.array([t])).items()}
+    return Scene(spec, values, cfg, f"{spec.name} t={t}")
 
 
 def render_object(
     spec: ObjectSpec,
     poses_deg: np.ndarray,
-    bend_deg: np.ndarray,
-    twist_deg: np.ndarray | None,
+    params: Mapping[str, np.ndarray | float],
     image_size: int,
     config: Mapping[str, Any] | GeneratorConfig,
 ) -> np.ndarray:
     """Generate one object's views at given poses and deformations, writing no files.
 
-    The ground truth of the Embree backend: at a dataset image's pose and its timestep's angles
-    (`true_angles_deg`) it returns that image's pixels. Views sharing a (bend, twist) pair are
-    cast in one batch; any pair may be asked for, not only those of the schedule.
+    The ground truth of the Embree backend: at a dataset image's pose and its timestep's
+    parameter values (`true_parameters`) it returns that image's pixels. Views sharing their
+    values are cast in one batch; any values may be asked for, not only those of the profile.
 
     Args:
         spec: the object (`temporal_nsr.data.synthetic.objects.find_object`).
         poses_deg: (N, 2) camera azimuth, elevation in degrees.
-        bend_deg: (N,) total bend angle per view, degrees (a scalar applies to all).
-        twist_deg: (N,) twist per view, degrees; None for no twist (the sine and linear
-            schedules; sine_twist datasets need their twist here).
+        params: every parameter of the config's family, key (e.g. ``bend_deg``) -> (N,) values
+            per view (a scalar applies to all).
         image_size: S, pixels per side (the dataset's is ``config.image_size``).
-        config: the generator config (or a manifest's ``config``) for the mesh, camera, light
-            and background; its backend is ignored.
+        config: the generator config (or a manifest's ``config``) for the family, mesh, camera,
+            light and background; its backend is ignored.
 
     Returns:
         (N, S, S, 3) uint8 RGB images.
+
+    Raises:
+        ValueError: ``params`` lacks or adds a parameter of the family.
     """
     cfg = replace(resolve_config(config), image_size=int(image_size))
+    keys = [p.key for p in family(cfg.deformation.family).parameters]
+    if sorted(params) != sorted(keys):
+        raise ValueError(
+            f"render_object needs the values of {keys} (family {cfg.deformation.family}), "
+            f"got {sorted(params)}."
+        )
     poses_deg = np.asarray(poses_deg, dtype=np.float64).reshape(-1, 2)
     n = len(poses_deg)
-    bend = np.broadcast_to(np.asarray(bend_deg, dtype=np.float64), (n,))
-    twist = np.zeros(n) if twist_deg is None else np.asarray(twist_deg, dtype=np.float64)
-    angles, group = np.unique(
-        np.stack([bend, np.broadcast_to(twist, (n,))], -1), axis=0, return_inverse=True
-    )
+    columns = [np.broadcast_to(np.asarray(params[k], dtype=np.float64), (n,)) for k in keys]
+    values, group = np.unique(np.stack(columns, -1), axis=0, return_inverse=True)
     backend = EmbreeBackend()
     out = np.empty((n, cfg.image_size, cfg.image_size, 3), dtype=np.uint8)
-    for g, (bend_g, twist_g) in enumerate(angles.tolist()):
+    for g, row in enumerate(values.tolist()):
         views = np.flatnonzero(group.reshape(-1) == g)
-        label = f"{spec.name} bend={bend_g:g} twist={twist_g:g}"
-        out[views] = backend.render(Scene(spec, bend_g, twist_g, cfg, label), poses_deg[views])
+        scene_values = dict(zip(keys, row, strict=True))
+        label = f"{spec.name} " + " ".join(f"{k}={v:g}" for k, v in scene_values.items())
+        out[views] = backend.render(Scene(spec, scene_values, cfg, label), poses_deg[views])
     return out
 
 

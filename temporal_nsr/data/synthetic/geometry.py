@@ -1,13 +1,14 @@
-"""Geometry of the generated scenes: the bar mesh, its bend and twist, their schedules, cameras.
+"""Geometry of the generated scenes: the bar mesh, the bend and twist formulas, cameras.
 
 Conventions (world Z up, angles in degrees at every boundary):
 
 * Object ``k`` is a box of ``length`` along x and a ``width`` (y) x ``height`` (z) cross-section,
   subdivided into ``segments`` slices along x (`bar_mesh`).
-* Deformation, in this order (`deform`): twist about the bar's own x axis (``sine_twist`` only),
-  then Blender's SimpleDeform "Bend" about the y axis (`bend_vertices`), then the deformed mesh
-  is translated so that its axis-aligned bounding box is centred at the origin. Re-centring keeps
-  every bend in the middle of the frame (the bend lifts both ends towards +z).
+* Deformation (`deform`): the deformation family's own (`temporal_nsr.data.synthetic.families`,
+  built from Blender's SimpleDeform formulas here: "Bend" about the y axis, `bend_vertices`,
+  and "Twist" about x, `twist_vertices`), then the deformed mesh is translated so that its
+  axis-aligned bounding box is centred at the origin. Re-centring keeps every deformation in
+  the middle of the frame (the bend lifts both ends towards +z).
 * Camera on a sphere of radius ``camera_radius`` looking at the origin, position
   ``r * (cos(el) cos(az), cos(el) sin(az), sin(el))``, world z as up vector (`camera_basis`).
 """
@@ -15,50 +16,15 @@ Conventions (world Z up, angles in degrees at every boundary):
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from temporal_nsr.data.synthetic.config import SCHEDULES
+if TYPE_CHECKING:  # the families build on this module's formulas
+    from temporal_nsr.data.synthetic.families import Family
 
 _BEND_EPS = 1e-7
-
-
-def bend_angle_deg(
-    t: float, num_timesteps: int, schedule: str, amplitude_deg: float, phase: float = 0.0
-) -> float:
-    """Bend angle of an object at timestep t.
-
-    Args:
-        t: timestep index (fractional values interpolate).
-        num_timesteps: T, the number of timesteps; the sine period.
-        schedule: ``sine`` or ``sine_twist``: ``A * (sin(2 pi (t / T + phase) - pi / 2) + 1)``,
-            from 0 up to 2A and back, so angle(t) == angle(T - t) when phase is 0.
-            ``linear``: ``2A * (phase + (1 - phase) * t / (T - 1))``, monotonic from
-            ``2A * phase`` to 2A, so the time is visible in a single image.
-        amplitude_deg: A in degrees.
-        phase: offset as a fraction of the period (sine) or of the ramp (linear).
-
-    Returns:
-        Bend angle in degrees over the whole length of the bar.
-    """
-    if schedule in ("sine", "sine_twist"):
-        u = 2.0 * math.pi * (t / num_timesteps + phase) - 0.5 * math.pi
-        return amplitude_deg * (math.sin(u) + 1.0)
-    if schedule == "linear":
-        ramp = t / (num_timesteps - 1) if num_timesteps > 1 else 0.0
-        return 2.0 * amplitude_deg * (phase + (1.0 - phase) * ramp)
-    raise ValueError(f"Unknown schedule {schedule!r}; choose one of {list(SCHEDULES)}.")
-
-
-def twist_angle_deg(t: float, num_timesteps: int, schedule: str, twist_deg: float) -> float:
-    """Twist about the bar's long axis at timestep t: ``twist_deg * t / (T - 1)`` for sine_twist.
-
-    The twist grows monotonically, so bending up and unbending look different; the other
-    schedules do not twist (0 degrees).
-    """
-    if schedule != "sine_twist" or num_timesteps < 2:
-        return 0.0
-    return twist_deg * t / (num_timesteps - 1)
 
 
 def bend_vertices(
@@ -152,21 +118,21 @@ def bar_mesh(
     return vertices, faces, underside
 
 
-def deform(vertices: np.ndarray, length: float, bend_deg: float, twist_deg: float) -> np.ndarray:
-    """Twist (if any), bend, then centre the bounding box at the origin.
+def deform(
+    vertices: np.ndarray, length: float, family: Family, values: Mapping[str, float]
+) -> np.ndarray:
+    """Deform by ``family`` at ``values``, then centre the bounding box at the origin.
 
     Args:
         vertices: (V, 3) undeformed points of a bar of ``length`` centred on x = 0.
-        length: bend and twist length, world units.
-        bend_deg: total bend angle over ``length``.
-        twist_deg: twist between the two ends; 0 leaves the points untouched.
+        length: the bar's length, world units (bend and twist length).
+        family: the deformation family (`temporal_nsr.data.synthetic.families.family`).
+        values: its parameter values, parameter key -> value (e.g. ``{"bend_deg": 70.0}``).
 
     Returns:
         (V, 3) float64 deformed, re-centred points.
     """
-    if twist_deg:
-        vertices = twist_vertices(vertices, twist_deg, length)
-    vertices = bend_vertices(vertices, bend_deg, length)
+    vertices = family.deform(vertices, length, values)
     return vertices - 0.5 * (vertices.min(axis=0) + vertices.max(axis=0))  # bbox centre -> origin
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from temporal_nsr.data.synthetic.config import GeneratorConfig, resolve_config
-from temporal_nsr.data.synthetic.geometry import bend_angle_deg, twist_angle_deg
+from temporal_nsr.data.synthetic.families import family
+from temporal_nsr.data.synthetic.profiles import profile
 
 
 @dataclass(frozen=True)
@@ -23,8 +24,9 @@ class ObjectSpec:
         height: extent along z.
         top_color: RGB albedo in [0, 1] of every face except the underside.
         bottom_color: RGB albedo of the underside (faces with undeformed normal -z).
-        amplitude_deg: schedule amplitude A; the bend ranges over [0, 2A] degrees.
-        phase: schedule phase offset as a fraction of the period (see `bend_angle_deg`).
+        amplitude: a factor on every parameter's range: a parameter (start, end) moves over
+            [start, start + amplitude * (end - start)] (`families.Family.values`); 1 for object 0.
+        phase: the profile's phase offset, a fraction of its period (`profiles`).
     """
 
     name: str
@@ -33,15 +35,8 @@ class ObjectSpec:
     height: float
     top_color: tuple[float, float, float]
     bottom_color: tuple[float, float, float]
-    amplitude_deg: float
+    amplitude: float
     phase: float
-
-
-class Angles(NamedTuple):
-    """True deformation of an object at some timesteps, degrees."""
-
-    bend_deg: np.ndarray  # (N,) total bend over the bar's length
-    twist_deg: np.ndarray  # (N,) twist between its ends; 0 unless the schedule is sine_twist
 
 
 def object_specs(cfg: GeneratorConfig) -> list[ObjectSpec]:
@@ -59,7 +54,7 @@ def object_specs(cfg: GeneratorConfig) -> list[ObjectSpec]:
             height=bar.height,
             top_color=bar.top_color,
             bottom_color=bar.bottom_color,
-            amplitude_deg=cfg.amplitude_deg,
+            amplitude=1.0,
             phase=0.0,
         )
     ]
@@ -78,7 +73,7 @@ def object_specs(cfg: GeneratorConfig) -> list[ObjectSpec]:
                 height=float(rng.uniform(*var.thickness)),
                 top_color=top,
                 bottom_color=bar.bottom_color,
-                amplitude_deg=cfg.amplitude_deg * float(rng.uniform(*var.amplitude_scale)),
+                amplitude=float(rng.uniform(*var.amplitude_scale)),
                 phase=float(rng.uniform(*var.phase)),
             )
         )
@@ -103,29 +98,33 @@ def find_object(cfg: Mapping[str, Any] | GeneratorConfig, name: str) -> ObjectSp
     return specs[name]
 
 
-def true_angles_deg(
+def true_parameters(
     cfg: Mapping[str, Any] | GeneratorConfig, spec: ObjectSpec, timesteps: np.ndarray
-) -> Angles:
-    """Bend and twist of ``spec`` at ``timesteps``: the angles its generated images show.
+) -> dict[str, np.ndarray]:
+    """The deformation ``spec`` shows at ``timesteps``: each parameter of the config's family.
 
-    The manifest's ``bend_angle_deg`` / ``twist_angle_deg`` lists are these values at every
-    integer timestep.
+    The manifest's ``parameters`` schedules are these values at every integer timestep.
 
     Args:
         cfg: the generator config (or a manifest's ``config``) that made ``spec``.
         spec: one of its objects (`find_object`).
-        timesteps: (N,) timestep indices; fractional values interpolate the schedule.
+        timesteps: (N,) timestep indices; fractional values interpolate the profile.
 
     Returns:
-        `Angles` of (N,) float64 degrees.
+        parameter key (e.g. ``bend_deg``) -> (N,) float64 values in its unit.
     """
     cfg = resolve_config(cfg)
-    steps = np.asarray(timesteps, dtype=np.float64).reshape(-1)
-    bend = [
-        bend_angle_deg(t, cfg.num_timesteps, cfg.schedule, spec.amplitude_deg, spec.phase)
-        for t in steps.tolist()
+    deformation = cfg.deformation
+    shape, chosen = profile(deformation.profile), family(deformation.family)
+    steps = np.asarray(timesteps, dtype=np.float64).reshape(-1).tolist()
+    rows = [
+        chosen.values(
+            shape.amount(t, cfg.num_timesteps, spec.phase),
+            t,
+            cfg.num_timesteps,
+            deformation.parameters,
+            spec.amplitude,
+        )
+        for t in steps
     ]
-    twist = [
-        twist_angle_deg(t, cfg.num_timesteps, cfg.schedule, cfg.twist_deg) for t in steps.tolist()
-    ]
-    return Angles(np.array(bend, dtype=np.float64), np.array(twist, dtype=np.float64))
+    return {p.key: np.array([r[p.key] for r in rows], dtype=np.float64) for p in chosen.parameters}

@@ -2,7 +2,8 @@
 
 Output layout (ENR-compatible, docs/design.md)::
 
-    <root>/manifest.json                          version, resolved config, objects, counts
+    <root>/manifest.json                          version, resolved config, objects, counts,
+                                                  one schedule per deformation parameter
     <root>/<split>/<object>/NNNNN.png             RGB 8-bit, image_size x image_size
     <root>/<split>/<object>/render_params.json    stem -> {"azimuth", "elevation", "temporal"}
 
@@ -22,7 +23,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -33,8 +34,8 @@ from PIL import Image
 
 from temporal_nsr.atomic import atomic_folder, check_replaceable, pid_alive, remove_leftovers
 from temporal_nsr.data.format import PARAMS_FILE, SPLITS
-from temporal_nsr.data.synthetic.config import GeneratorConfig
-from temporal_nsr.data.synthetic.objects import ObjectSpec, true_angles_deg
+from temporal_nsr.data.synthetic.config import GeneratorConfig, upgrade_config
+from temporal_nsr.data.synthetic.objects import ObjectSpec, true_parameters
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +115,11 @@ def write_params(folder: Path, records: dict[str, dict[str, Any]]) -> None:
 
 
 def manifest(cfg: GeneratorConfig, specs: list[ObjectSpec], generated_by: str) -> dict[str, Any]:
-    """What ``manifest.json`` holds: version, config, objects, splits and the true angles."""
+    """What ``manifest.json`` holds: version, config, objects, splits and the true deformation:
+    ``parameters``: parameter key (e.g. ``bend_deg``) -> object name -> its value at every
+    timestep. Read a manifest through `upgrade_manifest`, which also reads old ones."""
     layout = split_layout(cfg)
     steps = split_timesteps(cfg)
-    everything = np.arange(cfg.num_timesteps)
     return {
         "generator_version": GENERATOR_VERSION,
         "complete": True,
@@ -134,11 +136,45 @@ def manifest(cfg: GeneratorConfig, specs: list[ObjectSpec], generated_by: str) -
             }
             for split, objects in layout.items()
         },
-        "bend_angle_deg": {
-            spec.name: true_angles_deg(cfg, spec, everything).bend_deg.tolist() for spec in specs
-        },
-        "twist_angle_deg": true_angles_deg(cfg, specs[0], everything).twist_deg.tolist(),
+        "parameters": _schedules(cfg, specs),
     }
+
+
+def _schedules(cfg: GeneratorConfig, specs: list[ObjectSpec]) -> dict[str, dict[str, list]]:
+    """parameter key -> object name -> (T,) values at every timestep."""
+    everything = np.arange(cfg.num_timesteps)
+    per_object = {spec.name: true_parameters(cfg, spec, everything) for spec in specs}
+    keys = next(iter(per_object.values()))
+    return {k: {name: v[k].tolist() for name, v in per_object.items()} for k in keys}
+
+
+def upgrade_manifest(content: Mapping[str, Any]) -> dict[str, Any]:
+    """A manifest in the current layout, read from a current or an old one: the one reader.
+
+    Old manifests (before deformation families) have the old config keys (translated by
+    `temporal_nsr.data.synthetic.config.upgrade_config`), objects with ``amplitude_deg``
+    (now ``amplitude``, the factor on the bend range) and the schedules ``bend_angle_deg``
+    (per object) and ``twist_angle_deg`` (one list, sine_twist only): they become
+    ``parameters``.
+    """
+    out = dict(content)
+    if "config" in out:
+        out["config"] = upgrade_config(out["config"])
+    if "bend_angle_deg" not in out:
+        return out
+    bends = out.pop("bend_angle_deg")
+    twists = out.pop("twist_angle_deg", None)
+    config = out.get("config") or {}
+    amplitude = (content.get("config") or {}).get("amplitude_deg")
+    out["objects"] = [
+        {**{k: v for k, v in o.items() if k != "amplitude_deg"},
+         "amplitude": o["amplitude_deg"] / amplitude if amplitude else 1.0}
+        for o in out.get("objects", [])
+    ]  # fmt: skip
+    out["parameters"] = {"bend_deg": bends}
+    if (config.get("deformation") or {}).get("family") == "bend_twist" and twists is not None:
+        out["parameters"]["twist_deg"] = {name: list(twists) for name in bends}
+    return out
 
 
 def write_manifest(folder: Path, content: dict[str, Any]) -> None:
@@ -170,7 +206,8 @@ def stale_reason(root: Path, cfg: GeneratorConfig) -> str | None:
             f"{root} was made by generator version {content.get('generator_version')}, "
             f"current is {GENERATOR_VERSION}"
         )
-    old, new = content.get("config") or {}, cfg.to_dict()
+    # An old-form config that makes the same images matches (`upgrade_config`).
+    old, new = upgrade_manifest(content).get("config") or {}, cfg.to_dict()
     if old != new:
         changed = sorted(k for k in set(new) | set(old) if old.get(k) != new.get(k))
         return f"{root} was generated with a different config (changed: {changed})"

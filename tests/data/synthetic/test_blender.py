@@ -26,6 +26,7 @@ from temporal_nsr.data.synthetic import blender
 from temporal_nsr.data.synthetic.blender import BlenderBackend, BlenderError
 from temporal_nsr.data.synthetic.config import resolve_config
 from temporal_nsr.data.synthetic.embree import EmbreeBackend, scene_triangles
+from temporal_nsr.data.synthetic.families import FAMILIES
 from temporal_nsr.data.synthetic.generator import (
     ensure_dataset,
     generate_dataset,
@@ -156,13 +157,14 @@ def test_too_old_blender_is_refused_in_one_line(existing: Path, monkeypatch) -> 
 
 
 @needs_blender
-def test_blender_modifiers_match_the_bend_and_twist_formulas() -> None:
-    cfg = resolve_config(
-        {**_blender(), "schedule": "sine_twist", "num_objects": 2, "bar": {"segments": 6}}
-    )
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_blender_operations_match_every_familys_formulas(family: str) -> None:
+    """Each family's Blender operations deform the mesh as its numpy `deform` does."""
+    chosen = {"deformation": {"family": family}, "num_objects": 2, "bar": {"segments": 6}}
+    cfg = resolve_config({**_blender(), **chosen})
     backend = make_backend(cfg.backend)
     assert isinstance(backend, BlenderBackend)  # backend.name picks it
-    for obj, t in ((0, 3), (1, 5)):  # 99 and 105 degrees of bend, 54 and 90 of twist
+    for obj, t in ((0, 3), (1, 5)):  # bend_twist: 99 and 105 degrees of bend, 54 and 90 of twist
         spec = object_specs(cfg)[obj]
         vertices = backend.deformed_vertices(object_scene(cfg, spec, t))
         _, faces, _ = bar_mesh(spec.length, spec.width, spec.height, 6)
@@ -199,7 +201,7 @@ def test_blender_and_embree_silhouettes_agree(tmp_path: Path) -> None:
     assert left["config"]["backend"] == {"name": "embree"}
     assert right["config"]["backend"] == resolve_config(_blender()).to_dict()["backend"]
     assert right["generated_by"].startswith("Blender ")
-    for key in ("splits", "objects", "bend_angle_deg"):
+    for key in ("splits", "objects", "parameters"):
         assert left[key] == right[key]
     assert right["config"] == generator
     # The manifest records the backend: reused as is, regenerated when the backend changes.

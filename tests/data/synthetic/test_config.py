@@ -23,7 +23,25 @@ def _tiny(**overrides: object) -> dict[str, object]:
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ({"schedule": "cosine"}, "'schedule'"),
+        ({"deformation": None, "schedule": "cosine"}, "'schedule' is 'cosine'; choose one of"),
+        ({"deformation": {"family": "wobble"}}, "'deformation.family' is 'wobble'; choose one of"),
+        ({"deformation": {"profile": "cosine"}}, "'deformation.profile' is 'cosine'; choose one"),
+        (
+            {"deformation": {"family": "bend_twist", "profile": "linear"}},
+            "'deformation.profile' is 'linear', which family 'bend_twist' does not take; "
+            "choose one of ['sine']",
+        ),
+        (
+            {"deformation": {"parameters": {"bend_deg": [0, 400]}}},
+            "'deformation.parameters.bend_deg' holds 400.0, outside bend's range [-360.0, 360.0]",
+        ),
+        ({"deformation": {"parameters": {"bend": [0, 1]}}}, "'deformation.parameters.bend'"),
+        ({"deformation": {"shape": "sine"}}, "Unknown generator key(s) ['deformation.shape']"),
+        ({"schedule": "linear"}, "old form of 'deformation'; drop them"),
+        (
+            {"num_objects": 3, "variation": {"amplitude_scale": [1.0, 3.0]}},
+            "'variation.amplitude_scale' takes bend_deg to 420",
+        ),
         ({"val_timesteps": [6]}, "'val_timesteps'"),
         ({"test_timesteps": [-1]}, "'test_timesteps'"),
         ({"test_timesteps": [4]}, "both 'val_timesteps' and 'test_timesteps'"),
@@ -45,8 +63,10 @@ def _tiny(**overrides: object) -> dict[str, object]:
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, override: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=re.escape(message)):
-        generate_dataset(tmp_path / "d", _tiny(**override), progress=False)
+    cfg = {k: v for k, v in _tiny(**override).items() if v is not None}  # None: key left out
+    with pytest.raises(config.GeneratorConfigError, match=re.escape(message)) as error:
+        generate_dataset(tmp_path / "d", cfg, progress=False)
+    assert "\n" not in str(error.value)
     assert not (tmp_path / "d").exists()
 
 

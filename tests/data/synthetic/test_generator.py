@@ -26,7 +26,7 @@ from temporal_nsr.data.synthetic.generator import (
     make_backend,
     render_object,
 )
-from temporal_nsr.data.synthetic.objects import find_object, true_angles_deg
+from temporal_nsr.data.synthetic.objects import find_object, true_parameters
 from temporal_nsr.data.synthetic.writer import GENERATOR_VERSION
 from tests.conftest import TINY_GENERATOR
 
@@ -255,21 +255,16 @@ def _dataset_views(root: Path) -> list[tuple[str, np.ndarray, np.ndarray, list[P
 
 
 def _regenerated(root: Path) -> None:
-    """render_object at each image's pose and true angles gives that image's exact pixels."""
+    """render_object at each image's pose and true parameters gives that image's exact pixels."""
     manifest = json.loads((root / "manifest.json").read_text())
     config = manifest["config"]
     for name, poses, steps, files in _dataset_views(root):
         spec = find_object(config, name)
-        angles = true_angles_deg(config, spec, steps)
-        np.testing.assert_array_equal(
-            angles.bend_deg, np.array(manifest["bend_angle_deg"][name])[steps]
-        )
-        np.testing.assert_array_equal(
-            angles.twist_deg, np.array(manifest["twist_angle_deg"])[steps]
-        )
-        images = render_object(
-            spec, poses, angles.bend_deg, angles.twist_deg, config["image_size"], config
-        )
+        values = true_parameters(config, spec, steps)
+        assert list(values) == list(manifest["parameters"])
+        for key, schedule in manifest["parameters"].items():
+            np.testing.assert_array_equal(values[key], np.array(schedule[name])[steps])
+        images = render_object(spec, poses, values, config["image_size"], config)
         expected = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
         np.testing.assert_array_equal(images, expected, err_msg=f"{root.name}/{name}")
 
@@ -279,15 +274,16 @@ def test_render_object_reproduces_the_dataset(tiny_data: Path) -> None:
 
 
 def test_render_object_reproduces_twisted_held_out_objects(tmp_path: Path) -> None:
-    cfg = _tiny(schedule="sine_twist", num_objects=3, test_objects=[2], image_size=24)
+    cfg = _tiny(deformation={"family": "bend_twist"}, num_objects=3, test_objects=[2],
+                image_size=24)  # fmt: skip
     root = generate_dataset(tmp_path / "twist", cfg, progress=False)
     _regenerated(root)
     # The twist is part of the ground truth: leaving it out changes the late timesteps.
     name, poses, steps, files = _dataset_views(root)[-1]
     spec = find_object(cfg, name)
     late = steps == steps.max()
-    bend = true_angles_deg(cfg, spec, steps[late]).bend_deg
-    untwisted = render_object(spec, poses[late], bend, None, 24, cfg)
+    values = true_parameters(cfg, spec, steps[late])
+    untwisted = render_object(spec, poses[late], {**values, "twist_deg": 0.0}, 24, cfg)
     expected = np.stack([np.asarray(Image.open(f)) for f in np.array(files)[late]])
     assert (untwisted != expected).any()
 
@@ -295,10 +291,11 @@ def test_render_object_reproduces_twisted_held_out_objects(tmp_path: Path) -> No
 def test_render_object_any_angle_and_size() -> None:
     spec = find_object(TINY_GENERATOR, "bar_001")
     poses = np.array([[30.0, 20.0], [30.0, 20.0], [200.0, -40.0]])
-    images = render_object(spec, poses, np.array([0.0, 150.0, 150.0]), None, 20, TINY_GENERATOR)
+    bends = {"bend_deg": np.array([0.0, 150.0, 150.0])}
+    images = render_object(spec, poses, bends, 20, TINY_GENERATOR)
     assert images.shape == (3, 20, 20, 3) and images.dtype == np.uint8
     assert (images[0] != images[1]).any()  # the bend shows
-    one = render_object(spec, poses[2:], 150.0, None, 20, TINY_GENERATOR)  # a scalar bend
+    one = render_object(spec, poses[2:], {"bend_deg": 150.0}, 20, TINY_GENERATOR)  # a scalar
     np.testing.assert_array_equal(one, images[2:])
     with pytest.raises(ValueError, match="No generated object 'bar_009'"):
         find_object(TINY_GENERATOR, "bar_009")

@@ -1,17 +1,14 @@
-"""Geometry of the generated scenes: the bend formula, schedules, camera bases."""
+"""Geometry of the generated scenes: the bend formula, camera bases."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
-import pytest
 
 from temporal_nsr.data.synthetic.geometry import (
-    bend_angle_deg,
     bend_vertices,
     camera_basis,
-    twist_angle_deg,
 )
 
 
@@ -48,21 +45,6 @@ def test_bend_keeps_arc_length_on_neutral_axis() -> None:
         # arc length from the middle = radius * turned angle = x
         turned = np.arctan2(bent[:, 0], np.sign(radius) * (radius - bent[:, 2]))
         np.testing.assert_allclose(turned * abs(radius), xs, atol=1e-12)
-
-
-def test_schedules() -> None:
-    sine = [bend_angle_deg(t, 20, "sine", 70.0) for t in range(20)]
-    assert sine[0] == pytest.approx(0.0, abs=1e-12)
-    assert sine[10] == pytest.approx(140.0)
-    assert max(sine) == pytest.approx(140.0)
-    for t in range(1, 20):
-        assert sine[t] == pytest.approx(bend_angle_deg(20 - t, 20, "sine", 70.0))
-    linear = [bend_angle_deg(t, 20, "linear", 70.0) for t in range(20)]
-    assert linear[0] == 0.0 and linear[-1] == pytest.approx(140.0)
-    assert np.all(np.diff(linear) > 0)
-    twist = [twist_angle_deg(t, 20, "sine_twist", 90.0) for t in range(20)]
-    assert np.all(np.diff(twist) > 0) and twist[-1] == pytest.approx(90.0)
-    assert twist_angle_deg(7, 20, "sine", 90.0) == 0.0
 
 
 def test_camera_basis_is_orthonormal_at_poles() -> None:

@@ -196,7 +196,7 @@ def test_the_many_tag_means_whole_objects_held_out(experiments) -> None:
 def test_the_linear_tag_means_the_bend_phase_is_visible(experiments) -> None:
     checked = 0
     for experiment, (cfg, generator) in experiments.items():
-        linear = generator is not None and generator.schedule == "linear"
+        linear = generator is not None and generator.deformation.profile == "linear"
         assert linear == ("linear" in cfg.tags), experiment
         if not linear or generator.num_objects == 1:
             continue
@@ -204,7 +204,7 @@ def test_the_linear_tag_means_the_bend_phase_is_visible(experiments) -> None:
         # Objects that bend with different amplitudes or phases would make one bend angle fit
         # several times: every object bends alike, and the shapes still differ.
         specs = object_specs(generator)
-        assert len({(s.amplitude_deg, s.phase) for s in specs}) == 1, experiment
+        assert len({(s.amplitude, s.phase) for s in specs}) == 1, experiment
         assert len({s.length for s in specs}) == len(specs), experiment
     assert checked >= 1  # a many-object linear experiment exists
 
