@@ -89,7 +89,7 @@ def job_scene(scene: Scene) -> dict[str, Any]:
         "underside": underside.tolist(),  # (F,)
         "top_color": list(obj.top_color),
         "bottom_color": list(obj.bottom_color),
-        "operations": family(cfg.deformation.family).blender_ops(scene.params),
+        "operations": family(cfg.deformation.family).blender_ops(scene.params, obj.length),
         "seed": cfg.seed,
         "image_size": cfg.image_size,
         "camera_radius": cfg.camera_radius,

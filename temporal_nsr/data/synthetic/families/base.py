@@ -116,8 +116,9 @@ class Family:
         points (not re-centred: `geometry.deform` does that for every family)."""
         raise NotImplementedError
 
-    def blender_ops(self, values: Mapping[str, float]) -> list[BlenderOp]:
-        """The Blender setup of ``values`` as operations on the undeformed bar, in order.
+    def blender_ops(self, values: Mapping[str, float], length: float) -> list[BlenderOp]:
+        """The Blender setup of ``values`` as operations on the undeformed bar of ``length``
+        (world units, as in `deform`), in order.
 
         ``{"op": "simple_deform", "method": BEND | TWIST | TAPER | STRETCH, "axis": X | Y | Z,
         "angle_deg" | "factor": value, "origin_rotation_deg": [x, y, z] or None}``: a
