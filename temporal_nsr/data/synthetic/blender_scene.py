@@ -13,10 +13,11 @@ path per view. The scene follows the conventions of `temporal_nsr.data.synthetic
 
 * The operations, in order: ``simple_deform`` adds a real SimpleDeform modifier (``method``
   BEND / TWIST / TAPER / STRETCH about ``axis``, by ``angle_deg`` or ``factor``); with an
-  ``origin_rotation_deg`` its ``origin`` is an empty turned by those Euler angles and parented to
-  the bar (the bend's frame, turned +90 degrees about x: x stays x and y is the world's z, so
-  "bend about z" bends in the x-z plane, like ``bend_vertices``), so re-centring the bar keeps
-  the deformation. ``scale`` sets the bar's object scale (after every modifier).
+  ``origin_rotation_deg`` its ``origin`` is an empty turned by those Euler angles, placed at
+  ``origin_location`` (the bar's frame; default its origin) and parented to the bar (the bend's
+  frame, turned +90 degrees about x: x stays x and y is the world's z, so "bend about z" bends
+  in the x-z plane, like ``bend_vertices``; the taper's, at one end of the bar), so re-centring
+  the bar keeps the deformation. ``scale`` sets the bar's object scale (after every modifier).
 * Re-centring: the bounding box of the deformed, scaled mesh goes to the origin.
 * One Diffuse BSDF material per colour, assigned per face (the underside is red).
 * A sun with angle 0 (hard shadows) shining along ``-light_direction`` with strength
@@ -107,6 +108,7 @@ def apply_operation(scene, bar, operation, index):
         frame = bpy.data.objects.new(f"deform_{index}_frame", None)
         scene.collection.objects.link(frame)
         frame.rotation_euler = [math.radians(a) for a in operation["origin_rotation_deg"]]
+        frame.location = operation.get("origin_location", (0.0, 0.0, 0.0))
         frame.parent = bar
         modifier.origin = frame
 

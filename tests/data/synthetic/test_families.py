@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,21 @@ def test_a_family_declares_what_downstream_reads(name: str) -> None:
     for p in chosen.parameters:
         assert not is_error_metric(p.column("true")) and not is_error_metric(p.column("floor"))
     assert all(profile(p) for p in chosen.profiles)
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_a_range_out_of_bounds_or_a_profile_not_taken_is_a_one_line_error(name: str) -> None:
+    chosen = FAMILIES[name]
+    for p in chosen.parameters:
+        beyond = p.bounds[1] + 1.0
+        bad = {"family": name, "parameters": {p.key: [p.bounds[0], beyond]}}
+        key = re.escape(f"'deformation.parameters.{p.key}' holds {beyond}")
+        with pytest.raises(GeneratorConfigError, match=key) as info:
+            resolve_config({"deformation": bad})
+        assert "\n" not in str(info.value)
+    for other in sorted(set(PROFILES) - set(chosen.profiles or PROFILES)):
+        with pytest.raises(GeneratorConfigError, match=rf"'{other}', which family '{name}'"):
+            resolve_config({"deformation": {"family": name, "profile": other}})
 
 
 @pytest.mark.parametrize("schedule", sorted(LEGACY))

@@ -121,10 +121,12 @@ class Family:
         (world units, as in `deform`), in order.
 
         ``{"op": "simple_deform", "method": BEND | TWIST | TAPER | STRETCH, "axis": X | Y | Z,
-        "angle_deg" | "factor": value, "origin_rotation_deg": [x, y, z] or None}``: a
-        SimpleDeform modifier, about an origin empty parented to the bar and turned by those
-        Euler angles (None: the bar's own frame); ``{"op": "scale", "factors": [x, y, z]}``: the
-        bar's object scale, applied after every modifier.
+        "angle_deg" | "factor": value, "origin_rotation_deg": [x, y, z] or None,
+        "origin_location": [x, y, z] (optional)}``: a SimpleDeform modifier, about an origin
+        empty parented to the bar, turned by those Euler angles and placed at that point of the
+        bar's frame (default its origin; None rotation: the bar's own frame, no empty);
+        ``{"op": "scale", "factors": [x, y, z]}``: the bar's object scale, applied after every
+        modifier.
         """
         raise NotImplementedError
 
