@@ -17,7 +17,10 @@ path per view. The scene follows the conventions of `temporal_nsr.data.synthetic
   ``origin_location`` (the bar's frame; default its origin) and parented to the bar (the bend's
   frame, turned +90 degrees about x: x stays x and y is the world's z, so "bend about z" bends
   in the x-z plane, like ``bend_vertices``; the taper's, at one end of the bar), so re-centring
-  the bar keeps the deformation. ``scale`` sets the bar's object scale (after every modifier).
+  the bar keeps the deformation. ``sine_offset`` adds a Geometry Nodes modifier that moves
+  every vertex along ``offset`` (X / Y / Z) by ``amplitude * sin(2 pi p / wavelength - phase)``,
+  p its coordinate along ``along``, ``phase_deg`` in degrees (Set Position fed by Math nodes).
+  ``scale`` sets the bar's object scale (after every modifier).
 * Re-centring: the bounding box of the deformed, scaled mesh goes to the origin.
 * One Diffuse BSDF material per colour, assigned per face (the underside is red).
 * A sun with angle 0 (hard shadows) shining along ``-light_direction`` with strength
@@ -89,11 +92,46 @@ def diffuse_material(name, rgb):
     return material
 
 
+def sine_offset(bar, operation, index):
+    """A Geometry Nodes modifier: Set Position, offset along ``offset`` by
+    ``amplitude * sin(2 pi p / wavelength - phase)``, p the position along ``along``."""
+    group = bpy.data.node_groups.new(f"deform_{index}", "GeometryNodeTree")
+    group.inputs.new("NodeSocketGeometry", "Geometry")
+    group.outputs.new("NodeSocketGeometry", "Geometry")
+    nodes, links = group.nodes, group.links
+    given, result = nodes.new("NodeGroupInput"), nodes.new("NodeGroupOutput")
+    position = nodes.new("GeometryNodeInputPosition")
+    split = nodes.new("ShaderNodeSeparateXYZ")
+    links.new(position.outputs["Position"], split.inputs["Vector"])
+    angle = nodes.new("ShaderNodeMath")  # p * 2 pi / wavelength - phase
+    angle.operation = "MULTIPLY_ADD"
+    links.new(split.outputs[operation["along"]], angle.inputs[0])
+    angle.inputs[1].default_value = 2.0 * math.pi / operation["wavelength"]
+    angle.inputs[2].default_value = -math.radians(operation["phase_deg"])
+    sine = nodes.new("ShaderNodeMath")
+    sine.operation = "SINE"
+    links.new(angle.outputs["Value"], sine.inputs[0])
+    height = nodes.new("ShaderNodeMath")
+    height.operation = "MULTIPLY"
+    links.new(sine.outputs["Value"], height.inputs[0])
+    height.inputs[1].default_value = operation["amplitude"]
+    offset = nodes.new("ShaderNodeCombineXYZ")
+    links.new(height.outputs["Value"], offset.inputs[operation["offset"]])
+    move = nodes.new("GeometryNodeSetPosition")
+    links.new(given.outputs[0], move.inputs["Geometry"])
+    links.new(offset.outputs["Vector"], move.inputs["Offset"])
+    links.new(move.outputs["Geometry"], result.inputs[0])
+    bar.modifiers.new(f"deform_{index}", "NODES").node_group = group
+
+
 def apply_operation(scene, bar, operation, index):
     """One deformation operation of the job (see the module docstring)."""
     kind = operation["op"]
     if kind == "scale":
         bar.scale = tuple(operation["factors"])
+        return
+    if kind == "sine_offset":
+        sine_offset(bar, operation, index)
         return
     if kind != "simple_deform":
         fail(f"unknown deformation operation {kind!r}; regenerate the job file")

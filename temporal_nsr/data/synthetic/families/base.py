@@ -125,6 +125,9 @@ class Family:
         "origin_location": [x, y, z] (optional)}``: a SimpleDeform modifier, about an origin
         empty parented to the bar, turned by those Euler angles and placed at that point of the
         bar's frame (default its origin; None rotation: the bar's own frame, no empty);
+        ``{"op": "sine_offset", "along": X | Y | Z, "offset": X | Y | Z, "amplitude": a,
+        "wavelength": w, "phase_deg": p}``: a Geometry Nodes modifier moving every vertex along
+        ``offset`` by ``a sin(2 pi c / w - p)``, c its coordinate along ``along`` (world units);
         ``{"op": "scale", "factors": [x, y, z]}``: the bar's object scale, applied after every
         modifier.
         """
