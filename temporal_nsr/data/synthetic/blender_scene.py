@@ -21,7 +21,11 @@ path per view. The scene follows the conventions of `temporal_nsr.data.synthetic
   every vertex along ``offset`` (X / Y / Z) by ``amplitude * sin(2 pi p / wavelength - phase)``,
   p its coordinate along ``along``, ``phase_deg`` in degrees (Set Position fed by Math nodes).
   ``scale`` sets the bar's object scale (after every modifier).
-* Re-centring: the bounding box of the deformed, scaled mesh goes to the origin.
+* The mesh: one object per part (``parts``: name and origin; ``part``: each vertex's), the
+  first, the main part, the parent of the others; each object's origin is its part's (a wing's
+  hinge). The operations act on the main part.
+* Re-centring: the bounding box of every deformed, scaled part goes to the origin (the main
+  part moves, its children with it).
 * One Diffuse BSDF material per colour, assigned per face (the underside is red).
 * A sun with angle 0 (hard shadows) shining along ``-light_direction`` with strength
   ``pi * (1 - ambient)``, and a world of radiance ``ambient`` seen by shading rays only: a lit,
@@ -152,26 +156,54 @@ def apply_operation(scene, bar, operation, index):
 
 
 def build_object(scene, job):
-    mesh = bpy.data.meshes.new("bar")
-    mesh.from_pydata([tuple(v) for v in job["vertices"]], [], [tuple(f) for f in job["faces"]])
-    mesh.materials.append(diffuse_material("top", job["top_color"]))
-    mesh.materials.append(diffuse_material("bottom", job["bottom_color"]))
-    mesh.polygons.foreach_set("material_index", [1 if u else 0 for u in job["underside"]])
-    mesh.update()
-    bar = bpy.data.objects.new("bar", mesh)
-    scene.collection.objects.link(bar)
+    """One mesh object per part of the job, the main part (the first) the parent of the others,
+    each with its origin at the part's ``origin``; deformed by the operations and re-centred.
+
+    Returns:
+        (object, vertex indices of the job's mesh) per part, the main part first.
+    """
+    top = diffuse_material("top", job["top_color"])
+    bottom = diffuse_material("bottom", job["bottom_color"])
+    parts = []
+    for index, part in enumerate(job["parts"]):
+        keep = [i for i, p in enumerate(job["part"]) if p == index]
+        local = {old: new for new, old in enumerate(keep)}
+        faces = [(f, job["underside"][j]) for j, f in enumerate(job["faces"]) if f[0] in local]
+        origin = Vector(part["origin"])
+        mesh = bpy.data.meshes.new(part["name"])
+        mesh.from_pydata(
+            [Vector(job["vertices"][i]) - origin for i in keep],
+            [],
+            [tuple(local[i] for i in f) for f, _ in faces],
+        )
+        mesh.materials.append(top)
+        mesh.materials.append(bottom)
+        mesh.polygons.foreach_set("material_index", [1 if u else 0 for _, u in faces])
+        mesh.update()
+        obj = bpy.data.objects.new(part["name"], mesh)
+        scene.collection.objects.link(obj)
+        if parts:  # a child's location is in its parent's frame
+            obj.parent = parts[0][0]
+            origin = origin - Vector(job["parts"][0]["origin"])
+        obj.location = origin
+        parts.append((obj, keep))
+    bar = parts[0][0]
 
     for index, operation in enumerate(job["operations"]):
         apply_operation(scene, bar, operation, index)
 
-    # Re-centre: the bounding box of the deformed, scaled mesh goes to the origin.
+    # Re-centre: the bounding box of every deformed, scaled part goes to the origin.
     bpy.context.view_layer.update()
-    evaluated = bar.evaluated_get(bpy.context.evaluated_depsgraph_get())
-    corners = [bar.matrix_world @ Vector(c) for c in evaluated.bound_box]
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    corners = [
+        obj.matrix_world @ Vector(c)
+        for obj, _ in parts
+        for c in obj.evaluated_get(depsgraph).bound_box
+    ]
     low = Vector([min(c[i] for c in corners) for i in range(3)])
     high = Vector([max(c[i] for c in corners) for i in range(3)])
-    bar.location = -0.5 * (low + high)
-    return bar
+    bar.location = bar.location - 0.5 * (low + high)
+    return parts
 
 
 def build_lights(scene, job):
@@ -266,12 +298,16 @@ def configure_render(scene, job):
     scene.view_settings.gamma = 1.0
 
 
-def dump_mesh(bar, path):
-    """Write the deformed, re-centred vertices in world units (checks the modifiers)."""
+def dump_mesh(parts, path):
+    """Write the deformed, re-centred vertices of every part in world units, in the job's vertex
+    order (checks the operations)."""
     depsgraph = bpy.context.evaluated_depsgraph_get()
-    evaluated = bar.evaluated_get(depsgraph)
-    world = evaluated.matrix_world
-    vertices = [list(world @ v.co) for v in evaluated.data.vertices]
+    vertices = [None] * sum(len(keep) for _, keep in parts)
+    for obj, keep in parts:
+        evaluated = obj.evaluated_get(depsgraph)
+        world = evaluated.matrix_world
+        for k, i in enumerate(keep):  # Blender's Python 3.9 (Blender 3.0) has no zip(strict=)
+            vertices[i] = list(world @ evaluated.data.vertices[k].co)
     with open(path, "w") as f:
         json.dump({"vertices": vertices}, f)
 
@@ -284,11 +320,11 @@ def main():
     clear_scene()
     scene = bpy.context.scene
     configure_render(scene, job)
-    bar = build_object(scene, job)
+    parts = build_object(scene, job)
     build_lights(scene, job)
     camera = build_camera(scene, job)
     if job.get("dump_mesh"):
-        dump_mesh(bar, job["dump_mesh"])
+        dump_mesh(parts, job["dump_mesh"])
     setup = time.perf_counter() - start
     for view in job["views"]:
         camera.location = camera_location(view["azimuth"], view["elevation"], job["camera_radius"])

@@ -106,16 +106,18 @@ def test_the_old_schedules_give_the_same_values_bit_for_bit(schedule: str, steps
 
 
 def test_the_bend_twist_geometry_is_the_old_twist_then_bend() -> None:
+    mesh = family("bend_twist").mesh(12.0, 2.0, 2.0, 16)
     vertices, _, _ = bar_mesh(12.0, 2.0, 2.0, 16)
+    np.testing.assert_array_equal(mesh.vertices, vertices)  # one part: the bar
     rng = np.random.default_rng(0)
     for bend, twist in rng.uniform([-150, -90], [150, 90], (8, 2)).tolist() + [[70.0, 0.0]]:
-        new = deform(vertices, 12.0, family("bend_twist"), {"bend_deg": bend, "twist_deg": twist})
+        new = deform(mesh, 12.0, family("bend_twist"), {"bend_deg": bend, "twist_deg": twist})
         old = bend_vertices(
             twist_vertices(vertices, twist, 12.0) if twist else vertices, bend, 12.0
         )
         old = old - 0.5 * (old.min(axis=0) + old.max(axis=0))
         np.testing.assert_allclose(new, old, rtol=0, atol=1e-12)
-        alone = deform(vertices, 12.0, family("bend"), {"bend_deg": bend})
+        alone = deform(mesh, 12.0, family("bend"), {"bend_deg": bend})
         straight = bend_vertices(vertices, bend, 12.0)
         np.testing.assert_allclose(alone, straight - 0.5 * (straight.min(0) + straight.max(0)),
                                    rtol=0, atol=1e-12)  # fmt: skip

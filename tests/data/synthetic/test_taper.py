@@ -32,8 +32,7 @@ def test_the_cross_section_shrinks_linearly_from_the_minus_x_end(
 
 
 def test_the_deformed_bar_stays_centred_and_keeps_its_thick_end() -> None:
-    vertices, _, _ = bar_mesh(12.0, 2.0, 2.0, 16)
-    out = deform(vertices, 12.0, family("taper"), {"taper": 0.8})
+    out = deform(family("taper").mesh(12.0, 2.0, 2.0, 16), 12.0, family("taper"), {"taper": 0.8})
     np.testing.assert_allclose(out.max(axis=0), [6.0, 1.0, 1.0], atol=1e-12)  # the -x end's box
     np.testing.assert_allclose(np.abs(out[-4:, 1:]), 0.2, atol=1e-12)  # the +x end: a fifth
 

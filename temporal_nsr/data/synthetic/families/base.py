@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from temporal_nsr.data.synthetic.errors import GeneratorConfigError
+from temporal_nsr.data.synthetic.geometry import Mesh, bar_mesh
 
 # One Blender operation (`blender_scene.py` interprets them in order; see `Family.blender_ops`).
 BlenderOp = dict[str, Any]
@@ -109,6 +110,19 @@ class Family:
             out[p.key] = start + (end - start) * scale * amount
         return out
 
+    def mesh(self, length: float, width: float, height: float, segments: int) -> Mesh:
+        """The undeformed object, both backends' (Embree's triangles, Blender's objects): by
+        default the bar (`geometry.bar_mesh`), one part; a family of several parts overrides it
+        (and `deform_mesh`)."""
+        vertices, faces, underside = bar_mesh(length, width, height, segments)
+        one = np.zeros(len(vertices), dtype=np.int64)  # every vertex in part 0
+        return Mesh(vertices, faces, underside, one, ("bar",), origins=np.zeros((1, 3)))
+
+    def deform_mesh(self, mesh: Mesh, length: float, values: Mapping[str, float]) -> np.ndarray:
+        """(V, 3) deformed points of ``mesh`` (this family's `mesh`), not re-centred: by default
+        `deform` on every vertex alike."""
+        return self.deform(mesh.vertices, length, values)
+
     def deform(
         self, vertices: np.ndarray, length: float, values: Mapping[str, float]
     ) -> np.ndarray:
@@ -129,7 +143,7 @@ class Family:
         "wavelength": w, "phase_deg": p}``: a Geometry Nodes modifier moving every vertex along
         ``offset`` by ``a sin(2 pi c / w - p)``, c its coordinate along ``along`` (world units);
         ``{"op": "scale", "factors": [x, y, z]}``: the bar's object scale, applied after every
-        modifier.
+        modifier. The operations act on the main part of `mesh`.
         """
         raise NotImplementedError
 
