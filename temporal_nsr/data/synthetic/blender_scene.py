@@ -20,10 +20,12 @@ path per view. The scene follows the conventions of `temporal_nsr.data.synthetic
   the bar keeps the deformation. ``sine_offset`` adds a Geometry Nodes modifier that moves
   every vertex along ``offset`` (X / Y / Z) by ``amplitude * sin(2 pi p / wavelength - phase)``,
   p its coordinate along ``along``, ``phase_deg`` in degrees (Set Position fed by Math nodes).
-  ``scale`` sets the bar's object scale (after every modifier).
+  ``hinge`` turns the part named ``part`` by ``angle_deg`` about its origin's ``axis`` (its
+  object rotation; a wing about its hinge). ``scale`` sets the bar's object scale (after every
+  modifier).
 * The mesh: one object per part (``parts``: name and origin; ``part``: each vertex's), the
   first, the main part, the parent of the others; each object's origin is its part's (a wing's
-  hinge). The operations act on the main part.
+  hinge). The operations act on the main part unless they name another.
 * Re-centring: the bounding box of every deformed, scaled part goes to the origin (the main
   part moves, its children with it).
 * One Diffuse BSDF material per colour, assigned per face (the underside is red).
@@ -131,6 +133,10 @@ def sine_offset(bar, operation, index):
 def apply_operation(scene, bar, operation, index):
     """One deformation operation of the job (see the module docstring)."""
     kind = operation["op"]
+    if kind == "hinge":
+        part = bpy.data.objects[operation["part"]]
+        part.rotation_euler["XYZ".index(operation["axis"])] = math.radians(operation["angle_deg"])
+        return
     if kind == "scale":
         bar.scale = tuple(operation["factors"])
         return

@@ -62,8 +62,9 @@ class Parameter:
 
 
 class Family:
-    """A deformation family: subclass, set the class attributes, implement `deform` and
-    `blender_ops`, and decorate with `register_family`.
+    """A deformation family: subclass, set the class attributes, implement `deform` (a family
+    of several parts: `mesh` and `deform_mesh` instead) and `blender_ops`, and decorate with
+    `register_family`.
 
     Attributes:
         name: the config value ``data.generator.deformation.family``.
@@ -142,8 +143,11 @@ class Family:
         ``{"op": "sine_offset", "along": X | Y | Z, "offset": X | Y | Z, "amplitude": a,
         "wavelength": w, "phase_deg": p}``: a Geometry Nodes modifier moving every vertex along
         ``offset`` by ``a sin(2 pi c / w - p)``, c its coordinate along ``along`` (world units);
+        ``{"op": "hinge", "part": name, "axis": X | Y | Z, "angle_deg": a}``: turns a part of
+        `mesh` other than the main one (its own object, a child of the main part) about the
+        axis through its origin (`geometry.Mesh.origins`), the part moving rigidly;
         ``{"op": "scale", "factors": [x, y, z]}``: the bar's object scale, applied after every
-        modifier. The operations act on the main part of `mesh`.
+        modifier. The operations act on the main part unless they name one.
         """
         raise NotImplementedError
 
