@@ -34,7 +34,6 @@ from PIL import Image
 from temporal_nsr.data.synthetic.backend import Scene
 from temporal_nsr.data.synthetic.config import BlenderSettings
 from temporal_nsr.data.synthetic.families import family
-from temporal_nsr.data.synthetic.geometry import bar_mesh
 from temporal_nsr.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -78,18 +77,25 @@ def _tail(path: Path, lines: int = _TAIL_LINES) -> str:
 def job_scene(scene: Scene) -> dict[str, Any]:
     """The job file's description of a scene: mesh, colours, deformation and image settings.
 
-    The mesh is undeformed: Blender deforms it by the family's operations
+    The mesh is the family's undeformed one (`temporal_nsr.data.synthetic.families.Family.mesh`,
+    one Blender object per part): Blender deforms it by the family's operations
     (`temporal_nsr.data.synthetic.families.Family.blender_ops`), in order.
     """
     obj, cfg = scene.obj, scene.config
-    vertices, faces, underside = bar_mesh(obj.length, obj.width, obj.height, cfg.bar.segments)
+    chosen = family(cfg.deformation.family)
+    mesh = chosen.mesh(obj.length, obj.width, obj.height, cfg.bar.segments)
     return {
-        "vertices": vertices.tolist(),  # (V, 3)
-        "faces": faces.tolist(),  # (F, 3)
-        "underside": underside.tolist(),  # (F,)
+        "vertices": mesh.vertices.tolist(),  # (V, 3)
+        "faces": mesh.faces.tolist(),  # (F, 3)
+        "underside": mesh.underside.tolist(),  # (F,)
+        "part": mesh.part.tolist(),  # (V,) index into parts
+        "parts": [
+            {"name": name, "origin": origin}  # the main part first
+            for name, origin in zip(mesh.parts, mesh.origins.tolist(), strict=True)
+        ],
         "top_color": list(obj.top_color),
         "bottom_color": list(obj.bottom_color),
-        "operations": family(cfg.deformation.family).blender_ops(scene.params),
+        "operations": chosen.blender_ops(scene.params, obj.length),
         "seed": cfg.seed,
         "image_size": cfg.image_size,
         "camera_radius": cfg.camera_radius,

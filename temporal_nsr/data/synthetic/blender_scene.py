@@ -13,11 +13,21 @@ path per view. The scene follows the conventions of `temporal_nsr.data.synthetic
 
 * The operations, in order: ``simple_deform`` adds a real SimpleDeform modifier (``method``
   BEND / TWIST / TAPER / STRETCH about ``axis``, by ``angle_deg`` or ``factor``); with an
-  ``origin_rotation_deg`` its ``origin`` is an empty turned by those Euler angles and parented to
-  the bar (the bend's frame, turned +90 degrees about x: x stays x and y is the world's z, so
-  "bend about z" bends in the x-z plane, like ``bend_vertices``), so re-centring the bar keeps
-  the deformation. ``scale`` sets the bar's object scale (after every modifier).
-* Re-centring: the bounding box of the deformed, scaled mesh goes to the origin.
+  ``origin_rotation_deg`` its ``origin`` is an empty turned by those Euler angles, placed at
+  ``origin_location`` (the bar's frame; default its origin) and parented to the bar (the bend's
+  frame, turned +90 degrees about x: x stays x and y is the world's z, so "bend about z" bends
+  in the x-z plane, like ``bend_vertices``; the taper's, at one end of the bar), so re-centring
+  the bar keeps the deformation. ``sine_offset`` adds a Geometry Nodes modifier that moves
+  every vertex along ``offset`` (X / Y / Z) by ``amplitude * sin(2 pi p / wavelength - phase)``,
+  p its coordinate along ``along``, ``phase_deg`` in degrees (Set Position fed by Math nodes).
+  ``hinge`` turns the part named ``part`` by ``angle_deg`` about its origin's ``axis`` (its
+  object rotation; a wing about its hinge). ``scale`` sets the bar's object scale (after every
+  modifier).
+* The mesh: one object per part (``parts``: name and origin; ``part``: each vertex's), the
+  first, the main part, the parent of the others; each object's origin is its part's (a wing's
+  hinge). The operations act on the main part unless they name another.
+* Re-centring: the bounding box of every deformed, scaled part goes to the origin (the main
+  part moves, its children with it).
 * One Diffuse BSDF material per colour, assigned per face (the underside is red).
 * A sun with angle 0 (hard shadows) shining along ``-light_direction`` with strength
   ``pi * (1 - ambient)``, and a world of radiance ``ambient`` seen by shading rays only: a lit,
@@ -88,11 +98,50 @@ def diffuse_material(name, rgb):
     return material
 
 
+def sine_offset(bar, operation, index):
+    """A Geometry Nodes modifier: Set Position, offset along ``offset`` by
+    ``amplitude * sin(2 pi p / wavelength - phase)``, p the position along ``along``."""
+    group = bpy.data.node_groups.new(f"deform_{index}", "GeometryNodeTree")
+    group.inputs.new("NodeSocketGeometry", "Geometry")
+    group.outputs.new("NodeSocketGeometry", "Geometry")
+    nodes, links = group.nodes, group.links
+    given, result = nodes.new("NodeGroupInput"), nodes.new("NodeGroupOutput")
+    position = nodes.new("GeometryNodeInputPosition")
+    split = nodes.new("ShaderNodeSeparateXYZ")
+    links.new(position.outputs["Position"], split.inputs["Vector"])
+    angle = nodes.new("ShaderNodeMath")  # p * 2 pi / wavelength - phase
+    angle.operation = "MULTIPLY_ADD"
+    links.new(split.outputs[operation["along"]], angle.inputs[0])
+    angle.inputs[1].default_value = 2.0 * math.pi / operation["wavelength"]
+    angle.inputs[2].default_value = -math.radians(operation["phase_deg"])
+    sine = nodes.new("ShaderNodeMath")
+    sine.operation = "SINE"
+    links.new(angle.outputs["Value"], sine.inputs[0])
+    height = nodes.new("ShaderNodeMath")
+    height.operation = "MULTIPLY"
+    links.new(sine.outputs["Value"], height.inputs[0])
+    height.inputs[1].default_value = operation["amplitude"]
+    offset = nodes.new("ShaderNodeCombineXYZ")
+    links.new(height.outputs["Value"], offset.inputs[operation["offset"]])
+    move = nodes.new("GeometryNodeSetPosition")
+    links.new(given.outputs[0], move.inputs["Geometry"])
+    links.new(offset.outputs["Vector"], move.inputs["Offset"])
+    links.new(move.outputs["Geometry"], result.inputs[0])
+    bar.modifiers.new(f"deform_{index}", "NODES").node_group = group
+
+
 def apply_operation(scene, bar, operation, index):
     """One deformation operation of the job (see the module docstring)."""
     kind = operation["op"]
+    if kind == "hinge":
+        part = bpy.data.objects[operation["part"]]
+        part.rotation_euler["XYZ".index(operation["axis"])] = math.radians(operation["angle_deg"])
+        return
     if kind == "scale":
         bar.scale = tuple(operation["factors"])
+        return
+    if kind == "sine_offset":
+        sine_offset(bar, operation, index)
         return
     if kind != "simple_deform":
         fail(f"unknown deformation operation {kind!r}; regenerate the job file")
@@ -107,31 +156,60 @@ def apply_operation(scene, bar, operation, index):
         frame = bpy.data.objects.new(f"deform_{index}_frame", None)
         scene.collection.objects.link(frame)
         frame.rotation_euler = [math.radians(a) for a in operation["origin_rotation_deg"]]
+        frame.location = operation.get("origin_location", (0.0, 0.0, 0.0))
         frame.parent = bar
         modifier.origin = frame
 
 
 def build_object(scene, job):
-    mesh = bpy.data.meshes.new("bar")
-    mesh.from_pydata([tuple(v) for v in job["vertices"]], [], [tuple(f) for f in job["faces"]])
-    mesh.materials.append(diffuse_material("top", job["top_color"]))
-    mesh.materials.append(diffuse_material("bottom", job["bottom_color"]))
-    mesh.polygons.foreach_set("material_index", [1 if u else 0 for u in job["underside"]])
-    mesh.update()
-    bar = bpy.data.objects.new("bar", mesh)
-    scene.collection.objects.link(bar)
+    """One mesh object per part of the job, the main part (the first) the parent of the others,
+    each with its origin at the part's ``origin``; deformed by the operations and re-centred.
+
+    Returns:
+        (object, vertex indices of the job's mesh) per part, the main part first.
+    """
+    top = diffuse_material("top", job["top_color"])
+    bottom = diffuse_material("bottom", job["bottom_color"])
+    parts = []
+    for index, part in enumerate(job["parts"]):
+        keep = [i for i, p in enumerate(job["part"]) if p == index]
+        local = {old: new for new, old in enumerate(keep)}
+        faces = [(f, job["underside"][j]) for j, f in enumerate(job["faces"]) if f[0] in local]
+        origin = Vector(part["origin"])
+        mesh = bpy.data.meshes.new(part["name"])
+        mesh.from_pydata(
+            [Vector(job["vertices"][i]) - origin for i in keep],
+            [],
+            [tuple(local[i] for i in f) for f, _ in faces],
+        )
+        mesh.materials.append(top)
+        mesh.materials.append(bottom)
+        mesh.polygons.foreach_set("material_index", [1 if u else 0 for _, u in faces])
+        mesh.update()
+        obj = bpy.data.objects.new(part["name"], mesh)
+        scene.collection.objects.link(obj)
+        if parts:  # a child's location is in its parent's frame
+            obj.parent = parts[0][0]
+            origin = origin - Vector(job["parts"][0]["origin"])
+        obj.location = origin
+        parts.append((obj, keep))
+    bar = parts[0][0]
 
     for index, operation in enumerate(job["operations"]):
         apply_operation(scene, bar, operation, index)
 
-    # Re-centre: the bounding box of the deformed, scaled mesh goes to the origin.
+    # Re-centre: the bounding box of every deformed, scaled part goes to the origin.
     bpy.context.view_layer.update()
-    evaluated = bar.evaluated_get(bpy.context.evaluated_depsgraph_get())
-    corners = [bar.matrix_world @ Vector(c) for c in evaluated.bound_box]
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    corners = [
+        obj.matrix_world @ Vector(c)
+        for obj, _ in parts
+        for c in obj.evaluated_get(depsgraph).bound_box
+    ]
     low = Vector([min(c[i] for c in corners) for i in range(3)])
     high = Vector([max(c[i] for c in corners) for i in range(3)])
-    bar.location = -0.5 * (low + high)
-    return bar
+    bar.location = bar.location - 0.5 * (low + high)
+    return parts
 
 
 def build_lights(scene, job):
@@ -226,12 +304,16 @@ def configure_render(scene, job):
     scene.view_settings.gamma = 1.0
 
 
-def dump_mesh(bar, path):
-    """Write the deformed, re-centred vertices in world units (checks the modifiers)."""
+def dump_mesh(parts, path):
+    """Write the deformed, re-centred vertices of every part in world units, in the job's vertex
+    order (checks the operations)."""
     depsgraph = bpy.context.evaluated_depsgraph_get()
-    evaluated = bar.evaluated_get(depsgraph)
-    world = evaluated.matrix_world
-    vertices = [list(world @ v.co) for v in evaluated.data.vertices]
+    vertices = [None] * sum(len(keep) for _, keep in parts)
+    for obj, keep in parts:
+        evaluated = obj.evaluated_get(depsgraph)
+        world = evaluated.matrix_world
+        for k, i in enumerate(keep):  # Blender's Python 3.9 (Blender 3.0) has no zip(strict=)
+            vertices[i] = list(world @ evaluated.data.vertices[k].co)
     with open(path, "w") as f:
         json.dump({"vertices": vertices}, f)
 
@@ -244,11 +326,11 @@ def main():
     clear_scene()
     scene = bpy.context.scene
     configure_render(scene, job)
-    bar = build_object(scene, job)
+    parts = build_object(scene, job)
     build_lights(scene, job)
     camera = build_camera(scene, job)
     if job.get("dump_mesh"):
-        dump_mesh(bar, job["dump_mesh"])
+        dump_mesh(parts, job["dump_mesh"])
     setup = time.perf_counter() - start
     for view in job["views"]:
         camera.location = camera_location(view["azimuth"], view["elevation"], job["camera_radius"])

@@ -20,7 +20,7 @@ from embreex import mesh_construction, rtcore, rtcore_scene
 
 from temporal_nsr.data.synthetic.backend import Scene
 from temporal_nsr.data.synthetic.families import family
-from temporal_nsr.data.synthetic.geometry import bar_mesh, camera_basis, deform
+from temporal_nsr.data.synthetic.geometry import camera_basis, deform
 
 # Rays per numpy/Embree batch: (2S)^2 rays per view, chunks of about 0.5 M rays keep memory small.
 _RAYS_PER_CHUNK = 1 << 19
@@ -34,13 +34,11 @@ def scene_triangles(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
         albedo: (F, 3) float32 RGB in [0, 1].
     """
     obj = scene.obj
-    vertices, faces, underside = bar_mesh(
-        obj.length, obj.width, obj.height, scene.config.bar.segments
-    )
     chosen = family(scene.config.deformation.family)
-    vertices = deform(vertices, obj.length, chosen, scene.params)
-    albedo = np.where(underside[:, None], obj.bottom_color, obj.top_color)
-    return vertices[faces].astype(np.float32), albedo.astype(np.float32)
+    mesh = chosen.mesh(obj.length, obj.width, obj.height, scene.config.bar.segments)
+    vertices = deform(mesh, obj.length, chosen, scene.params)
+    albedo = np.where(mesh.underside[:, None], obj.bottom_color, obj.top_color)
+    return vertices[mesh.faces].astype(np.float32), albedo.astype(np.float32)
 
 
 class EmbreeBackend:

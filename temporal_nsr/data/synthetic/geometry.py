@@ -6,9 +6,10 @@ Conventions (world Z up, angles in degrees at every boundary):
   subdivided into ``segments`` slices along x (`bar_mesh`).
 * Deformation (`deform`): the deformation family's own (`temporal_nsr.data.synthetic.families`,
   built from Blender's SimpleDeform formulas here: "Bend" about the y axis, `bend_vertices`,
-  and "Twist" about x, `twist_vertices`), then the deformed mesh is translated so that its
-  axis-aligned bounding box is centred at the origin. Re-centring keeps every deformation in
-  the middle of the frame (the bend lifts both ends towards +z).
+  and "Twist" about x, `twist_vertices`), then the deformed mesh (every part of the family's
+  `Mesh`) is translated so that its axis-aligned bounding box is centred at the origin.
+  Re-centring keeps every deformation in the middle of the frame (the bend lifts both ends
+  towards +z).
 * Camera on a sphere of radius ``camera_radius`` looking at the origin, position
   ``r * (cos(el) cos(az), cos(el) sin(az), sin(el))``, world z as up vector (`camera_basis`).
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -86,6 +87,22 @@ def twist_vertices(vertices: np.ndarray, angle_deg: float, length: float) -> np.
     return out
 
 
+class Mesh(NamedTuple):
+    """An undeformed object: its triangles, its underside and its rigid parts (`Family.mesh`).
+
+    A part is what Blender makes one object of (a wing beside the body); the first part is the
+    main one (the bar, the body), which carries the deformation's modifiers, the others its
+    children. Faces never join two parts.
+    """
+
+    vertices: np.ndarray  # (V, 3) float64, world units
+    faces: np.ndarray  # (F, 3) int32 vertex indices
+    underside: np.ndarray  # (F,) bool: the undeformed normal is -z (the bottom colour)
+    part: np.ndarray  # (V,) int64 index into parts
+    parts: tuple[str, ...]  # part names, the main part first
+    origins: np.ndarray  # (P, 3) each part's origin, world units (a hinge lies on it)
+
+
 def bar_mesh(
     length: float, width: float, height: float, segments: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -118,13 +135,13 @@ def bar_mesh(
     return vertices, faces, underside
 
 
-def deform(
-    vertices: np.ndarray, length: float, family: Family, values: Mapping[str, float]
-) -> np.ndarray:
-    """Deform by ``family`` at ``values``, then centre the bounding box at the origin.
+def deform(mesh: Mesh, length: float, family: Family, values: Mapping[str, float]) -> np.ndarray:
+    """Deform by ``family`` at ``values``, then centre the bounding box (every part's) at the
+    origin.
 
     Args:
-        vertices: (V, 3) undeformed points of a bar of ``length`` centred on x = 0.
+        mesh: the family's undeformed object (`Family.mesh`), its bar of ``length`` centred on
+            x = 0.
         length: the bar's length, world units (bend and twist length).
         family: the deformation family (`temporal_nsr.data.synthetic.families.family`).
         values: its parameter values, parameter key -> value (e.g. ``{"bend_deg": 70.0}``).
@@ -132,7 +149,7 @@ def deform(
     Returns:
         (V, 3) float64 deformed, re-centred points.
     """
-    vertices = family.deform(vertices, length, values)
+    vertices = family.deform_mesh(mesh, length, values)
     return vertices - 0.5 * (vertices.min(axis=0) + vertices.max(axis=0))  # bbox centre -> origin
 
 

@@ -33,7 +33,6 @@ from temporal_nsr.data.synthetic.generator import (
     make_backend,
     object_scene,
 )
-from temporal_nsr.data.synthetic.geometry import bar_mesh
 from temporal_nsr.data.synthetic.objects import object_specs
 from tests.conftest import TINY_GENERATOR
 
@@ -167,7 +166,7 @@ def test_blender_operations_match_every_familys_formulas(family: str) -> None:
     for obj, t in ((0, 3), (1, 5)):  # bend_twist: 99 and 105 degrees of bend, 54 and 90 of twist
         spec = object_specs(cfg)[obj]
         vertices = backend.deformed_vertices(object_scene(cfg, spec, t))
-        _, faces, _ = bar_mesh(spec.length, spec.width, spec.height, 6)
+        faces = FAMILIES[family].mesh(spec.length, spec.width, spec.height, 6).faces
         expected, _ = scene_triangles(object_scene(cfg, spec, t))
         np.testing.assert_allclose(vertices[faces], expected, atol=1e-4)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,21 @@ def test_a_family_declares_what_downstream_reads(name: str) -> None:
     assert all(profile(p) for p in chosen.profiles)
 
 
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_a_range_out_of_bounds_or_a_profile_not_taken_is_a_one_line_error(name: str) -> None:
+    chosen = FAMILIES[name]
+    for p in chosen.parameters:
+        beyond = p.bounds[1] + 1.0
+        bad = {"family": name, "parameters": {p.key: [p.bounds[0], beyond]}}
+        key = re.escape(f"'deformation.parameters.{p.key}' holds {beyond}")
+        with pytest.raises(GeneratorConfigError, match=key) as info:
+            resolve_config({"deformation": bad})
+        assert "\n" not in str(info.value)
+    for other in sorted(set(PROFILES) - set(chosen.profiles or PROFILES)):
+        with pytest.raises(GeneratorConfigError, match=rf"'{other}', which family '{name}'"):
+            resolve_config({"deformation": {"family": name, "profile": other}})
+
+
 @pytest.mark.parametrize("schedule", sorted(LEGACY))
 @pytest.mark.parametrize("steps", [1, 2, 7, 20])
 def test_the_old_schedules_give_the_same_values_bit_for_bit(schedule: str, steps: int) -> None:
@@ -96,16 +112,18 @@ def test_the_old_schedules_give_the_same_values_bit_for_bit(schedule: str, steps
 
 
 def test_the_bend_twist_geometry_is_the_old_twist_then_bend() -> None:
+    mesh = family("bend_twist").mesh(12.0, 2.0, 2.0, 16)
     vertices, _, _ = bar_mesh(12.0, 2.0, 2.0, 16)
+    np.testing.assert_array_equal(mesh.vertices, vertices)  # one part: the bar
     rng = np.random.default_rng(0)
     for bend, twist in rng.uniform([-150, -90], [150, 90], (8, 2)).tolist() + [[70.0, 0.0]]:
-        new = deform(vertices, 12.0, family("bend_twist"), {"bend_deg": bend, "twist_deg": twist})
+        new = deform(mesh, 12.0, family("bend_twist"), {"bend_deg": bend, "twist_deg": twist})
         old = bend_vertices(
             twist_vertices(vertices, twist, 12.0) if twist else vertices, bend, 12.0
         )
         old = old - 0.5 * (old.min(axis=0) + old.max(axis=0))
         np.testing.assert_allclose(new, old, rtol=0, atol=1e-12)
-        alone = deform(vertices, 12.0, family("bend"), {"bend_deg": bend})
+        alone = deform(mesh, 12.0, family("bend"), {"bend_deg": bend})
         straight = bend_vertices(vertices, bend, 12.0)
         np.testing.assert_allclose(alone, straight - 0.5 * (straight.min(0) + straight.max(0)),
                                    rtol=0, atol=1e-12)  # fmt: skip

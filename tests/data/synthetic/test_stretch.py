@@ -10,14 +10,15 @@ import pytest
 
 from temporal_nsr.data.synthetic.config import GeneratorConfigError, resolve_config
 from temporal_nsr.data.synthetic.families import family
-from temporal_nsr.data.synthetic.geometry import bar_mesh, deform
+from temporal_nsr.data.synthetic.geometry import deform
 from temporal_nsr.data.synthetic.objects import object_specs, true_parameters
 
 
 @pytest.mark.parametrize("stretch", [0.25, 0.6, 1.0, 1.37, 4.0])
 def test_the_stretch_keeps_the_volume_and_scales_the_length(stretch: float) -> None:
-    vertices, _, _ = bar_mesh(12.0, 2.0, 1.5, 8)
-    out = deform(vertices, 12.0, family("stretch"), {"stretch": stretch})
+    stretch_family = family("stretch")
+    mesh = stretch_family.mesh(12.0, 2.0, 1.5, 8)
+    out = deform(mesh, 12.0, stretch_family, {"stretch": stretch})
     extent = out.max(axis=0) - out.min(axis=0)
     assert extent[0] == pytest.approx(12.0 * stretch, rel=1e-12)
     assert extent[1] * extent[2] == pytest.approx(2.0 * 1.5 / stretch, rel=1e-12)

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from temporal_nsr.data.synthetic.errors import GeneratorConfigError
+from temporal_nsr.data.synthetic.geometry import Mesh, bar_mesh
 
 # One Blender operation (`blender_scene.py` interprets them in order; see `Family.blender_ops`).
 BlenderOp = dict[str, Any]
@@ -61,8 +62,9 @@ class Parameter:
 
 
 class Family:
-    """A deformation family: subclass, set the class attributes, implement `deform` and
-    `blender_ops`, and decorate with `register_family`.
+    """A deformation family: subclass, set the class attributes, implement `deform` (a family
+    of several parts: `mesh` and `deform_mesh` instead) and `blender_ops`, and decorate with
+    `register_family`.
 
     Attributes:
         name: the config value ``data.generator.deformation.family``.
@@ -109,6 +111,19 @@ class Family:
             out[p.key] = start + (end - start) * scale * amount
         return out
 
+    def mesh(self, length: float, width: float, height: float, segments: int) -> Mesh:
+        """The undeformed object, both backends' (Embree's triangles, Blender's objects): by
+        default the bar (`geometry.bar_mesh`), one part; a family of several parts overrides it
+        (and `deform_mesh`)."""
+        vertices, faces, underside = bar_mesh(length, width, height, segments)
+        one = np.zeros(len(vertices), dtype=np.int64)  # every vertex in part 0
+        return Mesh(vertices, faces, underside, one, ("bar",), origins=np.zeros((1, 3)))
+
+    def deform_mesh(self, mesh: Mesh, length: float, values: Mapping[str, float]) -> np.ndarray:
+        """(V, 3) deformed points of ``mesh`` (this family's `mesh`), not re-centred: by default
+        `deform` on every vertex alike."""
+        return self.deform(mesh.vertices, length, values)
+
     def deform(
         self, vertices: np.ndarray, length: float, values: Mapping[str, float]
     ) -> np.ndarray:
@@ -116,14 +131,23 @@ class Family:
         points (not re-centred: `geometry.deform` does that for every family)."""
         raise NotImplementedError
 
-    def blender_ops(self, values: Mapping[str, float]) -> list[BlenderOp]:
-        """The Blender setup of ``values`` as operations on the undeformed bar, in order.
+    def blender_ops(self, values: Mapping[str, float], length: float) -> list[BlenderOp]:
+        """The Blender setup of ``values`` as operations on the undeformed bar of ``length``
+        (world units, as in `deform`), in order.
 
         ``{"op": "simple_deform", "method": BEND | TWIST | TAPER | STRETCH, "axis": X | Y | Z,
-        "angle_deg" | "factor": value, "origin_rotation_deg": [x, y, z] or None}``: a
-        SimpleDeform modifier, about an origin empty parented to the bar and turned by those
-        Euler angles (None: the bar's own frame); ``{"op": "scale", "factors": [x, y, z]}``: the
-        bar's object scale, applied after every modifier.
+        "angle_deg" | "factor": value, "origin_rotation_deg": [x, y, z] or None,
+        "origin_location": [x, y, z] (optional)}``: a SimpleDeform modifier, about an origin
+        empty parented to the bar, turned by those Euler angles and placed at that point of the
+        bar's frame (default its origin; None rotation: the bar's own frame, no empty);
+        ``{"op": "sine_offset", "along": X | Y | Z, "offset": X | Y | Z, "amplitude": a,
+        "wavelength": w, "phase_deg": p}``: a Geometry Nodes modifier moving every vertex along
+        ``offset`` by ``a sin(2 pi c / w - p)``, c its coordinate along ``along`` (world units);
+        ``{"op": "hinge", "part": name, "axis": X | Y | Z, "angle_deg": a}``: turns a part of
+        `mesh` other than the main one (its own object, a child of the main part) about the
+        axis through its origin (`geometry.Mesh.origins`), the part moving rigidly;
+        ``{"op": "scale", "factors": [x, y, z]}``: the bar's object scale, applied after every
+        modifier. The operations act on the main part unless they name one.
         """
         raise NotImplementedError
 

@@ -47,5 +47,5 @@ class Bend(Family):
     ) -> np.ndarray:
         return bend_vertices(vertices, values[BEND.key], length)
 
-    def blender_ops(self, values: Mapping[str, float]) -> list[BlenderOp]:
+    def blender_ops(self, values: Mapping[str, float], length: float) -> list[BlenderOp]:
         return [bend_op(values[BEND.key])]

@@ -55,6 +55,6 @@ class BendTwist(Family):
             vertices = twist_vertices(vertices, values[TWIST.key], length)
         return bend_vertices(vertices, values[BEND.key], length)
 
-    def blender_ops(self, values: Mapping[str, float]) -> list[BlenderOp]:
+    def blender_ops(self, values: Mapping[str, float], length: float) -> list[BlenderOp]:
         twist = [twist_op(values[TWIST.key])] if values[TWIST.key] else []
         return [*twist, bend_op(values[BEND.key])]

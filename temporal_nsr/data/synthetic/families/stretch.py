@@ -48,5 +48,5 @@ class Stretch(Family):
     ) -> np.ndarray:
         return np.asarray(vertices, dtype=np.float64) * stretch_factors(values[STRETCH.key])
 
-    def blender_ops(self, values: Mapping[str, float]) -> list[BlenderOp]:
+    def blender_ops(self, values: Mapping[str, float], length: float) -> list[BlenderOp]:
         return [{"op": "scale", "factors": stretch_factors(values[STRETCH.key])}]

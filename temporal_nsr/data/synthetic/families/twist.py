@@ -41,5 +41,5 @@ class Twist(Family):
     ) -> np.ndarray:
         return twist_vertices(vertices, values[TWIST.key], length)
 
-    def blender_ops(self, values: Mapping[str, float]) -> list[BlenderOp]:
+    def blender_ops(self, values: Mapping[str, float], length: float) -> list[BlenderOp]:
         return [twist_op(values[TWIST.key])]
