@@ -69,7 +69,8 @@ def test_a_family_declares_what_downstream_reads(name: str) -> None:
     )
     for p in chosen.parameters:
         assert not is_error_metric(p.column("true")) and not is_error_metric(p.column("floor"))
-    assert error_label(errors[0]).startswith(f"{chosen.primary.name} error")
+    words = chosen.primary.name.replace("_", " ")  # wave_phase -> wave phase
+    assert error_label(errors[0]).startswith(f"{words} error")
     assert all(profile(p) for p in chosen.profiles)
 
 
