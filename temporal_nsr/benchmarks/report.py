@@ -80,6 +80,13 @@ def reference(results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _compared(row: Row, original: float, ours: dict[str, float]) -> dict[str, Any]:
+    """One row of `vs_original`: the original's figure beside ours per precision."""
+    speedup = {p: original / v for p, v in ours.items()}
+    return {"label": row.label, "unit": row.unit, "original": original, "ours": ours,
+            "speedup": speedup}  # fmt: skip
+
+
 def vs_original(figures: dict[str, float], results: dict[str, Any]) -> dict[str, Any]:
     """Speed-ups over the original (its time / ours) per precision, for rows where both exist.
 
@@ -99,27 +106,14 @@ def vs_original(figures: dict[str, float], results: dict[str, Any]) -> dict[str,
         ours = {p: v for p, v in ours.items() if v is not None}
         if original is None or not ours:
             continue
-        rows[row.key] = {
-            "label": row.label,
-            "unit": row.unit,
-            "original": original,
-            "ours": ours,
-            "speedup": {p: original / v for p, v in ours.items()},
-        }
+        rows[row.key] = _compared(row, original, ours)
     beside = _entry(results, BESIDE)
     for row in ROWS if beside is not None else ():
         if row.part not in beside.get("original", {}):
             continue
         original = beside["original"][row.part]["median"]
         ours = {p: beside[p][row.part]["median"] for p in PRECISIONS if p in beside}
-        rows[row.key] = {
-            "label": row.label,
-            "unit": row.unit,
-            "original": original,
-            "ours": ours,
-            "speedup": {p: original / v for p, v in ours.items()},
-            "interleaved": True,
-        }
+        rows[row.key] = {**_compared(row, original, ours), "interleaved": True}
     return rows
 
 

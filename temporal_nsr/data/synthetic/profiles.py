@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from temporal_nsr.data.synthetic.errors import GeneratorConfigError
+from temporal_nsr.data.synthetic.errors import registered
 
 
 @dataclass(frozen=True)
@@ -47,11 +47,7 @@ def profile(name: str, key: str = "deformation.profile") -> Profile:
     Raises:
         GeneratorConfigError: no such profile, naming ``key`` and the allowed names.
     """
-    if name not in PROFILES:
-        raise GeneratorConfigError(
-            f"Generator key '{key}' is {name!r}; choose one of {sorted(PROFILES)}."
-        )
-    return PROFILES[name]
+    return registered(PROFILES, name, key)
 
 
 def _sine(t: float, num_timesteps: int, phase: float) -> float:

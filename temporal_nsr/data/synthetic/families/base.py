@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from temporal_nsr.data.synthetic.errors import GeneratorConfigError
+from temporal_nsr.data.synthetic.errors import registered
 from temporal_nsr.data.synthetic.geometry import Mesh, bar_mesh
 
 # One Blender operation (`blender_scene.py` interprets them in order; see `Family.blender_ops`).
@@ -173,11 +173,7 @@ def family(name: str, key: str = "deformation.family") -> Family:
     Raises:
         GeneratorConfigError: no such family, naming ``key`` and the allowed names.
     """
-    if name not in FAMILIES:
-        raise GeneratorConfigError(
-            f"Generator key '{key}' is {name!r}; choose one of {sorted(FAMILIES)}."
-        )
-    return FAMILIES[name]
+    return registered(FAMILIES, name, key)
 
 
 def error_metric(primary: Parameter, parameter: Parameter) -> str:
