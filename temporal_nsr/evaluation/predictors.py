@@ -126,7 +126,7 @@ class Model(Predictor):
     legend = "the trained model rendering the target from the pair's source, dt later"
 
     def __call__(self, batch: PairBatch) -> Tensor:
-        return batch.render(self.split.model, batch.pair.dt)
+        return batch.render(self.split.model, batch.pair.dt, self.sources)
 
 
 class Static(Predictor):
@@ -138,24 +138,18 @@ class Static(Predictor):
         return batch.render(self.split.model, torch.zeros_like(batch.pair.dt))
 
 
-class ShuffledSource(Predictor):
+class ShuffledSource(Model):  # the model's call, on another source
     name = "shuffled_source"
     control = True
     legend = "the model fed a source of another (object, timestep) than the pair's own two"
     sources = "foreign"
 
-    def __call__(self, batch: PairBatch) -> Tensor:
-        return batch.render(self.split.model, batch.pair.dt, self.sources)
 
-
-class OtherObject(Predictor):
+class OtherObject(Model):  # the model's call, on another object's image
     name = "other_object"
     control = True
     legend = "the model fed another object's image at the source's timestep"
     sources = "other_object"
-
-    def __call__(self, batch: PairBatch) -> Tensor:
-        return batch.render(self.split.model, batch.pair.dt, self.sources)
 
 
 class OtherModel(Predictor):
