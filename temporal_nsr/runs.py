@@ -602,8 +602,11 @@ def output_dir(
         FolderError: naming the folder and what it overlaps.
     """
     run_dir, out_dir = cfg.get("run_dir"), cfg.get("out_dir")
-    default = Path(run_dir) / folder if run_dir is not None else Path(cfg.paths.output_dir)
-    out = Path(out_dir) if out_dir else default / (sub or "")
+    if out_dir:
+        out = Path(out_dir)
+    else:
+        default = Path(run_dir) / folder if run_dir is not None else Path(cfg.paths.output_dir)
+        out = default / (sub or "")
     if run_dir is not None:
         check_separate(out, Path(run_dir), "the run folder", inside_ok=True)
         if not out_dir or out.absolute().is_relative_to(Path(run_dir).absolute()):

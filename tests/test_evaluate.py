@@ -12,12 +12,14 @@ import torch
 from omegaconf import OmegaConf
 
 from temporal_nsr.config import compose_config
+from temporal_nsr.data.synthetic.generator import generate_dataset
 from temporal_nsr.evaluate import evaluate
 from temporal_nsr.evaluation.folders import score_folders
 from temporal_nsr.evaluation.metrics import PSNR_CAP_DB, per_image_scores
 from temporal_nsr.evaluation.predictors import build_predictors
 from temporal_nsr.evaluation.protocol import EvaluationError
 from temporal_nsr.runs import CheckpointError
+from tests.conftest import TINY_GENERATOR
 
 
 def _eval_cfg(run_dir: Path, **extra):
@@ -190,3 +192,35 @@ def test_progress_lines_per_split(tiny_run: Path, tmp_path: Path, caplog) -> Non
     assert any(
         re.match(r"evaluate val: done in .* s; PSNR \(dt != 0\): model \d", x) for x in lines
     )
+
+
+def test_a_dataset_across_families_is_reported_per_family(tiny_run: Path, tmp_path: Path) -> None:
+    """On data whose objects follow different families, every pair is scored on its own
+    family's parameter and results.json, results.md report each family, seen and unseen."""
+    generator = {**TINY_GENERATOR, "num_objects": 4, "val_objects": [2, 3],
+                 "deformation": {"family": ["bend", "stretch"], "profile": "sine"}}  # fmt: skip
+    root = generate_dataset(tmp_path / "mix", generator, progress=False, workers=1)
+    checkpoint = tiny_run / "checkpoints" / "last.ckpt"
+    cfg = compose_config(
+        [f"ckpt={checkpoint}", "data=bend", f"data.root={root}", "data.generator=null",
+         "data.image_size=32", "data.num_timesteps=6", "data.max_offset=2",
+         f"out_dir={tmp_path}/eval", "splits=[val]", "equivariance_pairs=0"],
+        config_name="evaluate",
+    )  # fmt: skip
+    results = evaluate(cfg)
+    val = results["splits"]["val"]
+    assert sorted(val["by_family"]) == ["bend", "stretch"]
+    for name, error in (("bend", "bend_error_deg"), ("stretch", "stretch_error")):
+        part = val["by_family"][name]
+        assert sorted(part["by_objects"]) == ["seen", "unseen"]
+        moved = part["by_setting"]["all_dt_nonzero"]
+        assert error in moved["model"] and moved["bend_pairs"] > 0
+        other = "stretch_error" if name == "bend" else "bend_error_deg"
+        assert other not in moved["model"]
+    rows = _pair_rows(tmp_path / "eval")
+    assert {r["family"] for r in rows} == {"bend", "stretch"}
+    for row in rows:  # a row holds its own family's columns only
+        other = "stretch_error" if row["family"] == "bend" else "bend_error_deg"
+        assert row[other] == ""
+    table = (tmp_path / "eval" / "results.md").read_text()
+    assert "| val: family |" in table and "| stretch, unseen |" in table

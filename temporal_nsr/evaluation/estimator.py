@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from temporal_nsr.data.synthetic.config import resolve_config
-from temporal_nsr.data.synthetic.families import Family, family
+from temporal_nsr.data.synthetic.families import Family, Parameter, family
 from temporal_nsr.data.synthetic.generator import render_object
 from temporal_nsr.data.synthetic.objects import ObjectSpec
 from temporal_nsr.data.synthetic.writer import upgrade_manifest
@@ -93,24 +93,45 @@ class ParameterEstimator:
     def __init__(self, manifest: Mapping[str, Any], image_size: int) -> None:
         manifest = upgrade_manifest(manifest)
         self.config = resolve_config(manifest["config"])
-        self.family: Family = family(self.config.deformation.family)
-        self.parameters = self.family.parameters
+        self.families: list[Family] = [family(n) for n in self.config.deformation.families]
+        self.family = self.families[0]  # a single-family dataset's family
+        # every family's parameters, each key once, the first family's primary first
+        self.parameters = tuple(
+            {p.key: p for f in self.families for p in f.parameters}.values()
+        )  # fmt: skip
         self.keys = [p.key for p in self.parameters]
         self.image_size = int(image_size)
         self.objects = {o["name"]: ObjectSpec(**o) for o in manifest["objects"]}
-        # parameter key -> object -> (T,) values at every timestep
+        # parameter key -> object -> (T,) values at every timestep (its family's keys only)
         self.schedules = {k: {n: list(v) for n, v in manifest["parameters"][k].items()}
                           for k in self.keys}  # fmt: skip
-        first = self.schedules[self.keys[0]]
-        self.timesteps = {name: len(v) for name, v in first.items()}
-        self.steps = [p.coarse_step for p in self.parameters]
-        self.fine = [p.fine_step for p in self.parameters]
-        # per object, per parameter: the schedule's (low, high)
-        self.limits = {
-            name: [(min(self.schedules[k][name]), max(self.schedules[k][name])) for k in self.keys]
-            for name in first
+        self.timesteps = {
+            name: len(self.schedules[self.own(name).primary.key][name]) for name in self.objects
         }
+        # per object, per parameter of its family: the schedule's (low, high)
+        self.limits = {
+            name: [(min(self.schedules[k][name]), max(self.schedules[k][name]))
+                   for k in self.own_keys(name)]
+            for name in self.objects
+        }  # fmt: skip
         self._references: dict[tuple[View, Values], Tensor] = {}
+
+    @property
+    def mixed(self) -> bool:
+        """Whether the dataset's objects follow different families."""
+        return len(self.families) > 1
+
+    def own(self, name: str) -> Family:
+        """The family object ``name`` deforms by."""
+        return family(self.objects[name].family)
+
+    def own_keys(self, name: str) -> list[str]:
+        """The parameter keys of object ``name``'s family, in declared order."""
+        return [p.key for p in self.own(name).parameters]
+
+    def error_metrics(self) -> list[str]:
+        """The result columns of the estimate errors: each family's, the first's primary first."""
+        return list(dict.fromkeys(m for f in self.families for m in f.error_metrics()))
 
     @classmethod
     def from_manifest(
@@ -131,7 +152,9 @@ class ParameterEstimator:
             return None
         return {
             "distance": "mean |a - b| over pixels and channels after a 3 x 3 box blur",
-            "family": estimator.family.name,
+            "family": (
+                [f.name for f in estimator.families] if estimator.mixed else estimator.family.name
+            ),
             "steps": {
                 p.key: {"coarse": p.coarse_step, "fine": p.fine_step} for p in estimator.parameters
             },  # fmt: skip
@@ -139,8 +162,9 @@ class ParameterEstimator:
         }
 
     def truth(self, name: str, timestep: int) -> dict[str, float]:
-        """True parameter values of object ``name`` at ``timestep``: key -> value."""
-        return {k: float(self.schedules[k][name][timestep]) for k in self.keys}
+        """True parameter values of object ``name`` at ``timestep``: key -> value, the keys of
+        its family."""
+        return {k: float(self.schedules[k][name][timestep]) for k in self.own_keys(name)}
 
     def ambiguity_floor(self, name: str, source_timestep: int, dt: int) -> float:
         """The least mean error of the primary parameter any predictor that sees only the
@@ -155,7 +179,7 @@ class ParameterEstimator:
         floor is that expected error. It is 0 where the schedule is monotonic (linear, and
         bend_twist, whose twist grows with t), and for dt = 0.
         """
-        primary = self.keys[0]
+        primary = self.own_keys(name)[0]
         candidates = [self.truth(name, u)[primary] for u in self.futures(name, source_timestep, dt)]
         middle = float(np.median(candidates))
         # look-alikes agree to 1e-6, so the floor is given to that precision (dt = 0: 0.0)
@@ -179,9 +203,11 @@ class ParameterEstimator:
         return found
 
     def _render(self, name: str, poses_deg: np.ndarray, values: Sequence[Values]) -> np.ndarray:
-        """(N, S, S, 3) uint8 generator images of object ``name`` at poses and values."""
-        columns = np.array(values, dtype=np.float64).reshape(len(values), len(self.keys))
-        params = {k: columns[:, i] for i, k in enumerate(self.keys)}
+        """(N, S, S, 3) uint8 generator images of object ``name`` at poses and values (one
+        per parameter of its family)."""
+        keys = self.own_keys(name)
+        columns = np.array(values, dtype=np.float64).reshape(len(values), len(keys))
+        params = {k: columns[:, i] for i, k in enumerate(keys)}
         return render_object(self.objects[name], poses_deg, params, self.image_size, self.config)
 
     def generate(
@@ -247,17 +273,19 @@ class ParameterEstimator:
         blurred: Tensor,
         views: list[View],
         centres: list[Values],
+        parameter: Parameter,
         axis: int,
         radius: int | None = None,
     ) -> tuple[list[Values], list[float]]:
-        """Fine search along one axis around each centre; new centres and sub-grid offsets.
+        """Fine search along one axis (``parameter``, the views' family's ``axis``-th) around
+        each centre; new centres and sub-grid offsets.
 
         ``radius`` fine steps each way; None: out to the coarse neighbours (cached already).
         Values beyond a fine step outside the schedule are left out; if that leaves none (a
         coarse best past the schedule's end), the centre alone.
         """
-        step = self.fine[axis]
-        radius = round(self.steps[axis] / step) if radius is None else radius
+        step = parameter.fine_step
+        radius = round(parameter.coarse_step / step) if radius is None else radius
         candidates = []
         for view, centre in zip(views, centres, strict=True):
             low, high = self.limits[view[0]][axis]
@@ -286,37 +314,53 @@ class ParameterEstimator:
             poses_deg: (N, 2) azimuth, elevation in degrees of each image's view.
 
         Returns:
-            parameter key (e.g. ``bend_deg``) -> (N,) float64 estimates, in declared order.
+            parameter key (e.g. ``bend_deg``) -> (N,) float64 estimates, in declared order;
+            NaN for an image whose object's family has no such parameter.
         """
         views = [
             (str(n), float(p[0]), float(p[1]))
             for n, p in zip(names, np.asarray(poses_deg, dtype=np.float64), strict=True)
         ]
         blurred = blur(images.detach().float().cpu())
+        out = {k: torch.full((len(views),), math.nan, dtype=torch.float64) for k in self.keys}
+        by_family: dict[str, list[int]] = defaultdict(list)
+        for i, view in enumerate(views):
+            by_family[self.objects[view[0]].family].append(i)
+        for name, rows in by_family.items():
+            found = self._estimate_family(family(name), blurred[rows], [views[i] for i in rows])
+            for k, values in found.items():
+                out[k][rows] = values
+        return out
+
+    def _estimate_family(
+        self, chosen: Family, blurred: Tensor, views: list[View]
+    ) -> dict[str, Tensor]:
+        """`estimate` for blurred images of objects of one family: its keys -> (N,) values."""
+        parameters = chosen.parameters
         coarse = []
         for name, _, _ in views:
             grids = [
-                _grid(*limits, step)
-                for limits, step in zip(self.limits[name], self.steps, strict=True)
+                _grid(*limits, p.coarse_step)
+                for limits, p in zip(self.limits[name], parameters, strict=True)
             ]
             # the product, the last parameter outermost (the order ties resolve in)
             product = itertools.product(*(g.tolist() for g in reversed(grids)))
             coarse.append([tuple(float(v) for v in reversed(c)) for c in product])
         found = self._search(blurred, views, coarse)
         centres = [c[best] for c, (best, _) in zip(coarse, found, strict=True)]
-        offsets: list[list[float]] = [[] for _ in self.keys]
-        if len(self.keys) == 1:
-            centres, offsets[0] = self._line(blurred, views, centres, axis=0)
+        offsets: list[list[float]] = [[] for _ in parameters]
+        if len(parameters) == 1:
+            centres, offsets[0] = self._line(blurred, views, centres, parameters[0], 0)
         else:
             # Several: lines out to half the coarse steps, the grids' cost is the product.
-            for axis in range(len(self.keys)):
-                radius = math.ceil(self.steps[axis] / self.fine[axis] / 2)
-                centres, offsets[axis] = self._line(blurred, views, centres, axis, radius)
+            for axis, p in enumerate(parameters):
+                radius = math.ceil(p.coarse_step / p.fine_step / 2)
+                centres, offsets[axis] = self._line(blurred, views, centres, p, axis, radius)
             # The parameters trade off in the image: the first once more at the refined others.
-            centres, offsets[0] = self._line(blurred, views, centres, axis=0, radius=2)
+            centres, offsets[0] = self._line(blurred, views, centres, parameters[0], 0, radius=2)
         return {
-            k: torch.tensor(
+            p.key: torch.tensor(
                 [c[axis] + o for c, o in zip(centres, offsets[axis], strict=True)]
             ).double()
-            for axis, k in enumerate(self.keys)
+            for axis, p in enumerate(parameters)
         }

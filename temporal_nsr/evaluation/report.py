@@ -124,7 +124,8 @@ def equivariance_table(extra: Mapping[str, Any], split: str) -> str | None:
 
 
 def split_tables(summary: SplitScores, split: str) -> list[str]:
-    """The markdown tables of one split: all objects, then seen / unseen ones when mixed."""
+    """The markdown tables of one split: all objects, then seen / unseen ones when mixed, then
+    per family on a dataset across families."""
     everything_unseen = summary.objects is not None and not summary.objects["seen"]
     parts = [(f"{split}, unseen objects" if everything_unseen else split, summary)]
     parts += [(f"{split}, {kind} objects", part) for kind, part in summary.by_objects.items()]
@@ -135,8 +136,52 @@ def split_tables(summary: SplitScores, split: str) -> list[str]:
         tables += [markdown_table(part, label), markdown_table(part, f"{label}: {title}", shape)]
         if any(g.score("model", "moving_psnr") is not None for g in part.groups.values()):
             tables.append(markdown_table(part, f"{label}: moving-region PSNR", ["moving_psnr"]))
+    if summary.by_family:
+        tables.append(family_table(summary, split))
     equivariance = equivariance_table(summary.extra, split)
     return tables + ([equivariance] if equivariance else [])
+
+
+def family_table(summary: SplitScores, split: str) -> str:
+    """Per family of a dataset across families, all its pairs then its seen and unseen
+    objects': PSNR at dt = 0 and the gain over a foreign source, PSNR at dt != 0 and the gain
+    over not moving, and the primary parameter's error of the model and of not moving."""
+
+    def cell(part: SplitScores, key: str, metric: str, other: str | None = None) -> str:
+        group = part.groups.get(key)
+        model = None if group is None else group.score("model", metric)
+        if model is None:
+            return "-"
+        if other is None:
+            return f"{model:.2f}"
+        base = group.score(other, metric)
+        return "-" if base is None else f"{model - base:+.2f}"
+
+    def errors(part: SplitScores) -> str:
+        group = part.groups.get("all_dt_nonzero")
+        metrics = part.error_metrics()
+        if group is None or not metrics:
+            return "-"
+        values = [group.score(p, metrics[0]) for p in ("model", "static")]
+        digits = ".1f" if metrics[0].endswith("_deg") else ".3f"  # degrees; factors
+        text = " / ".join("-" if v is None else f"{v:{digits}}" for v in values)
+        return f"{error_label(metrics[0])}: {text}"
+
+    lines = [
+        f"| {split}: family | pairs | dt = 0 | model - shuffled_source | all dt != 0 | "
+        "model - static | primary error at dt != 0: model / static |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, part in summary.by_family.items():
+        for kind, piece in [("all", part), *part.by_objects.items()]:
+            pairs = sum(g.pairs for k, g in piece.groups.items() if k != "all_dt_nonzero")
+            lines.append(
+                f"| {name}, {kind} | {pairs} | {cell(piece, 'same_time', 'psnr')} | "
+                f"{cell(piece, 'same_time', 'psnr', 'shuffled_source')} | "
+                f"{cell(piece, 'all_dt_nonzero', 'psnr')} | "
+                f"{cell(piece, 'all_dt_nonzero', 'psnr', 'static')} | {errors(piece)} |"
+            )
+    return "\n".join(lines)
 
 
 class ExampleFigures:

@@ -101,6 +101,8 @@ class SplitScores:
         by_abs_dt: |dt| -> its scores, ascending.
         objects: ``seen`` and ``unseen`` object names; None for a part (``by_objects``).
         by_objects: ``seen`` / ``unseen`` -> that part's scores, where a split holds both.
+        by_family: family -> the scores of its objects' pairs (with their own ``by_objects``),
+            on a dataset across families.
         extra: the other entries of results.json's split (``slots_bend``, ``equivariance``),
             as they are.
     """
@@ -109,6 +111,7 @@ class SplitScores:
     by_abs_dt: dict[int, Group]
     objects: dict[str, list[str]] | None = None
     by_objects: dict[str, SplitScores] = field(default_factory=dict)
+    by_family: dict[str, SplitScores] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def predictors(self) -> list[str]:
@@ -132,12 +135,13 @@ class SplitScores:
     @classmethod
     def from_json(cls, summary: Mapping[str, Any]) -> SplitScores:
         """Read results.json's ``splits/<split>``."""
-        known = {"by_setting", "by_abs_dt", "objects", "by_objects"}
+        known = {"by_setting", "by_abs_dt", "objects", "by_objects", "by_family"}
         return cls(
             {k: Group.from_json(v) for k, v in summary["by_setting"].items()},
             {int(k): Group.from_json(v) for k, v in summary["by_abs_dt"].items()},
             summary.get("objects"),
             {k: cls.from_json(v) for k, v in summary.get("by_objects", {}).items()},
+            {k: cls.from_json(v) for k, v in summary.get("by_family", {}).items()},
             {k: v for k, v in summary.items() if k not in known},
         )
 
@@ -151,6 +155,8 @@ class SplitScores:
             out["objects"] = self.objects
         if self.by_objects:
             out["by_objects"] = {k: v.to_json() for k, v in self.by_objects.items()}
+        if self.by_family:
+            out["by_family"] = {k: v.to_json() for k, v in self.by_family.items()}
         return {**out, **self.extra}
 
 
@@ -161,8 +167,11 @@ def _group_order(key: str) -> int:
 
 def _group(members: list[Mapping[str, Any]]) -> Group:
     """The mean of every metric per predictor over rows of one group; a metric missing from a
-    row (None: no parameter estimate for that pair) is left out of its mean."""
-    errors = list(dict.fromkeys(k for row in members for k in row if is_error_metric(k)))
+    row (None: no parameter estimate for that pair) is left out of its mean; the errors are
+    those some row holds (across families, a family's rows hold its own)."""
+    errors = list(dict.fromkeys(
+        k for row in members for k, v in row.items() if is_error_metric(k) and v is not None
+    ))  # fmt: skip
     per: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for row in members:
         for metric in (*IMAGE_METRICS, *errors):

@@ -327,8 +327,9 @@ def evaluate_split(
 
 
 def split_summary(rows: list[dict[str, Any]], names: np.ndarray, seen: np.ndarray) -> SplitScores:
-    """A split's scores (`results.summarise`) with its seen and unseen objects, and per part
-    (``by_objects``) where it holds both."""
+    """A split's scores (`results.summarise`) with its seen and unseen objects, per part
+    (``by_objects``) where it holds both, and per family (``by_family``, each with its parts)
+    on a dataset across families."""
     everything = summarise(rows)
     objects = {
         "seen": sorted(set(names[seen].tolist())),
@@ -340,7 +341,14 @@ def split_summary(rows: list[dict[str, Any]], names: np.ndarray, seen: np.ndarra
             kind: summarise([row for row in rows if row["seen"] == (kind == "seen")])
             for kind in ("seen", "unseen")
         }
-    return SplitScores(everything.groups, everything.by_abs_dt, objects, parts)
+    families = list(dict.fromkeys(row["family"] for row in rows if "family" in row))
+    by_family = {}
+    for name in families if len(families) > 1 else ():
+        members = [row for row in rows if row.get("family") == name]
+        targets = np.unique([row["target"] for row in members])
+        part = split_summary(members, names[targets], seen[targets])
+        by_family[name] = part
+    return SplitScores(everything.groups, everything.by_abs_dt, objects, parts, by_family)
 
 
 def score_parameters(
@@ -353,32 +361,37 @@ def score_parameters(
     """Add the parameter columns to every row: per parameter of the family its error (named by
     `families.error_metric`, e.g. ``bend_error_deg``), estimate and truth where estimated,
     None elsewhere; after the primary's error its pair's ambiguity floor
-    (``ParameterEstimator.ambiguity_floor``, e.g. ``bend_floor_deg``)."""
+    (``ParameterEstimator.ambiguity_floor``, e.g. ``bend_floor_deg``). Across families, every
+    family's columns, a row filling those of its target object's family, and ``family``."""
     split = pools[0]
-    parameters = estimator.parameters
-    errors = estimator.family.error_metrics()
-    floor = floor_column(errors[0])
     columns = []
-    for p, error in zip(parameters, errors, strict=True):
-        columns += [error, *([floor] if p == parameters[0] else []), p.column("estimated"),
-                    p.column("true")]  # fmt: skip
+    for chosen in estimator.families:
+        errors = chosen.error_metrics()
+        for p, error in zip(chosen.parameters, errors, strict=True):
+            floor = [floor_column(error)] if p == chosen.primary else []
+            columns += [error, *floor, p.column("estimated"), p.column("true")]
     for row in rows:
         row.update(dict.fromkeys(columns))
+        if estimator.mixed:
+            row["family"] = estimator.objects[str(names[row["target"]])].family
     if not pending:
         return
     targets = np.array([rows[r]["target"] for r, _ in pending])
     images = torch.stack([image for _, image in pending]).float() / 255.0
     estimate = estimator.estimate(images, names[targets], split.pose[targets])
     for i, (r, _) in enumerate(pending):
-        truth = estimator.truth(names[targets[i]], int(split.original_timestep[targets[i]]))
+        name = str(names[targets[i]])
+        chosen = estimator.own(name)
+        truth = estimator.truth(name, int(split.original_timestep[targets[i]]))
         source = pools[POOLS.index(rows[r]["source_pool"])].original_timestep[rows[r]["source"]]
         target = split.original_timestep[targets[i]]  # dt in the dataset's own timesteps
-        for p, error in zip(parameters, errors, strict=True):
+        errors = chosen.error_metrics()
+        for p, error in zip(chosen.parameters, errors, strict=True):
             found, true = float(estimate[p.key][i]), truth[p.key]
             rows[r].update({error: abs(found - true), p.column("estimated"): found,
                             p.column("true"): true})  # fmt: skip
-        rows[r][floor] = estimator.ambiguity_floor(
-            names[targets[i]], int(source), int(target - source)
+        rows[r][floor_column(errors[0])] = estimator.ambiguity_floor(
+            name, int(source), int(target - source)
         )
 
 
@@ -403,7 +416,7 @@ def slots_bend(
     timestep = int(split.original_timestep[0])
     dt, renders = slot_strip(model, gather_pairs(pools, np.zeros((1, 3), dtype=np.int64), device))
     estimate = estimator.estimate(renders, [name] * len(dt), np.repeat(split.pose[:1], len(dt), 0))
-    steps, primary = estimator.timesteps[name], estimator.keys[0]
+    steps, primary = estimator.timesteps[name], estimator.own_keys(name)[0]
     true = [estimator.truth(name, timestep + d)[primary] if 0 <= timestep + d < steps else None
             for d in dt.tolist()]  # fmt: skip
     found = estimate[primary].tolist()

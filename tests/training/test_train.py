@@ -34,8 +34,11 @@ def _small_data_overrides(experiment: str, tmp_path: Path) -> list[str]:
     ]
     generator = compose_config([f"experiment={experiment}"]).data.get("generator") or {}
     if generator.get("val_objects") or generator.get("test_objects"):
-        # Keep one held-out object per split, so the run goes through the object split.
-        objects = ["num_objects=3", "val_objects=[1]", "test_objects=[2]"]
+        # Keep one held-out object per split, so the run goes through the object split, and
+        # one object per family of a dataset across families.
+        named = (generator.get("deformation") or {}).get("family", "bend")
+        n = 1 if isinstance(named, str) else len(named)
+        objects = [f"num_objects={n + 2}", f"val_objects=[{n}]", f"test_objects=[{n + 1}]"]
         return small + [f"data.generator.{o}" for o in objects]
     return [*small, "data.generator.num_objects=1"]
 

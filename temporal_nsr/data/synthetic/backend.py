@@ -21,7 +21,7 @@ class Scene(NamedTuple):
 
     obj: ObjectSpec
     params: Mapping[str, float]  # the family's parameter key -> value, e.g. {"bend_deg": 70.0}
-    config: GeneratorConfig  # the family, mesh segments, image size, camera, light, background
+    config: GeneratorConfig  # mesh segments, image size, camera, light, background
     label: str  # what it is, for error messages, e.g. "bar_000 t=3"
 
 

@@ -82,7 +82,7 @@ def job_scene(scene: Scene) -> dict[str, Any]:
     (`temporal_nsr.data.synthetic.families.Family.blender_ops`), in order.
     """
     obj, cfg = scene.obj, scene.config
-    chosen = family(cfg.deformation.family)
+    chosen = family(obj.family)
     mesh = chosen.mesh(obj.length, obj.width, obj.height, cfg.bar.segments)
     return {
         "vertices": mesh.vertices.tolist(),  # (V, 3)

@@ -102,15 +102,23 @@ class DeformationConfig:
     """How the objects deform over time (``deformation``; `_read_deformation` checks it).
 
     Attributes:
-        family: a registered deformation family (`temporal_nsr.data.synthetic.families`).
-        profile: a registered time profile (`temporal_nsr.data.synthetic.profiles`) it takes.
-        parameters: the family's parameter keys -> (start, end), the values at profile amount
+        family: a registered deformation family (`temporal_nsr.data.synthetic.families`), or
+            a list of them: a dataset across families, object k deforming by entry k mod n
+            (`objects.object_specs`).
+        profile: a registered time profile (`temporal_nsr.data.synthetic.profiles`) that every
+            family takes.
+        parameters: the families' parameter keys -> (start, end), the values at profile amount
             0 and 1 (object 0; objects 1.. scale end - start by their amplitude).
     """
 
-    family: str
+    family: str | tuple[str, ...]
     profile: str
     parameters: dict[str, tuple[float, float]]
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        """The family names, in order: one for a single-family dataset."""
+        return (self.family,) if isinstance(self.family, str) else self.family
 
 
 @dataclass(frozen=True)
@@ -381,13 +389,15 @@ def _read_deformation(value: Any, defaults: Mapping[str, Any]) -> DeformationCon
             f"sine}}, got {value!r}."
         )
     _unknown(value, ["family", "profile", "parameters"], "deformation.")
-    chosen = family(value.get("family", defaults["family"]))
+    names = _family_names(value.get("family", defaults["family"]))
+    chosen = [family(name) for name in names]
     shape = profile(value.get("profile", defaults["profile"]))
-    if chosen.profiles and shape.name not in chosen.profiles:
-        raise GeneratorConfigError(
-            f"Generator key 'deformation.profile' is {shape.name!r}, which family "
-            f"{chosen.name!r} does not take; choose one of {list(chosen.profiles)}."
-        )
+    for one in chosen:
+        if one.profiles and shape.name not in one.profiles:
+            raise GeneratorConfigError(
+                f"Generator key 'deformation.profile' is {shape.name!r}, which family "
+                f"{one.name!r} does not take; choose one of {list(one.profiles)}."
+            )
     given = value.get("parameters") or {}
     if not isinstance(given, Mapping):
         raise GeneratorConfigError(
@@ -398,11 +408,13 @@ def _read_deformation(value: Any, defaults: Mapping[str, Any]) -> DeformationCon
     _unknown(given, known, "deformation.parameters.")
     ranges = {**defaults.get("parameters", {}), **given}
     parameters = {}
-    for p in chosen.parameters:
+    for p, owner in ((p, one) for one in chosen for p in one.parameters):
         key = f"deformation.parameters.{p.key}"
+        if p.key in parameters:
+            continue
         if p.key not in ranges:
             raise GeneratorConfigError(
-                f"Generator key '{key}' is missing; family {chosen.name!r} needs its "
+                f"Generator key '{key}' is missing; family {owner.name!r} needs its "
                 "[start, end] range."
             )
         start, end = _vector(ranges[p.key], key, 2)
@@ -414,7 +426,23 @@ def _read_deformation(value: Any, defaults: Mapping[str, Any]) -> DeformationCon
                     f"[{low}, {high}] {p.unit}; use values inside it."
                 )
         parameters[p.key] = (start, end)
-    return DeformationConfig(chosen.name, shape.name, parameters)
+    kept = chosen[0].name if len(chosen) == 1 else tuple(one.name for one in chosen)
+    return DeformationConfig(kept, shape.name, parameters)
+
+
+def _family_names(value: Any) -> list[str]:
+    """``deformation.family``: one name, or a list of distinct names (a dataset across
+    families); the names are checked by `families.family`."""
+    if isinstance(value, str):
+        return [value]
+    names = list(value) if isinstance(value, Sequence) else None
+    if not names or not all(isinstance(n, str) for n in names) or len(set(names)) < len(names):
+        raise GeneratorConfigError(
+            f"Generator key 'deformation.family' must be a family name or a list of distinct "
+            f"names, got {value!r}; e.g. deformation.family=bend or "
+            f"deformation.family=[bend,twist], from {sorted(FAMILIES)}."
+        )
+    return names
 
 
 def _check_together(out: Mapping[str, Any]) -> None:
@@ -440,9 +468,16 @@ def _check_together(out: Mapping[str, Any]) -> None:
                 f"both empty. Hold out a timestep or an object for {split}."
             )
     bar, variation = out["bar"], out["variation"]
-    chosen = family(out["deformation"].family)
+    names = out["deformation"].families
+    if len(names) > out["num_objects"]:
+        raise GeneratorConfigError(
+            f"Generator key 'deformation.family' lists {len(names)} families for "
+            f"{out['num_objects']} objects (object k deforms by family k mod {len(names)}); "
+            f"raise 'num_objects' to at least {len(names)} or list fewer families."
+        )
     scales = variation.amplitude_scale if out["num_objects"] > 1 else (1.0,)
-    for p in chosen.parameters:
+    chosen = {p.key: p for name in names for p in family(name).parameters}
+    for p in chosen.values():
         start, end = out["deformation"].parameters[p.key]
         for scale in scales:
             v = start + (end - start) * scale

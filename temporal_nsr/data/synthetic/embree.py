@@ -34,7 +34,7 @@ def scene_triangles(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
         albedo: (F, 3) float32 RGB in [0, 1].
     """
     obj = scene.obj
-    chosen = family(scene.config.deformation.family)
+    chosen = family(obj.family)
     mesh = chosen.mesh(obj.length, obj.width, obj.height, scene.config.bar.segments)
     vertices = deform(mesh, obj.length, chosen, scene.params)
     albedo = np.where(mesh.underside[:, None], obj.bottom_color, obj.top_color)

@@ -73,10 +73,10 @@ def render_object(
     Args:
         spec: the object (`temporal_nsr.data.synthetic.objects.find_object`).
         poses_deg: (N, 2) camera azimuth, elevation in degrees.
-        params: every parameter of the config's family, key (e.g. ``bend_deg``) -> (N,) values
+        params: every parameter of the object's family, key (e.g. ``bend_deg``) -> (N,) values
             per view (a scalar applies to all).
         image_size: S, pixels per side (the dataset's is ``config.image_size``).
-        config: the generator config (or a manifest's ``config``) for the family, mesh, camera,
+        config: the generator config (or a manifest's ``config``) for the mesh, camera,
             light and background; its backend is ignored.
 
     Returns:
@@ -86,10 +86,10 @@ def render_object(
         ValueError: ``params`` lacks or adds a parameter of the family.
     """
     cfg = replace(resolve_config(config), image_size=int(image_size))
-    keys = [p.key for p in family(cfg.deformation.family).parameters]
+    keys = [p.key for p in family(spec.family).parameters]
     if sorted(params) != sorted(keys):
         raise ValueError(
-            f"render_object needs the values of {keys} (family {cfg.deformation.family}), "
+            f"render_object needs the values of {keys} (family {spec.family}), "
             f"got {sorted(params)}."
         )
     poses_deg = np.asarray(poses_deg, dtype=np.float64).reshape(-1, 2)

@@ -27,6 +27,8 @@ class ObjectSpec:
         amplitude: a factor on every parameter's range: a parameter (start, end) moves over
             [start, start + amplitude * (end - start)] (`families.Family.values`); 1 for object 0.
         phase: the profile's phase offset, a fraction of its period (`profiles`).
+        family: the deformation family it follows (`families`): the config's, or entry
+            k mod n of its list for object k.
     """
 
     name: str
@@ -37,15 +39,18 @@ class ObjectSpec:
     bottom_color: tuple[float, float, float]
     amplitude: float
     phase: float
+    family: str
 
 
 def object_specs(cfg: GeneratorConfig) -> list[ObjectSpec]:
     """Objects of a config: object 0 is the canonical bar, the others seeded variations.
 
     Object k > 0 draws length, width, height, top colour, amplitude scale and phase from
-    ``variation`` with a generator seeded by ``(seed, k)``; the underside stays red.
+    ``variation`` with a generator seeded by ``(seed, k)``; the underside stays red. Object k
+    deforms by family k mod n of the config's n families (the draws do not depend on it).
     """
     bar, var = cfg.bar, cfg.variation
+    names = cfg.deformation.families
     specs = [
         ObjectSpec(
             name="bar_000",
@@ -56,6 +61,7 @@ def object_specs(cfg: GeneratorConfig) -> list[ObjectSpec]:
             bottom_color=bar.bottom_color,
             amplitude=1.0,
             phase=0.0,
+            family=names[0],
         )
     ]
     for k in range(1, cfg.num_objects):
@@ -75,6 +81,7 @@ def object_specs(cfg: GeneratorConfig) -> list[ObjectSpec]:
                 bottom_color=bar.bottom_color,
                 amplitude=float(rng.uniform(*var.amplitude_scale)),
                 phase=float(rng.uniform(*var.phase)),
+                family=names[k % len(names)],
             )
         )
     return specs
@@ -101,7 +108,7 @@ def find_object(cfg: Mapping[str, Any] | GeneratorConfig, name: str) -> ObjectSp
 def true_parameters(
     cfg: Mapping[str, Any] | GeneratorConfig, spec: ObjectSpec, timesteps: np.ndarray
 ) -> dict[str, np.ndarray]:
-    """The deformation ``spec`` shows at ``timesteps``: each parameter of the config's family.
+    """The deformation ``spec`` shows at ``timesteps``: each parameter of its family.
 
     The manifest's ``parameters`` schedules are these values at every integer timestep.
 
@@ -115,7 +122,7 @@ def true_parameters(
     """
     cfg = resolve_config(cfg)
     deformation = cfg.deformation
-    shape, chosen = profile(deformation.profile), family(deformation.family)
+    shape, chosen = profile(deformation.profile), family(spec.family)
     steps = np.asarray(timesteps, dtype=np.float64).reshape(-1).tolist()
     rows = [
         chosen.values(

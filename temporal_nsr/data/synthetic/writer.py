@@ -117,7 +117,8 @@ def write_params(folder: Path, records: dict[str, dict[str, Any]]) -> None:
 def manifest(cfg: GeneratorConfig, specs: list[ObjectSpec], generated_by: str) -> dict[str, Any]:
     """What ``manifest.json`` holds: version, config, objects, splits and the true deformation:
     ``parameters``: parameter key (e.g. ``bend_deg``) -> object name -> its value at every
-    timestep. Read a manifest through `upgrade_manifest`, which also reads old ones."""
+    timestep (across families, a key lists the objects of the families that have it). Read
+    a manifest through `upgrade_manifest`, which also reads old ones."""
     layout = split_layout(cfg)
     steps = split_timesteps(cfg)
     return {
@@ -143,9 +144,11 @@ def manifest(cfg: GeneratorConfig, specs: list[ObjectSpec], generated_by: str) -
 def _schedules(cfg: GeneratorConfig, specs: list[ObjectSpec]) -> dict[str, dict[str, list]]:
     """parameter key -> object name -> (T,) values at every timestep."""
     everything = np.arange(cfg.num_timesteps)
-    per_object = {spec.name: true_parameters(cfg, spec, everything) for spec in specs}
-    keys = next(iter(per_object.values()))
-    return {k: {name: v[k].tolist() for name, v in per_object.items()} for k in keys}
+    out: dict[str, dict[str, list]] = {}
+    for spec in specs:
+        for k, values in true_parameters(cfg, spec, everything).items():
+            out.setdefault(k, {})[spec.name] = values.tolist()
+    return out
 
 
 def upgrade_manifest(content: Mapping[str, Any]) -> dict[str, Any]:
@@ -155,11 +158,14 @@ def upgrade_manifest(content: Mapping[str, Any]) -> dict[str, Any]:
     `temporal_nsr.data.synthetic.config.upgrade_config`), objects with ``amplitude_deg``
     (now ``amplitude``, the factor on the bend range) and the schedules ``bend_angle_deg``
     (per object) and ``twist_angle_deg`` (one list, sine_twist only): they become
-    ``parameters``.
+    ``parameters``. Objects written before datasets across families name no ``family``: the
+    config's.
     """
     out = dict(content)
     if "config" in out:
         out["config"] = upgrade_config(out["config"])
+        named = (out["config"].get("deformation") or {}).get("family", "bend")
+        out["objects"] = [{"family": named, **o} for o in out.get("objects", [])]
     if "bend_angle_deg" not in out:
         return out
     bends = out.pop("bend_angle_deg")
