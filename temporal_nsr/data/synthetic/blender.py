@@ -24,7 +24,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -159,13 +159,18 @@ class BlenderBackend:
                 out[i] = self._read(Path(view["path"]), size, scene.label)
         return out
 
-    def deformed_vertices(self, scene: Scene) -> np.ndarray:
-        """(V, 3) vertices after Blender's modifiers and the re-centring, world units."""
+    def deformed_vertices(self, scenes: Sequence[Scene]) -> list[np.ndarray]:
+        """Per scene, its (V, 3) vertices after Blender's modifiers and the re-centring, world
+        units; every scene's mesh built in turn in ONE Blender process (no views rendered)."""
         with tempfile.TemporaryDirectory(prefix="temporal_nsr-blender-") as scratch:
             scratch = Path(scratch)
-            dump = scratch / "mesh.json"
-            self._run(job_scene(scene), [], scratch, "the mesh", dump_mesh=dump)
-            return np.asarray(json.loads(dump.read_text())["vertices"], dtype=np.float64)
+            dumps = [{**job_scene(s), "path": str(scratch / f"mesh{i}.json")}
+                     for i, s in enumerate(scenes)]  # fmt: skip
+            self._run(dumps[0], [], scratch, f"{len(dumps)} meshes", dump_meshes=dumps)
+            return [
+                np.asarray(json.loads(Path(d["path"]).read_text())["vertices"], dtype=np.float64)
+                for d in dumps
+            ]
 
     def _run(
         self,
@@ -173,7 +178,7 @@ class BlenderBackend:
         views: list[dict[str, Any]],
         scratch: Path,
         label: str,
-        dump_mesh: Path | None = None,
+        dump_meshes: list[dict[str, Any]] | None = None,
     ) -> None:
         job = {
             **scene,
@@ -183,7 +188,7 @@ class BlenderBackend:
             "min_blender_version": list(MIN_BLENDER_VERSION),
             "views": views,
             "result": str(scratch / "result.json"),
-            "dump_mesh": str(dump_mesh) if dump_mesh else None,
+            "dump_meshes": dump_meshes or [],
         }
         job_file = scratch / "job.json"
         job_file.write_text(json.dumps(job))

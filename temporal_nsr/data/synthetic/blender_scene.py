@@ -39,6 +39,10 @@ path per view. The scene follows the conventions of `temporal_nsr.data.synthetic
   pixel, "Raw" view transform (the PNG bytes are the linear values times 255, like the Embree
   generator's), no dither.
 
+A job's ``dump_meshes`` (the mesh checks, `BlenderBackend.deformed_vertices`) lists objects
+(each a mesh, colours and operations like the job's own, and a ``path``): each is built alone
+in turn and its deformed vertices written to its path; such a job renders no views.
+
 On bad input or a too old Blender it prints one line starting with ``temporal_nsr:`` to stderr
 and exits with status 2. When done it writes the job's ``result`` JSON: Blender's version, the
 seconds spent building the scene and the seconds spent on the views.
@@ -326,11 +330,15 @@ def main():
     clear_scene()
     scene = bpy.context.scene
     configure_render(scene, job)
-    parts = build_object(scene, job)
-    build_lights(scene, job)
-    camera = build_camera(scene, job)
-    if job.get("dump_mesh"):
-        dump_mesh(parts, job["dump_mesh"])
+    camera = None
+    if job["dump_meshes"]:  # the mesh checks: each object built alone, its vertices written
+        for entry in job["dump_meshes"]:
+            clear_scene()
+            dump_mesh(build_object(scene, {**job, **entry}), entry["path"])
+    else:
+        build_object(scene, job)
+        build_lights(scene, job)
+        camera = build_camera(scene, job)
     setup = time.perf_counter() - start
     for view in job["views"]:
         camera.location = camera_location(view["azimuth"], view["elevation"], job["camera_radius"])

@@ -156,19 +156,26 @@ def test_too_old_blender_is_refused_in_one_line(existing: Path, monkeypatch) -> 
 
 
 @needs_blender
-@pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_blender_operations_match_every_familys_formulas(family: str) -> None:
-    """Each family's Blender operations deform the mesh as its numpy `deform` does."""
-    chosen = {"deformation": {"family": family}, "num_objects": 2, "bar": {"segments": 6}}
-    cfg = resolve_config({**_blender(), **chosen})
+def test_blender_operations_match_every_familys_formulas() -> None:
+    """Each family's Blender operations deform the mesh as its numpy `deform` does: object 0
+    and a varied object 1 of every family, all built in one Blender process."""
+    cases = []
+    for name in sorted(FAMILIES):
+        chosen = {"deformation": {"family": name}, "num_objects": 2, "bar": {"segments": 6}}
+        cfg = resolve_config({**_blender(), **chosen})
+        for obj, t in (
+            (0, 3),
+            (1, 5),
+        ):  # bend_twist: 99 and 105 degrees of bend, 54 and 90 of twist
+            cases.append((name, object_scene(cfg, object_specs(cfg)[obj], t)))
     backend = make_backend(cfg.backend)
     assert isinstance(backend, BlenderBackend)  # backend.name picks it
-    for obj, t in ((0, 3), (1, 5)):  # bend_twist: 99 and 105 degrees of bend, 54 and 90 of twist
-        spec = object_specs(cfg)[obj]
-        vertices = backend.deformed_vertices(object_scene(cfg, spec, t))
-        faces = FAMILIES[family].mesh(spec.length, spec.width, spec.height, 6).faces
-        expected, _ = scene_triangles(object_scene(cfg, spec, t))
-        np.testing.assert_allclose(vertices[faces], expected, atol=1e-4)
+    found = backend.deformed_vertices([scene for _, scene in cases])
+    for (name, scene), vertices in zip(cases, found, strict=True):
+        spec = scene.obj
+        faces = FAMILIES[name].mesh(spec.length, spec.width, spec.height, 6).faces
+        expected, _ = scene_triangles(scene)
+        np.testing.assert_allclose(vertices[faces], expected, atol=1e-4, err_msg=scene.label)
 
 
 @needs_blender
