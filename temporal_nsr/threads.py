@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -169,6 +168,8 @@ def load_sample(cpus: list[int] | None = None) -> tuple[float, float, float]:
 def default_threads(window_s: float = 0.1) -> int:
     """Threads for a pool the caller did not size (an onnxruntime session): torch's setting
     when ``OMP_NUM_THREADS`` is set, else ``measure_load``'s choice."""
+    import torch  # here: commands without tensor work (generate, headline) never load it
+
     if os.environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads()
     return measure_load(window_s).threads
@@ -180,6 +181,8 @@ def configure_threads(window_s: float = 0.2) -> int:
     ``OMP_NUM_THREADS`` set in the environment wins (torch already read it). Else the pool is
     ``measure_load``'s choice: the allowed CPUs less those other processes keep busy.
     """
+    import torch  # here: commands without tensor work (generate, headline) never load it
+
     if os.environ.get("OMP_NUM_THREADS"):
         threads = torch.get_num_threads()
         log.info("%d thread(s): OMP_NUM_THREADS is set", threads)

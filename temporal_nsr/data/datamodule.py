@@ -11,7 +11,8 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
-from temporal_nsr.data.dataset import DatasetError, RenderedViews
+from temporal_nsr.data.dataset import RenderedViews
+from temporal_nsr.data.errors import DatasetError
 from temporal_nsr.data.format import SPLITS
 from temporal_nsr.data.sampler import DT_DISTRIBUTIONS, FixedPairs, SameObjectPairSampler
 

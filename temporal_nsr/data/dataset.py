@@ -42,9 +42,9 @@ import torch
 
 from temporal_nsr.atomic import pid_alive
 from temporal_nsr.batch import ViewPair
+from temporal_nsr.data.errors import DatasetError
 from temporal_nsr.data.format import PARAMS_FILE
 from temporal_nsr.data.images import GrayscaleError, ImageFileError, open_image, rgb_pixels
-from temporal_nsr.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +53,6 @@ CACHE_DIRNAME = ".cache"
 CACHE_VERSION = 1
 # Threads for the one-off decode; PNG inflate releases the GIL, so a few threads help.
 _DECODE_THREADS = min(8, os.cpu_count() or 1)
-
-
-class DatasetError(UserError):
-    """A dataset on disk does not match the format; the message names the file and the fix."""
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from temporal_nsr.atomic import FolderError
-from temporal_nsr.data.dataset import DatasetError
+from temporal_nsr.data.errors import DatasetError
 from temporal_nsr.data.synthetic import writer
 from temporal_nsr.data.synthetic.config import GeneratorConfig, resolve_config
 

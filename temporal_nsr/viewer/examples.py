@@ -18,7 +18,8 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from temporal_nsr.atomic import atomic_file
-from temporal_nsr.data.dataset import DatasetError, RenderedViews
+from temporal_nsr.data.dataset import RenderedViews
+from temporal_nsr.data.errors import DatasetError
 from temporal_nsr.inference import NovelViewRenderer
 
 log = logging.getLogger(__name__)

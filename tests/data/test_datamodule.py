@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from temporal_nsr.batch import ViewPair
 from temporal_nsr.config import CONF_DIR
 from temporal_nsr.data.datamodule import ViewPairDataModule
-from temporal_nsr.data.dataset import DatasetError
+from temporal_nsr.data.errors import DatasetError
 from tests.conftest import TINY_GENERATOR
 
 CONF = CONF_DIR / "data" / "bend.yaml"

@@ -18,7 +18,8 @@ from torch.utils.data import DataLoader
 
 from temporal_nsr.batch import ViewPair
 from temporal_nsr.data import dataset as dataset_mod
-from temporal_nsr.data.dataset import DatasetError, RenderedViews
+from temporal_nsr.data.dataset import RenderedViews
+from temporal_nsr.data.errors import DatasetError
 
 SIZE = 8
 

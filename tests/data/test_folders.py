@@ -16,7 +16,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from temporal_nsr.config import compose_config
-from temporal_nsr.data.dataset import DatasetError
+from temporal_nsr.data.errors import DatasetError
 from temporal_nsr.data.folders import DIGEST_CHARS, dataset_folder, prepare_dataset
 from temporal_nsr.data.synthetic.config import GeneratorConfigError, resolve_config
 from temporal_nsr.training.fit import check_settings

@@ -15,7 +15,7 @@ import torch
 from omegaconf import OmegaConf, open_dict
 
 from temporal_nsr.config import compose_config, config_tree
-from temporal_nsr.data.dataset import DatasetError
+from temporal_nsr.data.errors import DatasetError
 from temporal_nsr.training.checkpointing import resolve_ckpt_path
 from temporal_nsr.training.fit import ConfigError, train
 from tests.conftest import EXPERIMENTS
