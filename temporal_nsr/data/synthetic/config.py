@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import itertools
 import json
 import logging
 import math
@@ -33,6 +34,7 @@ from omegaconf import OmegaConf
 from temporal_nsr import CONF_DIR
 from temporal_nsr.data.synthetic.errors import GeneratorConfigError
 from temporal_nsr.data.synthetic.families import FAMILIES, family
+from temporal_nsr.data.synthetic.geometry import deform
 from temporal_nsr.data.synthetic.profiles import profile
 
 log = logging.getLogger(__name__)
@@ -467,7 +469,7 @@ def _check_together(out: Mapping[str, Any]) -> None:
                 f"The {split} split is empty: '{split}_timesteps' and '{split}_objects' are "
                 f"both empty. Hold out a timestep or an object for {split}."
             )
-    bar, variation = out["bar"], out["variation"]
+    variation = out["variation"]
     names = out["deformation"].families
     if len(names) > out["num_objects"]:
         raise GeneratorConfigError(
@@ -492,15 +494,40 @@ def _check_together(out: Mapping[str, Any]) -> None:
         )
     if not np.linalg.norm(out["light_direction"]) > 0:
         raise GeneratorConfigError("Generator key 'light_direction' must be a non-zero vector.")
-    # The camera must stay outside every object (half the diagonal of the largest box).
-    longest = max(bar.length, variation.length[1] if out["num_objects"] > 1 else 0.0)
-    thickest = max(bar.width, bar.height, variation.thickness[1])
-    reach = 0.5 * math.sqrt(longest**2 + 2 * thickest**2)
+    reach, widest = _reach(out)
     if not out["camera_radius"] > reach:
         raise GeneratorConfigError(
             f"Generator key 'camera_radius' is {out['camera_radius']}, inside the object "
-            f"(reach {reach:.2f}); use a radius of about 2 * object length."
+            f"(reach {reach:.2f}, family {widest} at its largest); use a radius of about "
+            "2 * object length."
         )
+
+
+def _reach(out: Mapping[str, Any]) -> tuple[float, str]:
+    """How far from the centre the largest object reaches (world units) at any end of its
+    parameters' ranges, and the family that reaches farthest: the camera must stay outside.
+
+    The largest object is the longest and thickest the config allows (the bar, or the
+    variation's upper ends); each family deforms its own mesh (the flap's wings included) at
+    every combination of its parameters' starts and scaled ends.
+    """
+    bar, variation, many = out["bar"], out["variation"], out["num_objects"] > 1
+    longest = max(bar.length, variation.length[1] if many else 0.0)
+    thickest = max(bar.width, bar.height, variation.thickness[1] if many else 0.0)
+    scales = variation.amplitude_scale if many else (1.0,)
+    best = (0.0, "")
+    for name in out["deformation"].families:
+        chosen = family(name)
+        mesh = chosen.mesh(longest, thickest, thickest, 16)
+        options = []
+        for p in chosen.parameters:
+            start, end = out["deformation"].parameters[p.key]
+            options.append([start, *(start + (end - start) * k for k in scales)])
+        for combo in itertools.product(*options):
+            values = dict(zip((p.key for p in chosen.parameters), combo, strict=True))
+            points = deform(mesh, longest, chosen, values)
+            best = max(best, (float(np.linalg.norm(points, axis=1).max()), name))
+    return best
 
 
 def _read_backend(value: Any) -> EmbreeSettings | BlenderSettings:

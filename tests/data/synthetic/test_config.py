@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from temporal_nsr.config import CONF_DIR, compose_config
 from temporal_nsr.data.synthetic import config
-from temporal_nsr.data.synthetic.config import GeneratorConfig, resolve_config
+from temporal_nsr.data.synthetic.config import GeneratorConfig, GeneratorConfigError, resolve_config
 from temporal_nsr.data.synthetic.generator import generate_dataset
 from tests.conftest import TINY_GENERATOR
 
@@ -97,3 +97,13 @@ def test_manifest_config_resolves_to_itself() -> None:
     assert resolve_config(cfg) is cfg
     with pytest.raises(ValueError, match="Generator key 'bar.segments' must be an integer"):
         resolve_config({**TINY_GENERATOR, "bar": {"segments": 2.5}})
+
+
+@pytest.mark.parametrize(("name", "radius"), [("flap", 6.5), ("stretch", 8.0)])
+def test_the_camera_stays_outside_the_deformed_object(name: str, radius: float) -> None:
+    """The reach counts the family's own mesh at its largest: the flap's wings, the stretched
+    bar; the same radius is outside the undeformed bar (half its box diagonal: 6.16)."""
+    cfg = {"camera_radius": radius, "val_timesteps": [1], "test_timesteps": [2]}
+    resolve_config({**cfg, "deformation": {"family": "bend"}})
+    with pytest.raises(GeneratorConfigError, match=f"'camera_radius' is {radius}.*family {name}"):
+        resolve_config({**cfg, "deformation": {"family": name}})
