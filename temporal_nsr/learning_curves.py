@@ -43,6 +43,24 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
 
 
 AXES = ("minutes", "steps")
+# In a metric name, the run's primary parameter error (``bend_error``, ``stretch_error``, ...):
+# ``val/{error}_same_time`` plots each run's own family's error in one panel.
+ERROR = "{error}"
+
+
+def resolve_metric(rows: Sequence[Mapping[str, float]], metric: str) -> str:
+    """``metric`` with `ERROR` replaced by the first parameter error a run's rows hold at that
+    place (its family's primary: the snapshot scores name it first); as it is otherwise."""
+    if ERROR not in metric:
+        return metric
+    head, tail = metric.split(ERROR, 1)
+    for row in rows:
+        for key in row:
+            middle = key[len(head) : len(key) - len(tail)] if tail else key[len(head) :]
+            if (key.startswith(head) and key.endswith(tail) and middle.endswith("_error")
+                    and "/" not in middle):  # fmt: skip
+                return key
+    return metric
 
 
 def curve(
@@ -89,7 +107,7 @@ def plot_curves(
     Args:
         runs: legend label (the recipe's overrides) -> run folder.
         metrics: logged metric names, e.g. ["val/psnr", "val/bend_error"]; a metric no run
-            has is left out.
+            has is left out; `ERROR` stands for each run's own parameter error.
         out: PNG path (written atomically).
         steps_per_minute: label -> steps per minute for runs without a wall-clock column;
             by default the run's last step over its ``trainer.max_time``.
@@ -109,7 +127,10 @@ def plot_curves(
     import matplotlib.pyplot as plt
 
     tables = {label: read_metrics(path) for label, path in runs.items()}
-    present = [m for m in metrics if any(m in row for rows in tables.values() for row in rows)]
+    present = [
+        m for m in metrics
+        if any(resolve_metric(rows, m) in row for rows in tables.values() for row in rows)
+    ]  # fmt: skip
     if not present:
         raise CurveError(f"none of the runs logged any of {list(metrics)}")
     fig, panels = plt.subplots(
@@ -121,7 +142,7 @@ def plot_curves(
     for row_of_panels, axis in zip(panels, axes, strict=True):
         for ax, metric in zip(row_of_panels, present, strict=True):
             for label, rows in tables.items():
-                xs, ys = curve(rows, metric, axis)
+                xs, ys = curve(rows, resolve_metric(rows, metric), axis)
                 if not xs:
                     continue
                 has_clock = any("train/minutes" in row for row in rows)
@@ -130,7 +151,7 @@ def plot_curves(
                     xs = [x / rate for x in xs]
                 ax.plot(xs, ys, marker="o", markersize=3, label=label, color=colours[label])
             ax.set_xlabel(labels[axis])
-            ax.set_ylabel(metric)
+            ax.set_ylabel(metric.replace(ERROR, "parameter_error"))
             ax.grid(alpha=0.3)
     panels[0][0].legend(fontsize=7, loc="best")
     fig.tight_layout()

@@ -13,7 +13,7 @@ from temporal_nsr.evaluation import snapshots
 from temporal_nsr.evaluation.predictors import build_predictors
 from temporal_nsr.evaluation.protocol import EvaluationError
 from temporal_nsr.evaluation.split import EvalOptions
-from temporal_nsr.learning_curves import curve, read_metrics
+from temporal_nsr.learning_curves import curve, read_metrics, resolve_metric
 
 
 def quick() -> tuple[EvalOptions, list]:
@@ -67,3 +67,21 @@ def test_snapshot_minutes_are_interpolated_between_logged_steps() -> None:
         {"step": 20.0, "val/bend_error_same_time": 12.0},  # a snapshot score: no minutes
     ]
     assert curve(rows, "val/bend_error_same_time") == ([2.0], [12.0])
+
+
+def test_the_error_placeholder_is_each_runs_own_family() -> None:
+    """``{error}`` in a curve metric resolves per run to its primary parameter error, so one
+    panel holds a bend run's bend error and a stretch run's stretch error."""
+    bend = [
+        {"step": 300.0, "val/bend_error_all_dt_nonzero": 40.0, "val/bend_floor_all_dt_nonzero": 9.0}
+    ]
+    mix = [{"step": 300.0, "val/bend_twist_error_same_time": 1.0}]
+    stretch = [
+        {"step": 300.0, "val/psnr": 20.0},
+        {"step": 600.0, "val/stretch_error_same_time": 0.2},
+    ]
+    assert resolve_metric(bend, "val/{error}_all_dt_nonzero") == "val/bend_error_all_dt_nonzero"
+    assert resolve_metric(stretch, "val/{error}_same_time") == "val/stretch_error_same_time"
+    assert resolve_metric(mix, "val/{error}_same_time") == "val/bend_twist_error_same_time"
+    assert resolve_metric(stretch, "val/{error}_all_dt_nonzero") == "val/{error}_all_dt_nonzero"
+    assert resolve_metric(bend, "val/psnr") == "val/psnr"
