@@ -106,8 +106,12 @@ def sine_offset(bar, operation, index):
     """A Geometry Nodes modifier: Set Position, offset along ``offset`` by
     ``amplitude * sin(2 pi p / wavelength - phase)``, p the position along ``along``."""
     group = bpy.data.node_groups.new(f"deform_{index}", "GeometryNodeTree")
-    group.inputs.new("NodeSocketGeometry", "Geometry")
-    group.outputs.new("NodeSocketGeometry", "Geometry")
+    if hasattr(group, "interface"):  # Blender 4.0 moved a group's sockets to its interface
+        for side in ("INPUT", "OUTPUT"):
+            group.interface.new_socket("Geometry", in_out=side, socket_type="NodeSocketGeometry")
+    else:
+        group.inputs.new("NodeSocketGeometry", "Geometry")
+        group.outputs.new("NodeSocketGeometry", "Geometry")
     nodes, links = group.nodes, group.links
     given, result = nodes.new("NodeGroupInput"), nodes.new("NodeGroupOutput")
     position = nodes.new("GeometryNodeInputPosition")
