@@ -121,7 +121,7 @@ results: $(STAMP) ## regenerate the README's results into docs/ (2 h 20 min on 2
 # The deformation families (issue 30) at one step budget: each family's CPU experiment, bend's
 # included as the reference, and one model across six families, each trained for 2,000 steps
 # (what 19 minutes give on 2 cores of the slower machines), scored on its last checkpoint.
-# About 2 h 30 min on 2 cores; docs/results.md ("Deformation families") has the table.
+# About 2 h 30 min on 2 cores (estimated from the runs' parts); docs/results.md ("Deformation families") has the table.
 FAMILY_EXPERIMENTS ?= bend_20t_cpu twist_20t_cpu bend_twist_20t_cpu stretch_20t_cpu taper_20t_cpu \
   wave_20t_cpu flap_20t_cpu families_many_cpu
 FAMILY_RUNS ?= outputs/results_families
