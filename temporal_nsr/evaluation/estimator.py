@@ -94,7 +94,6 @@ class ParameterEstimator:
         manifest = upgrade_manifest(manifest)
         self.config = resolve_config(manifest["config"])
         self.families: list[Family] = [family(n) for n in self.config.deformation.families]
-        self.family = self.families[0]  # a single-family dataset's family
         # every family's parameters, each key once, the first family's primary first
         self.parameters = tuple(
             {p.key: p for f in self.families for p in f.parameters}.values()
@@ -150,11 +149,10 @@ class ParameterEstimator:
         estimator = cls.from_manifest(manifest, 8)
         if estimator is None:
             return None
+        names = [f.name for f in estimator.families]
         return {
             "distance": "mean |a - b| over pixels and channels after a 3 x 3 box blur",
-            "family": (
-                [f.name for f in estimator.families] if estimator.mixed else estimator.family.name
-            ),
+            "family": names if estimator.mixed else names[0],
             "steps": {
                 p.key: {"coarse": p.coarse_step, "fine": p.fine_step} for p in estimator.parameters
             },  # fmt: skip
