@@ -56,7 +56,7 @@ def resolve_metric(rows: Sequence[Mapping[str, float]], metric: str) -> str:
     head, tail = metric.split(ERROR, 1)
     for row in rows:
         for key in row:
-            middle = key[len(head) : len(key) - len(tail)] if tail else key[len(head) :]
+            middle = key[len(head) : len(key) - len(tail)]
             if (key.startswith(head) and key.endswith(tail) and middle.endswith("_error")
                     and "/" not in middle):  # fmt: skip
                 return key

@@ -346,8 +346,7 @@ def split_summary(rows: list[dict[str, Any]], names: np.ndarray, seen: np.ndarra
     for name in families if len(families) > 1 else ():
         members = [row for row in rows if row.get("family") == name]
         targets = np.unique([row["target"] for row in members])
-        part = split_summary(members, names[targets], seen[targets])
-        by_family[name] = part
+        by_family[name] = split_summary(members, names[targets], seen[targets])
     return SplitScores(everything.groups, everything.by_abs_dt, objects, parts, by_family)
 
 
