@@ -103,7 +103,7 @@ RESULTS_EXPERIMENTS ?= enr_original_cpu bend_20t_cpu bend_20t_linear_cpu bend_ma
 RESULTS_RUNS ?= outputs/results
 # A smoke run points both elsewhere: make results ARGS=trainer.max_time=00:00:00:20 RESULTS_DOCS=/tmp/d ...
 RESULTS_DOCS ?= docs
-results: $(STAMP) ## regenerate the README's results into docs/ (2 h 20 min on 2 cores): train, evaluate, render, curves, headline tables
+results: $(STAMP) ## regenerate the README's results into docs/ (about 2 hours on 2 cores): train, evaluate, render, curves, headline tables
 	set -e; curves=""; tables=""; \
 	for exp in $(RESULTS_EXPERIMENTS); do \
 	  run=$(RESULTS_RUNS)/$$exp; \
