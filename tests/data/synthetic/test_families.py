@@ -29,7 +29,8 @@ from temporal_nsr.data.synthetic.writer import upgrade_manifest
 from temporal_nsr.evaluation.estimator import ParameterEstimator
 from temporal_nsr.evaluation.protocol import object_names
 
-DOCS = Path(__file__).resolve().parents[3] / "docs"
+# dataset manifests written before families (the data_manifest of two evaluations of 2026-12-05)
+OLD_MANIFESTS = Path(__file__).resolve().parent / "old_manifests"
 LEGACY = {"sine": "bend", "linear": "bend", "sine_twist": "bend_twist"}
 
 
@@ -148,8 +149,8 @@ def test_an_old_config_translates_with_a_log_line(caplog: pytest.LogCaptureFixtu
 
 @pytest.mark.parametrize("folder", ["bend_20t_cpu", "bend_many_linear_cpu"])
 def test_an_old_manifest_reads_through_the_one_reader(folder: str) -> None:
-    """A committed evaluation's dataset manifest, written before families, estimates as before."""
-    old = json.loads((DOCS / folder / "results.json").read_text())["data_manifest"]
+    """A dataset manifest written before families estimates as before."""
+    old = json.loads((OLD_MANIFESTS / f"{folder}.json").read_text())
     assert "bend_angle_deg" in old and "parameters" not in old
     new = upgrade_manifest(old)
     assert new["parameters"] == {"bend_deg": old["bend_angle_deg"]}
