@@ -147,10 +147,10 @@ def test_an_old_config_translates_with_a_log_line(caplog: pytest.LogCaptureFixtu
     assert cfg.deformation.parameters == {"bend_deg": (0.0, 100.0), "twist_deg": (0.0, 90.0)}
 
 
-@pytest.mark.parametrize("folder", ["bend_20t_cpu", "bend_many_linear_cpu"])
-def test_an_old_manifest_reads_through_the_one_reader(folder: str) -> None:
+@pytest.mark.parametrize("manifest", ["bend_20t_cpu", "bend_many_linear_cpu"])
+def test_an_old_manifest_reads_through_the_one_reader(manifest: str) -> None:
     """A dataset manifest written before families estimates as before."""
-    old = json.loads((OLD_MANIFESTS / f"{folder}.json").read_text())
+    old = json.loads((OLD_MANIFESTS / f"{manifest}.json").read_text())
     assert "bend_angle_deg" in old and "parameters" not in old
     new = upgrade_manifest(old)
     assert new["parameters"] == {"bend_deg": old["bend_angle_deg"]}
